@@ -1,0 +1,17 @@
+"""rssr: remote-sensing image super-resolution, a BasicSR plugin model zoo.
+
+``import rssr`` makes BasicSR 1.4.2 importable on current torch/torchvision, then registers every
+rssr arch, loss, metric, dataset and model into BasicSR's registries.
+"""
+from rssr import _compat
+
+_compat.install()
+
+from rssr import archs, data, losses, metrics, models  # noqa: E402  (registration side effects)
+from rssr import _basicsr  # noqa: E402
+from rssr.zoo import create_model, list_models, model_card  # noqa: E402
+
+_basicsr.register_all()
+
+__version__ = '0.1.0'
+__all__ = ['create_model', 'list_models', 'model_card', '__version__']

@@ -1,0 +1,49 @@
+"""Make the PyPI basicsr 1.4.2 importable on current torchvision and Python.
+
+basicsr 1.4.2 imports ``torchvision.transforms.functional_tensor`` (removed in torchvision 0.17)
+and ``distutils`` (removed in Python 3.12). Both shims are installed only when the real module is
+missing, and must run before basicsr is first imported.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+
+_FUNCTIONAL_TENSOR = 'torchvision.transforms.functional_tensor'
+
+
+def _module_missing(name: str) -> bool:
+    if name in sys.modules:
+        return False
+    try:
+        return importlib.util.find_spec(name) is None
+    except ModuleNotFoundError:
+        return True
+
+
+def install_torchvision_shim() -> None:
+    """Alias the removed ``functional_tensor`` module to ``torchvision.transforms.functional``."""
+    if not _module_missing(_FUNCTIONAL_TENSOR):
+        return
+    import torchvision.transforms.functional as functional
+
+    shim = types.ModuleType(_FUNCTIONAL_TENSOR)
+    shim.__dict__.update({k: v for k, v in vars(functional).items() if not k.startswith('__')})
+    shim.__doc__ = 'rssr shim: torchvision.transforms.functional_tensor was removed; aliases functional.'
+    sys.modules[_FUNCTIONAL_TENSOR] = shim
+
+
+def install_distutils_shim() -> None:
+    """On Python >= 3.12, let setuptools provide ``distutils`` (basicsr uses its LooseVersion)."""
+    if not _module_missing('distutils'):
+        return
+    try:
+        import setuptools  # noqa: F401  setuptools' import hook makes ``distutils`` importable
+    except ImportError as err:
+        raise ImportError('basicsr needs `distutils`, removed in Python 3.12: pip install setuptools') from err
+
+
+def install() -> None:
+    install_torchvision_shim()
+    install_distutils_shim()

@@ -1,0 +1,1 @@
+"""Building blocks shared by several rssr architectures (written once, imported by the archs)."""

@@ -1,0 +1,65 @@
+"""rssr's own registries.
+
+Every arch, loss, metric, dataset and model class in rssr is declared here with a decorator, in
+the module that defines it. Arch modules therefore stay plain ``torch.nn.Module`` code with no
+BasicSR import; :mod:`rssr._basicsr` copies these registries into BasicSR's in one place.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterator, Tuple, TypeVar
+
+T = TypeVar('T')
+
+
+class Registry:
+    """A name -> object map for one kind of component (arch, loss, ...)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._objects: Dict[str, Any] = {}
+
+    def register(self, obj: T = None, *, name: str | None = None, aliases: Tuple[str, ...] = ()) -> Any:
+        """Register ``obj`` under its ``__name__`` (or ``name``) and each alias; usable as a decorator."""
+
+        def add(target: T) -> T:
+            for key in (name or target.__name__, *aliases):
+                existing = self._objects.get(key)
+                if existing is not None and existing is not target:
+                    raise KeyError(f'rssr {self.kind} registry: {key!r} is already registered to '
+                                   f'{_qualname(existing)}; cannot register {_qualname(target)} under the same name.')
+                self._objects[key] = target
+            return target
+
+        return add if obj is None else add(obj)
+
+    def get(self, key: str) -> Any:
+        try:
+            return self._objects[key]
+        except KeyError:
+            raise KeyError(f'No {self.kind} named {key!r} in rssr; known: {", ".join(sorted(self._objects))}') from None
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._objects
+
+    def __iter__(self) -> Iterator[Tuple[str, Any]]:
+        return iter(sorted(self._objects.items()))
+
+    def names(self) -> list[str]:
+        return sorted(self._objects)
+
+
+def _qualname(obj: Any) -> str:
+    return f'{getattr(obj, "__module__", "?")}.{getattr(obj, "__qualname__", repr(obj))}'
+
+
+ARCHS = Registry('arch')
+LOSSES = Registry('loss')
+METRICS = Registry('metric')
+DATASETS = Registry('dataset')
+MODELS = Registry('model')
+
+register_arch: Callable = ARCHS.register
+register_loss: Callable = LOSSES.register
+register_metric: Callable = METRICS.register
+register_dataset: Callable = DATASETS.register
+register_model: Callable = MODELS.register

@@ -1,0 +1,29 @@
+"""rssr: remote-sensing image super-resolution, a BasicSR plugin model zoo."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+requirements = [line.strip() for line in (here / 'requirements.txt').read_text().splitlines()
+                if line.strip() and not line.startswith('#')]
+
+setup(
+    name='rssr',
+    version='0.1.0',
+    description='Remote-sensing image super-resolution: faithful ports of published archs as a BasicSR plugin',
+    long_description=(here / 'README.md').read_text(encoding='utf-8'),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.9',
+    packages=find_packages(include=['rssr', 'rssr.*']),
+    install_requires=requirements,
+    extras_require={
+        'cuda': ['mamba-ssm', 'causal-conv1d'],
+        'test': ['pytest'],
+    },
+    classifiers=[
+        'License :: OSI Approved :: Apache Software License',
+        'Programming Language :: Python :: 3',
+        'Topic :: Scientific/Engineering :: Image Processing',
+    ],
+)
