@@ -1,0 +1,119 @@
+"""Load the weights users actually have, safely and with readable errors.
+
+Accepted: raw state_dicts; BasicSR checkpoints (``params_ema`` preferred over ``params``);
+``state_dict`` / ``model`` / ``net`` wrappers; keys prefixed by ``module.`` (DDP) or ``_orig_mod.``
+(torch.compile); ``.pth``/``.pt``/``.ckpt`` files via ``torch.load(weights_only=True)``, which refuses
+pickles that would run code, and ``.safetensors`` files.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import OrderedDict
+from typing import Any, Dict, Iterable, Mapping, Optional
+
+import torch
+from torch import Tensor, nn
+
+WRAPPER_KEYS = ('params_ema', 'params', 'state_dict', 'model', 'net')
+STRIPPED_PREFIXES = ('module.', '_orig_mod.')
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be read or does not fit the model."""
+
+
+def read_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
+    """Read a checkpoint file without executing pickled code."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f'Checkpoint file not found: {path}')
+    if path.endswith('.safetensors'):
+        from safetensors.torch import load_file
+        return load_file(path, device='cpu')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ... depending on the damage
+        raise CheckpointError(
+            f'Cannot read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0]}. rssr loads '
+            f'weights with torch.load(weights_only=True), which refuses files that would execute arbitrary '
+            f'code; re-save trusted weights as a plain state_dict or as .safetensors.') from None
+
+
+def extract_state_dict(checkpoint: Mapping[str, Any], key: Optional[str] = None) -> Dict[str, Tensor]:
+    """Unwrap a checkpoint into a flat state_dict with DDP / compile prefixes removed."""
+    state: Any = checkpoint
+    if key is not None:
+        if key not in checkpoint:
+            raise CheckpointError(f'Checkpoint has no entry {key!r}; it has: {", ".join(map(str, checkpoint))}')
+        state = checkpoint[key]
+    else:
+        while isinstance(state, Mapping) and not _is_state_dict(state):
+            wrapper = next((k for k in WRAPPER_KEYS if isinstance(state.get(k), Mapping)), None)
+            if wrapper is None:
+                raise CheckpointError('Checkpoint holds no state_dict: expected tensors or one of the entries '
+                                      f'{", ".join(WRAPPER_KEYS)}; found {", ".join(map(str, state))}')
+            state = state[wrapper]
+    return OrderedDict((_strip_prefixes(name), value) for name, value in state.items())
+
+
+def load_weights(model: nn.Module, path_or_state: str | os.PathLike | Mapping[str, Any], strict: bool = True,
+                 key: Optional[str] = None) -> nn.Module:
+    """Load weights into ``model``; on mismatch, raise an error listing missing/unexpected/mis-shaped keys."""
+    checkpoint = path_or_state if isinstance(path_or_state, Mapping) else read_checkpoint(path_or_state)
+    state = extract_state_dict(checkpoint, key)
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError:
+        source = path_or_state if not isinstance(path_or_state, Mapping) else 'the given state_dict'
+        raise CheckpointError(describe_mismatch(model, state, f'{type(model).__name__} <- {source}')) from None
+    return model
+
+
+def describe_mismatch(model: nn.Module, state: Mapping[str, Tensor], title: str, limit: int = 12) -> str:
+    """Readable report of how a state_dict differs from a model's."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mis_shaped = [f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}'
+                  for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    lines = [f'Checkpoint does not fit the model ({title}):']
+    for label, keys in (('missing from checkpoint', missing), ('unexpected in checkpoint', unexpected),
+                        ('shape mismatch', mis_shaped)):
+        if keys:
+            lines.append(f'  {label} ({len(keys)}):')
+            lines.extend(f'    {k}' for k in _collapse(keys)[:limit])
+            if len(_collapse(keys)) > limit:
+                lines.append(f'    ... and {len(_collapse(keys)) - limit} more')
+    lines.append('Check the arch kwargs (scale, in_chans, embed_dim, depths, upsampler) against the ones the '
+                 'checkpoint was trained with.')
+    return '\n'.join(lines)
+
+
+def _is_state_dict(mapping: Mapping[str, Any]) -> bool:
+    return len(mapping) > 0 and all(isinstance(v, Tensor) for v in mapping.values())
+
+
+def _strip_prefixes(name: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in STRIPPED_PREFIXES:
+            if name.startswith(prefix):
+                name, changed = name[len(prefix):], True
+    return name
+
+
+def _collapse(keys: Iterable[str]) -> list[str]:
+    """Group keys that differ only in layer indices: 'layers.0.w', 'layers.1.w' -> 'layers.{0,1}.w'."""
+    groups: Dict[str, list] = OrderedDict()
+    for key in keys:
+        pattern = re.sub(r'\.(\d+)(?=\.|$)', '.#', key)
+        groups.setdefault(pattern, []).append(key)
+    collapsed = []
+    for pattern, members in groups.items():
+        if len(members) == 1:
+            collapsed.append(members[0])
+        else:
+            collapsed.append(f'{pattern}  ({len(members)} keys, # = layer index)')
+    return collapsed
