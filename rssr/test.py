@@ -1,12 +1,13 @@
-"""``python -m rssr.test -opt options/test/x.yml``: BasicSR's test pipeline with rssr registered."""
-import os
+"""``python -m rssr.test -opt options/test/x.yml``: BasicSR's ``test_pipeline`` with rssr registered,
+the option file checked first, and results under ``./results``."""
+from typing import List, Optional
 
-import rssr  # noqa: F401  (registers rssr into BasicSR)
 
-
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     from basicsr.test import test_pipeline
-    test_pipeline(os.getcwd())
+
+    from rssr._cli import run
+    run(test_pipeline, is_train=False, argv=argv)
 
 
 if __name__ == '__main__':

@@ -1,12 +1,17 @@
-"""``python -m rssr.train -opt options/train/x.yml``: BasicSR's training pipeline with rssr registered."""
-import os
+"""``python -m rssr.train -opt options/train/x.yml [--auto_resume] [--launcher pytorch]``.
 
-import rssr  # noqa: F401  (registers rssr into BasicSR)
+BasicSR's own ``train_pipeline`` with rssr registered, the option file checked first, and outputs
+under the current directory. Multi-process: ``torchrun --nproc_per_node=N -m rssr.train -opt x.yml
+--launcher pytorch`` (NCCL on GPUs, gloo on CPU).
+"""
+from typing import List, Optional
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     from basicsr.train import train_pipeline
-    train_pipeline(os.getcwd())
+
+    from rssr._cli import run
+    run(train_pipeline, is_train=True, argv=argv)
 
 
 if __name__ == '__main__':

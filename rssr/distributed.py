@@ -1,0 +1,190 @@
+"""Run BasicSR 1.4.2's pipelines on CPU, one GPU or many, from one YAML.
+
+BasicSR 1.4.2 assumes CUDA + NCCL in three places this module replaces, only inside rssr's entry
+points (:func:`patch_basicsr`):
+
+* ``init_dist`` calls ``torch.cuda.set_device(rank % device_count())`` (a ZeroDivisionError on CPU)
+  and always uses NCCL. rssr uses NCCL with the device taken from ``LOCAL_RANK`` when CUDA is
+  available, else gloo.
+* ``load_resume_state`` maps the saved state to ``torch.cuda.current_device()``. rssr maps it to the
+  device the model will train on.
+* The training sampler restarts a resumed epoch from its first batch. rssr's
+  :class:`ResumableSampler` skips the batches already trained on and restores the random state
+  saved with them, so a resumed run sees the same batches as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+from typing import Any, Dict, Iterator, List, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+_pending_resume: Optional[Dict[str, Any]] = None
+
+
+def local_rank() -> int:
+    """This process's rank on its node, as set by torchrun (0 when not launched by it)."""
+    return int(os.environ.get('LOCAL_RANK', 0))
+
+
+def uses_cuda(opt: Dict[str, Any]) -> bool:
+    """Whether the run trains on CUDA: GPUs asked for (``num_gpu`` != 0) and present."""
+    return opt.get('num_gpu', 0) not in (0, None) and torch.cuda.is_available()
+
+
+def training_device(opt: Dict[str, Any]) -> torch.device:
+    """The device this process trains on: ``cuda:LOCAL_RANK`` with CUDA, else the CPU."""
+    if uses_cuda(opt):
+        return torch.device('cuda', local_rank() % torch.cuda.device_count())
+    return torch.device('cpu')
+
+
+def init_dist(launcher: str, backend: Optional[str] = None, **kwargs: Any) -> None:
+    """Start the process group: NCCL on the GPU named by LOCAL_RANK, gloo without CUDA."""
+    if launcher == 'pytorch':
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank() % torch.cuda.device_count())
+        backend = backend or ('nccl' if torch.cuda.is_available() else 'gloo')
+        dist.init_process_group(backend=backend, **kwargs)
+    elif launcher == 'slurm':
+        from basicsr.utils import dist_util
+        if not torch.cuda.is_available():
+            raise RuntimeError('rssr: --launcher slurm needs CUDA; on CPU launch with torchrun and --launcher pytorch')
+        dist_util._init_dist_slurm(backend or 'nccl', **kwargs)
+    else:
+        raise ValueError(f'Invalid launcher {launcher!r}: use none, pytorch or slurm')
+
+
+def rng_state() -> Dict[str, Any]:
+    """Python, NumPy and torch random states, stored as plain values and tensors (weights_only-loadable)."""
+    name, keys, pos, has_gauss, cached_gauss = np.random.get_state()
+    state = {
+        'python': random.getstate(),
+        'numpy': (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached_gauss),
+        'torch': torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    """Inverse of :func:`rng_state`."""
+    version, internal, gauss = state['python']
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached_gauss = state['numpy']
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached_gauss))
+    torch.set_rng_state(state['torch'].cpu())
+    if 'cuda' in state and torch.cuda.is_available() and len(state['cuda']) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
+
+
+def gather_rng_states(opt: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Every rank's random state, in rank order (a collective call when distributed)."""
+    state = rng_state()
+    if not opt.get('dist'):
+        return [state]
+    gathered: List[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, state)
+    return gathered
+
+
+class ResumableSampler:
+    """BasicSR's EnlargedSampler that can continue a resumed epoch where the saved run stopped.
+
+    A run resumed at iteration ``n`` (batch size ``b``, ``k`` batches per epoch) skips the first
+    ``n - epoch * k`` batches of its first epoch and, before yielding its first index, restores the
+    random state saved at iteration ``n``: dataset augmentation then draws the same numbers as in an
+    uninterrupted run (exact with ``num_worker_per_gpu: 0``; with worker processes the batches are
+    the same, their random augmentations are not).
+    """
+
+    def __init__(self, dataset: Any, num_replicas: int, rank: int, ratio: int = 1) -> None:
+        self.dataset = dataset
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.epoch: Optional[int] = None
+        self.num_samples = math.ceil(len(dataset) * ratio / num_replicas)
+        self.total_size = self.num_samples * num_replicas
+        global _pending_resume
+        self._resume, _pending_resume = _pending_resume, None
+
+    def _epoch_indices(self) -> List[int]:
+        generator = torch.Generator()
+        generator.manual_seed(self.epoch or 0)
+        order = torch.randperm(self.total_size, generator=generator).tolist()
+        return [index % len(self.dataset) for index in order][self.rank:self.total_size:self.num_replicas]
+
+    def __iter__(self) -> Iterator[int]:
+        indices = self._epoch_indices()
+        if self._resume is not None and self.epoch is not None:  # not before the pipeline's first set_epoch
+            resume, self._resume = self._resume, None
+            batch_size = resume['batch_size']
+            batches_per_epoch = self.num_samples // batch_size
+            batches_done = min(max(resume['iter'] - self.epoch * batches_per_epoch, 0), batches_per_epoch)
+            indices = indices[batches_done * batch_size:]
+            if resume['rng'] is not None:
+                set_rng_state(resume['rng'])
+        return iter(indices)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+
+def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Find (``--auto_resume``: the newest state under ./experiments/<name>) and load the resume state.
+
+    Storages are mapped to the device this process trains on; the state's random generator and
+    data position are handed to the :class:`ResumableSampler` built next by the pipeline.
+    """
+    from basicsr.utils import check_resume, scandir
+
+    global _pending_resume
+    path = opt['path'].get('resume_state')
+    if opt['auto_resume']:
+        states_dir = os.path.join('experiments', opt['name'], 'training_states')
+        if os.path.isdir(states_dir):
+            iters = [int(name[:-len('.state')]) for name in scandir(states_dir, suffix='.state')]
+            if iters:
+                path = os.path.join(states_dir, f'{max(iters)}.state')
+                opt['path']['resume_state'] = path
+    if not path:
+        return None
+    state = torch.load(path, map_location=training_device(opt), weights_only=True)
+    check_resume(opt, state['iter'])
+    _use_checkpoint_format(opt)
+    rng_states = state.get('rng')
+    _pending_resume = {
+        'iter': state['iter'],
+        'batch_size': opt['datasets']['train']['batch_size_per_gpu'],
+        'rng': rng_states[opt['rank']] if rng_states and len(rng_states) > opt['rank'] else None,
+    }
+    return state
+
+
+def _use_checkpoint_format(opt: Dict[str, Any]) -> None:
+    """Point BasicSR's resumed network paths (always ``.pth``) at the format the run saves in."""
+    from rssr.models.sr_model import checkpoint_suffix
+    suffix = checkpoint_suffix(opt)
+    for key, value in opt['path'].items():
+        if key.startswith('pretrain_network') and isinstance(value, str) and value.endswith('.pth'):
+            opt['path'][key] = value[:-len('.pth')] + suffix
+
+
+def patch_basicsr() -> None:
+    """Install the CPU/GPU-agnostic replacements into BasicSR's pipeline modules (idempotent)."""
+    import basicsr.train
+    import basicsr.utils.dist_util
+    import basicsr.utils.options
+
+    basicsr.utils.dist_util.init_dist = init_dist
+    basicsr.utils.options.init_dist = init_dist
+    basicsr.train.load_resume_state = load_resume_state
+    basicsr.train.EnlargedSampler = ResumableSampler

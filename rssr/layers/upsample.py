@@ -1,0 +1,48 @@
+"""SwinIR-style pixel-shuffle upsamplers, shared by the archs that end in one.
+
+Both are ``nn.Sequential`` subclasses so their parameters keep the official checkpoint keys
+(``upsample.0.weight``, ``upsample.2.weight``, ...).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+
+def is_power_of_two(scale: int) -> bool:
+    """True for 1, 2, 4, 8, ... (the scales :class:`Upsample` builds from x2 steps)."""
+    return scale >= 1 and scale & (scale - 1) == 0
+
+
+class Upsample(nn.Sequential):
+    """Upsample ``num_feat``-channel features by ``scale`` keeping the channel count.
+
+    Scale 2^k is k steps of [3x3 conv num_feat -> 4*num_feat, PixelShuffle(2)]; scale 3 is one
+    [3x3 conv num_feat -> 9*num_feat, PixelShuffle(3)] step. Scale 1 is the empty sequence
+    (identity), as in SwinIR. Any other scale raises ``ValueError``.
+    """
+
+    def __init__(self, scale: int, num_feat: int) -> None:
+        layers: list[nn.Module] = []
+        if is_power_of_two(scale):
+            for _ in range(scale.bit_length() - 1):
+                layers += [nn.Conv2d(num_feat, 4 * num_feat, 3, 1, 1), nn.PixelShuffle(2)]
+        elif scale == 3:
+            layers += [nn.Conv2d(num_feat, 9 * num_feat, 3, 1, 1), nn.PixelShuffle(3)]
+        else:
+            raise ValueError(f'Upsample: scale {scale} is not supported; use a power of two (2, 4, 8) or 3, '
+                             f"or a one-step upsampler ('pixelshuffledirect') for other scales")
+        super().__init__(*layers)
+        self.scale, self.num_feat = scale, num_feat
+
+
+class UpsampleOneStep(nn.Sequential):
+    """One 3x3 conv num_feat -> scale^2 * num_out_ch and one PixelShuffle(scale): the light-SR head.
+
+    Works for any integer scale >= 1.
+    """
+
+    def __init__(self, scale: int, num_feat: int, num_out_ch: int) -> None:
+        if scale < 1:
+            raise ValueError(f'UpsampleOneStep: scale must be a positive integer, got {scale}')
+        super().__init__(nn.Conv2d(num_feat, scale * scale * num_out_ch, 3, 1, 1), nn.PixelShuffle(scale))
+        self.scale, self.num_feat, self.num_out_ch = scale, num_feat, num_out_ch

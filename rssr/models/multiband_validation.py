@@ -1,0 +1,240 @@
+"""Validation for any band count: float metrics with nodata masks, SR saved as GeoTIFF (or PNG).
+
+:class:`MultibandValidationMixin` replaces BasicSR ``SRModel.nondist_validation``, which sends every
+output through ``tensor2img`` (uint8, at most 3 bands: a 4th band is dropped, 5+ crash). Compose it
+in front of SRModel (it registers nothing itself)::
+
+    @register_model()
+    class RSSRModel(MultibandValidationMixin, SRModel): ...
+
+It also checks, when the model is built, that every dataset yields as many bands as the network
+takes (``network_g`` ``in_chans``/``num_in_ch``/..., else the first convolution), and keeps the
+batch's nodata masks: ``self.gt_valid`` (N, 1, H, W) and :attr:`pixel_weight` for masked losses.
+
+YAML (``val``): ``metrics`` as in BasicSR. rssr metrics get float tensors, the nodata mask, the SR
+``scale`` (ERGAS) and band names (NDVI) automatically, and ``better: lower`` where lower is better;
+BasicSR's own 8-bit metrics get ``tensor2img`` images (3 bands at most). ``save_format``: ``auto``
+(default: PNG for 1/3-band 8-bit PNG/JPEG sources, else GeoTIFF), ``tif`` or ``png``.
+"""
+from __future__ import annotations
+
+from copy import deepcopy
+from os import path as osp
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+NETWORK_IN_CHANNEL_KEYS = ('in_chans', 'num_in_ch', 'in_nc', 'in_channels', 'n_colors')
+SAVE_FORMATS = ('auto', 'tif', 'png')
+
+
+class MultibandValidationMixin:
+    """Band-count checks, nodata masks and multiband validation for a BasicSR ``SRModel`` subclass."""
+
+    def __init__(self, opt: Dict[str, Any]) -> None:
+        super().__init__(opt)
+        self._check_dataset_bands()
+        self._complete_metric_options()
+
+    # ---- band counts ---------------------------------------------------------------------------
+    def network_in_chans(self) -> Optional[int]:
+        """Bands the network takes: from ``network_g`` options, else its first convolution."""
+        net_opt = self.opt.get('network_g') or {}
+        for key in NETWORK_IN_CHANNEL_KEYS:
+            if key in net_opt:
+                return int(net_opt[key])
+        for module in self.get_bare_model(self.net_g).modules():
+            if isinstance(module, torch.nn.Conv2d):
+                return module.in_channels
+        return None
+
+    def _check_dataset_bands(self) -> None:
+        from rssr.data.raster_source import dataset_band_count
+
+        expected = self.network_in_chans()
+        if expected is None:
+            return
+        for phase, dataset_opt in (self.opt.get('datasets') or {}).items():
+            count = dataset_band_count(dataset_opt)
+            if count is not None and count != expected:
+                raise ValueError(
+                    f'Band count mismatch: dataset {phase} ({dataset_opt.get("name", dataset_opt["type"])}) yields '
+                    f'{count} bands but network_g ({self.opt["network_g"]["type"]}) takes {expected} '
+                    f'(set its in_chans / num_in_ch to {count}, or select bands with the dataset option `bands`).')
+
+    def feed_data(self, data: Dict[str, Any]) -> None:
+        expected = self.network_in_chans()
+        if expected is not None and data['lq'].shape[1] != expected:
+            where = data.get('lq_path', ['?'])[0]
+            raise ValueError(f'Band count mismatch: {where} gives {data["lq"].shape[1]} bands but network_g '
+                             f'takes {expected}.')
+        super().feed_data(data)
+        self.gt_valid = data['gt_valid'].to(self.device) if 'gt_valid' in data else None
+        self.lq_valid = data['lq_valid'].to(self.device) if 'lq_valid' in data else None
+
+    @property
+    def pixel_weight(self) -> Optional[torch.Tensor]:
+        """(N, 1, H, W) loss weight that masks nodata GT pixels, or None when every pixel is valid.
+        Pass it as ``weight=`` to BasicSR pixel losses (their mean then runs over valid pixels only)."""
+        if self.gt_valid is None or bool(self.gt_valid.all()):
+            return None
+        return self.gt_valid
+
+    # ---- metrics -------------------------------------------------------------------------------
+    def _complete_metric_options(self) -> None:
+        """``better: lower`` for rssr metrics where lower is better, unless the YAML says otherwise."""
+        from basicsr.utils.registry import METRIC_REGISTRY
+        from rssr.metrics.image_quality import LOWER_IS_BETTER
+
+        for metric_opt in ((self.opt.get('val') or {}).get('metrics') or {}).values():
+            kind = getattr(METRIC_REGISTRY.get(metric_opt['type']), 'rssr_metric_kind', None)
+            if kind in LOWER_IS_BETTER:
+                metric_opt.setdefault('better', 'lower')
+
+    def _metric_value(self, name: str, metric_opt: Dict[str, Any], sr: torch.Tensor, gt: torch.Tensor,
+                      valid: Optional[torch.Tensor], band_names) -> float:
+        from basicsr.utils import tensor2img
+        from basicsr.utils.registry import METRIC_REGISTRY
+
+        opts = deepcopy(metric_opt)
+        metric = METRIC_REGISTRY.get(opts.pop('type'))
+        options = getattr(metric, 'rssr_options', None)
+        if options is not None:
+            if 'scale' in options:
+                opts.setdefault('scale', self.opt['scale'])
+            if 'band_names' in options and opts.get('band_names') is None:
+                opts['band_names'] = band_names
+            return metric(img=sr, img2=gt, mask=valid, **opts)
+        if sr.shape[1] > 3:
+            raise ValueError(f'val.metrics.{name}: {metric_opt["type"]} is an 8-bit BasicSR metric and cannot take '
+                             f'{sr.shape[1]} bands; use calculate_multiband_psnr / calculate_multiband_ssim.')
+        return metric(img=tensor2img(sr), img2=tensor2img(gt), **opts)
+
+    def nondist_validation(self, dataloader, current_iter: int, tb_logger, save_img: bool) -> None:
+        dataset_name = dataloader.dataset.opt['name']
+        metrics = self.opt['val'].get('metrics') or {}
+        if metrics:
+            self.metric_results = {name: 0.0 for name in metrics}
+            self._initialize_best_metric_results(dataset_name)
+        pbar = tqdm(total=len(dataloader), unit='image') if self.opt['val'].get('pbar', False) else None
+        count = 0
+        for val_data in dataloader:
+            self.feed_data(val_data)
+            self.test()
+            output = self.output.detach().cpu().float()
+            gt = self.gt.detach().cpu().float() if hasattr(self, 'gt') else None
+            valid = self._output_valid(output)
+            for b in range(output.shape[0]):
+                item = _batch_item(val_data, b)
+                band_names = self._band_names(item)
+                if metrics and gt is not None:
+                    item_valid = None if valid is None else valid[b:b + 1]
+                    for name, metric_opt in metrics.items():
+                        self.metric_results[name] += self._metric_value(name, metric_opt, output[b:b + 1],
+                                                                        gt[b:b + 1], item_valid, band_names)
+                if save_img:
+                    self._save_output(output[b], None if valid is None else valid[b, 0], item, dataset_name,
+                                      current_iter)
+                count += 1
+            if hasattr(self, 'gt'):
+                del self.gt
+            del self.lq, self.output
+            if pbar:
+                pbar.update(1)
+        if pbar:
+            pbar.close()
+        if metrics:
+            for name in self.metric_results:
+                self.metric_results[name] /= max(count, 1)
+                self._update_best_metric_result(dataset_name, name, self.metric_results[name], current_iter)
+            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+
+    def _output_valid(self, output: torch.Tensor) -> Optional[torch.Tensor]:
+        """(N, 1, H, W) bool validity of the SR output: the GT's, else the LQ's upsampled (nearest)."""
+        if getattr(self, 'gt_valid', None) is not None and self.gt_valid.shape[-2:] == output.shape[-2:]:
+            valid = self.gt_valid.detach().cpu()
+        elif getattr(self, 'lq_valid', None) is not None:
+            valid = F.interpolate(self.lq_valid.detach().cpu().float(), size=output.shape[-2:], mode='nearest')
+        else:
+            return None
+        return valid > 0.5
+
+    @staticmethod
+    def _band_names(item: Dict[str, Any]):
+        georef = item.get('georef')
+        if georef is None:
+            return None
+        from rssr.io import read_raster_info
+        descriptions = read_raster_info(georef['path']).descriptions
+        return [descriptions[n - 1] for n in georef['bands']]
+
+    def _log_validation_metric_values(self, current_iter: int, dataset_name: str, tb_logger) -> None:
+        """BasicSR's log, with how each number was computed (protocol) written next to it."""
+        from basicsr.utils import get_root_logger
+        from rssr.metrics.image_quality import describe_metric
+
+        lines = [f'Validation {dataset_name}']
+        for name, value in self.metric_results.items():
+            best = self.best_metric_results[dataset_name][name]
+            lines.append(f'\t # {name}: {value:.4f}\tBest: {best["val"]:.4f} @ {best["iter"]} iter'
+                         f'\t[{describe_metric(self.opt["val"]["metrics"][name])}]')
+        get_root_logger().info('\n'.join(lines) + '\n')
+        if tb_logger:
+            for name, value in self.metric_results.items():
+                tb_logger.add_scalar(f'metrics/{dataset_name}/{name}', value, current_iter)
+
+    # ---- saving --------------------------------------------------------------------------------
+    def _output_path(self, img_name: str, dataset_name: str, current_iter: int) -> str:
+        visualization = self.opt['path']['visualization']
+        if self.opt['is_train']:
+            return osp.join(visualization, img_name, f'{img_name}_{current_iter}')
+        suffix = self.opt['val'].get('suffix') or self.opt['name']
+        return osp.join(visualization, dataset_name, f'{img_name}_{suffix}')
+
+    def _save_output(self, sr: torch.Tensor, valid: Optional[torch.Tensor], item: Dict[str, Any],
+                     dataset_name: str, current_iter: int) -> None:
+        """Save one (C, H, W) SR result: georeferenced GeoTIFF, or PNG for 8-bit 1/3-band sources."""
+        from affine import Affine
+        from basicsr.utils import imwrite, tensor2img
+        from rssr.io import GeoReference, Radiometry, output_georeference, read_raster_info, write_raster
+
+        save_format = self.opt['val'].get('save_format', 'auto')
+        if save_format not in SAVE_FORMATS:
+            raise ValueError(f'val.save_format must be one of {", ".join(SAVE_FORMATS)}, not {save_format!r}')
+        img_name = osp.splitext(osp.basename(item['lq_path']))[0]
+        georef = item.get('georef')
+        if georef is None:  # a BasicSR dataset: no raster metadata
+            stem = self._output_path(img_name, dataset_name, current_iter)
+            if sr.shape[0] <= 3 and save_format != 'tif':
+                imwrite(tensor2img(sr[None]), stem + '.png')
+                return
+            plain = GeoReference(crs=None, transform=Affine.identity(), descriptions=(None,) * sr.shape[0],
+                                 nodata=None, dtype='float32', source_driver='')
+            write_raster(stem + '.tif', sr.numpy(), plain, Radiometry((1.0,) * sr.shape[0], (0.0,) * sr.shape[0]))
+            return
+        window = [int(v) for v in georef['window']]
+        info = read_raster_info(georef['path'])
+        if window != [0, 0, info.height, info.width]:
+            img_name = f'{img_name}_r{window[0]}_c{window[1]}'
+        target = output_georeference(georef['path'], window, float(georef['zoom']), [int(b) for b in georef['bands']])
+        radiometry = Radiometry(tuple(float(v) for v in georef['dn_scale']),
+                                tuple(float(v) for v in georef['dn_offset']))
+        eight_bit_image = target.source_driver in ('PNG', 'JPEG') and sr.shape[0] in (1, 3) and target.dtype == 'uint8'
+        as_png = save_format == 'png' or (save_format == 'auto' and eight_bit_image)
+        stem = self._output_path(img_name, dataset_name, current_iter)
+        write_raster(stem + ('.png' if as_png else '.tif'), sr.numpy(), target, radiometry,
+                     None if valid is None else valid.numpy(), driver='PNG' if as_png else 'GTiff')
+
+
+def _batch_item(batch: Dict[str, Any], index: int) -> Dict[str, Any]:
+    """Item ``index`` of a collated batch: its paths and georef (tensors indexed, lists picked)."""
+    def pick(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: pick(v) for key, v in value.items()}
+        if isinstance(value, (list, tuple)) or torch.is_tensor(value):
+            return value[index]
+        return value
+
+    return {key: pick(batch[key]) for key in ('lq_path', 'gt_path', 'georef') if key in batch}

@@ -1,0 +1,271 @@
+"""rssr's model class: BasicSR's SRModel made device-agnostic and safe to train with for days.
+
+Use it with ``model_type: RSSRModel``. Beside what SRModel does, it
+
+* runs one YAML on CPU, one GPU or many (DDP without ``device_ids`` on CPU/gloo; ``num_gpu`` asking
+  for GPUs on a machine without CUDA falls back to the CPU with a warning);
+* offers ``optim_g.type`` Adam, AdamW and SGD;
+* reads these ``train`` options (all optional)::
+
+      amp: bf16            # autocast dtype: bf16, fp16 (with a grad scaler) or false
+      grad_clip_norm: 1.0  # clip the global gradient norm
+      grad_accum_steps: 4  # split each batch into 4 micro-batches, one optimizer step per iteration
+      nan_guard: true      # stop with advice on a NaN/Inf loss or gradient (default true)
+
+* reads top-level ``deterministic: true`` (deterministic kernels; with ``manual_seed``, reruns give
+  identical losses) and ``logger.checkpoint_format: safetensors`` (network weights as .safetensors);
+* saves the random state of every rank in its training states, so that ``--auto_resume`` (with
+  :mod:`rssr.distributed`) continues with the same loss sequence as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections import OrderedDict
+from contextlib import nullcontext
+from typing import Any, Dict, Iterable, List, Optional
+
+import torch
+from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import get_dist_info
+
+from rssr.options import TRAIN_KEYS
+from rssr.registry import register_model
+
+OPTIMIZERS = {'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW, 'SGD': torch.optim.SGD}
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+CHECKPOINT_FORMATS = {'pth': '.pth', 'safetensors': '.safetensors'}
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/Inf loss or gradient; continuing would only produce garbage weights."""
+
+
+def checkpoint_suffix(opt: Dict[str, Any]) -> str:
+    """File suffix of the network checkpoints a run saves (``logger.checkpoint_format``)."""
+    return CHECKPOINT_FORMATS[(opt.get('logger') or {}).get('checkpoint_format', 'pth')]
+
+
+def optimizer_class(name: str) -> type:
+    try:
+        return OPTIMIZERS[name]
+    except KeyError:
+        raise ValueError(f'train.optim_g.type {name!r} is not supported; use one of {", ".join(OPTIMIZERS)}') from None
+
+
+def amp_dtype(train_opt: Dict[str, Any]) -> Optional[torch.dtype]:
+    """The autocast dtype asked for by ``train.amp`` (None: full precision)."""
+    value = train_opt.get('amp', False)
+    if value in (False, None, 'false', 'none', 'fp32'):
+        return None
+    if value not in AMP_DTYPES:
+        raise ValueError(f'train.amp must be bf16, fp16 or false, not {value!r}')
+    return AMP_DTYPES[value]
+
+
+def _flatten(nested: Dict[str, Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    return {f'{group}.{name}': tensor.contiguous() for group, state in nested.items() for name, tensor in state.items()}
+
+
+def _read_network_file(path: str) -> Dict[str, Any]:
+    """A saved network file as BasicSR's ``{param_key: state_dict}``; .safetensors files written by
+    :meth:`RSSRModel.save_network` are un-flattened with the param keys stored in their metadata."""
+    from rssr.checkpoint import read_checkpoint
+    if not path.endswith('.safetensors'):
+        return read_checkpoint(path)
+    from safetensors import safe_open
+    with safe_open(path, framework='pt') as handle:
+        groups = (handle.metadata() or {}).get('param_keys')
+    flat = read_checkpoint(path)
+    if not groups:
+        return flat
+    return {group: OrderedDict((name[len(group) + 1:], tensor) for name, tensor in flat.items()
+                               if name.startswith(f'{group}.')) for group in groups.split(',')}
+
+
+@register_model()
+class RSSRModel(SRModel):
+    """Single-image SR model: SRModel plus device-agnostic DDP, AMP, clipping, accumulation, NaN guard."""
+
+    train_option_keys = TRAIN_KEYS | {'amp', 'grad_clip_norm', 'grad_accum_steps', 'nan_guard'}
+    optimizers_by_name = OPTIMIZERS
+
+    def __init__(self, opt: Dict[str, Any]) -> None:
+        if opt.get('num_gpu', 0) not in (0, None) and not torch.cuda.is_available():
+            warnings.warn(f'num_gpu is {opt["num_gpu"]} but CUDA is not available: training on the CPU')
+            opt['num_gpu'] = 0
+        if opt.get('deterministic'):
+            make_deterministic()
+        super().__init__(opt)
+
+    # ---- devices -------------------------------------------------------------------------------
+    def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
+        """Move to this process's device; wrap in DDP (``device_ids`` only on CUDA) or DataParallel."""
+        net = net.to(self.device)
+        if self.opt['dist']:
+            device_ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
+                if self.device.type == 'cuda' else None
+            return DistributedDataParallel(
+                net, device_ids=device_ids, find_unused_parameters=self.opt.get('find_unused_parameters', False))
+        if self.opt['num_gpu'] > 1:
+            return DataParallel(net)
+        return net
+
+    # ---- training settings ---------------------------------------------------------------------
+    def init_training_settings(self) -> None:
+        train_opt = self.opt['train']
+        self.amp_dtype = amp_dtype(train_opt)
+        self.grad_clip_norm = train_opt.get('grad_clip_norm')
+        self.grad_accum_steps = int(train_opt.get('grad_accum_steps', 1))
+        if self.grad_accum_steps < 1:
+            raise ValueError(f'train.grad_accum_steps must be >= 1, not {self.grad_accum_steps}')
+        self.nan_guard = train_opt.get('nan_guard', True)
+        self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        super().init_training_settings()
+
+    def get_optimizer(self, optim_type: str, params: Iterable, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
+        return optimizer_class(optim_type)(params, lr, **kwargs)
+
+    # ---- one iteration -------------------------------------------------------------------------
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _losses(self, output: torch.Tensor, gt: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """SRModel's pixel and perceptual losses, by name."""
+        losses = OrderedDict()
+        if self.cri_pix:
+            losses['l_pix'] = self.cri_pix(output, gt)
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(output, gt)
+            if l_percep is not None:
+                losses['l_percep'] = l_percep
+            if l_style is not None:
+                losses['l_style'] = l_style
+        return losses
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        """One optimizer step on the current batch, computed in ``grad_accum_steps`` micro-batches."""
+        self.optimizer_g.zero_grad(set_to_none=True)
+        micro_lq = self.lq.chunk(self.grad_accum_steps)
+        micro_gt = self.gt.chunk(self.grad_accum_steps)
+        summed: Dict[str, torch.Tensor] = OrderedDict()
+        outputs = []
+        for index, (lq, gt) in enumerate(zip(micro_lq, micro_gt)):
+            last = index == len(micro_lq) - 1
+            sync = nullcontext() if last or not isinstance(self.net_g, DistributedDataParallel) else self.net_g.no_sync()
+            with sync:
+                with self._autocast():
+                    output = self.net_g(lq)
+                losses = self._losses(output.float(), gt)
+                total = sum(losses.values())
+                self._check_finite(total, current_iter, 'loss', losses)
+                weight = lq.shape[0] / self.lq.shape[0]
+                self.grad_scaler.scale(total * weight).backward()
+            outputs.append(output.detach())
+            for name, value in losses.items():
+                summed[name] = summed.get(name, 0) + value.detach() * weight
+        self.output = torch.cat(outputs)
+
+        self.grad_scaler.unscale_(self.optimizer_g)
+        grad_norm = self._clip_and_measure_gradients()
+        if self.amp_dtype != torch.float16:  # under fp16 the scaler skips steps with inf gradients itself
+            self._check_finite(grad_norm, current_iter, 'gradient norm', summed)
+        self.grad_scaler.step(self.optimizer_g)
+        self.grad_scaler.update()
+
+        summed['grad_norm'] = grad_norm.detach()
+        self.log_dict = self.reduce_loss_dict(summed)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def _clip_and_measure_gradients(self) -> torch.Tensor:
+        """Global gradient norm before clipping; clips to ``grad_clip_norm`` when set."""
+        params = [p for p in self.net_g.parameters() if p.grad is not None]
+        max_norm = float(self.grad_clip_norm) if self.grad_clip_norm else float('inf')
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    def _check_finite(self, value: torch.Tensor, current_iter: int, what: str, losses: Dict[str, torch.Tensor]) -> None:
+        """NaN guard: stop all ranks together, with advice, when ``value`` is NaN or Inf."""
+        if not self.nan_guard:
+            return
+        bad = (~torch.isfinite(value.detach())).float().reshape(1)
+        if self.opt['dist']:
+            torch.distributed.all_reduce(bad)
+        if bad.item() == 0:
+            return
+        shown = ', '.join(f'{name}={float(v.detach()):.4g}' for name, v in losses.items())
+        advice = ['lower train.optim_g.lr', 'set train.grad_clip_norm (e.g. 1.0)']
+        advice.append('use train.amp: bf16 instead of fp16' if self.amp_dtype == torch.float16
+                      else 'check the input data for NaN/Inf values (e.g. nodata pixels)')
+        raise NonFiniteLossError(
+            f'rssr: training stopped at iteration {current_iter}: the {what} is not finite ({shown}). '
+            f'Training on would only produce garbage weights. Resume from the last saved state with '
+            f'--auto_resume after you {"; ".join(advice)}. (Disable this check with train.nan_guard: false.)')
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def save_network(self, net: Any, net_label: str, current_iter: int, param_key: Any = 'params') -> None:
+        """BasicSR's ``save_network``, or with ``logger.checkpoint_format: safetensors`` one .safetensors
+        file holding every param key (as ``<param_key>.<name>``, keys listed in its metadata)."""
+        if checkpoint_suffix(self.opt) == '.pth':
+            return super().save_network(net, net_label, current_iter, param_key)
+        if get_dist_info()[0] != 0:
+            return None
+        from safetensors.torch import save_file
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        nested = {key: {name: tensor.detach().cpu() for name, tensor in self.get_bare_model(n).state_dict().items()}
+                  for n, key in zip(nets, keys)}
+        label = 'latest' if current_iter == -1 else current_iter
+        path = os.path.join(self.opt['path']['models'], f'{net_label}_{label}.safetensors')
+        save_file(_flatten(nested), path, metadata={'param_keys': ','.join(keys)})
+        return None
+
+    def load_network(self, net: torch.nn.Module, load_path: str, strict: bool = True,
+                     param_key: Optional[str] = 'params') -> None:
+        """Load ``param_key`` (falling back to ``params``) from a .pth or .safetensors file, safely."""
+        from rssr.checkpoint import load_weights
+        checkpoint = _read_network_file(load_path)
+        if param_key is not None and param_key not in checkpoint and 'params' in checkpoint:
+            param_key = 'params'
+        if param_key not in checkpoint:
+            param_key = None
+        get_root_logger().info(f'Loading {type(self.get_bare_model(net)).__name__} from {load_path} '
+                               f'[{param_key or "state_dict"}].')
+        load_weights(self.get_bare_model(net), checkpoint, strict=strict, key=param_key)
+
+    def save_training_state(self, epoch: int, current_iter: int) -> None:
+        """BasicSR's training state plus the grad scaler and every rank's random state."""
+        if current_iter == -1:
+            return
+        from rssr.distributed import gather_rng_states
+        rng_states = gather_rng_states(self.opt)  # collective: every rank takes part
+        if self.opt['rank'] != 0:
+            return
+        state = {'epoch': epoch, 'iter': current_iter,
+                 'optimizers': [o.state_dict() for o in self.optimizers],
+                 'schedulers': [s.state_dict() for s in self.schedulers],
+                 'grad_scaler': self.grad_scaler.state_dict(), 'rng': rng_states}
+        path = os.path.join(self.opt['path']['training_states'], f'{current_iter}.state')
+        torch.save(state, path + '.tmp')
+        os.replace(path + '.tmp', path)  # a run killed while saving never leaves a truncated state
+
+    def resume_training(self, resume_state: Dict[str, Any]) -> None:
+        super().resume_training(resume_state)
+        if resume_state.get('grad_scaler'):
+            self.grad_scaler.load_state_dict(resume_state['grad_scaler'])
+
+
+def make_deterministic() -> None:
+    """Deterministic kernels everywhere (reruns with the same seed give identical losses)."""
+    os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+__all__: List[str] = ['RSSRModel', 'NonFiniteLossError', 'make_deterministic', 'checkpoint_suffix']

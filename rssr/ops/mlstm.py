@@ -1,0 +1,128 @@
+"""The mLSTM cell (xLSTM's matrix-memory LSTM), stabilised, in a quadratic and a chunkwise form.
+
+For one batch element and head, with log forget gates ``lf_t = logsigmoid(f_t)``, raw input gate
+pre-activations ``i_t`` (exponential input gate) and keys scaled by ``1/sqrt(DH)``:
+
+    log D[t, j] = sum_{k=j+1..t} lf_k + i_j  (j <= t),   m_t = max_j log D[t, j]
+    C[t, j]     = (q_t . k_j) exp(log D[t, j] - m_t)
+    h_t         = sum_j C[t, j] v_j / (max(|sum_j C[t, j]|, exp(-m_t)) + eps)
+
+This is Vision-LSTM's ``parallel_stabilized_simple``. The ``parallel`` form materialises the
+S x S matrices (memory O(S^2) per head: 268 MB per (1, 4, S, S) float32 tensor at S = 4096).
+The ``chunkwise`` form runs the same maths chunk by chunk: inside a chunk of L tokens it is the
+parallel form, across chunks it carries the memory ``(C, n, m)`` (a DH x DH matrix, a DH vector
+and the running maximum m of the log weights). Because that running maximum equals the row
+maximum m_t of the parallel form, both forms compute the same quantities including the eps term;
+memory is O(S L + (S / L) DH^2). Both compute in float32 (or float64) and return the input dtype.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+BACKENDS = ('parallel', 'chunkwise')
+PARALLEL_MAX_LENGTH = 1024
+"""Automatic selection uses the parallel form up to this sequence length, the chunkwise form above."""
+DEFAULT_CHUNK_SIZE = 64
+
+
+def mlstm_parallel(q: Tensor, k: Tensor, v: Tensor, igate: Tensor, fgate: Tensor, eps: float = 1e-6) -> Tensor:
+    """Quadratic stabilised mLSTM: q, k, v (B, NH, S, DH); igate, fgate pre-activations (B, NH, S)."""
+    length, head_dim = q.shape[-2:]
+    log_forget_cumsum = torch.cumsum(F.logsigmoid(fgate), dim=-1)
+    causal = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
+    log_decay = log_forget_cumsum.unsqueeze(-1) - log_forget_cumsum.unsqueeze(-2)
+    log_weights = torch.where(causal, log_decay, float('-inf')) + igate.unsqueeze(-2)
+    row_max = log_weights.amax(dim=-1, keepdim=True)
+    scores = (q @ (k / math.sqrt(head_dim)).transpose(-2, -1)) * torch.exp(log_weights - row_max)
+    normaliser = torch.maximum(scores.sum(dim=-1, keepdim=True).abs(), torch.exp(-row_max))
+    return (scores / (normaliser + eps)) @ v
+
+
+def mlstm_chunkwise(q: Tensor, k: Tensor, v: Tensor, igate: Tensor, fgate: Tensor, eps: float = 1e-6,
+                    chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+    """Chunkwise stabilised mLSTM, linear memory in S; same arguments and result as :func:`mlstm_parallel`."""
+    batch, heads, length, head_dim = q.shape
+    pad = -length % chunk_size
+    if pad:  # padding the end is exact: by causality no real token sees the padded ones
+        q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
+        igate, fgate = F.pad(igate, (0, pad)), F.pad(fgate, (0, pad))
+    chunks = (length + pad) // chunk_size
+    q, k, v = (t.reshape(batch, heads, chunks, chunk_size, head_dim) for t in (q, k, v))
+    k = k / math.sqrt(head_dim)
+    igate = igate.reshape(batch, heads, chunks, chunk_size)
+    # log decay from each chunk's start to token tau, and over the whole chunk
+    log_forget = torch.cumsum(F.logsigmoid(fgate).reshape(batch, heads, chunks, chunk_size), dim=-1)
+    chunk_log_forget = log_forget[..., -1]
+
+    # What each chunk adds to the memory, stabilised by its own maximum log weight.
+    log_weight_to_end = chunk_log_forget.unsqueeze(-1) - log_forget + igate
+    chunk_max = log_weight_to_end.amax(dim=-1)
+    weighted_keys = k * torch.exp(log_weight_to_end - chunk_max.unsqueeze(-1)).unsqueeze(-1)
+    memory_increments = weighted_keys.transpose(-2, -1) @ v  # (B, NH, chunks, DH, DH)
+    normaliser_increments = weighted_keys.sum(dim=-2)  # (B, NH, chunks, DH)
+
+    # The memory entering each chunk: a short recurrence over chunks, with its running maximum m.
+    memory = q.new_zeros(batch, heads, head_dim, head_dim)
+    normaliser_state = q.new_zeros(batch, heads, head_dim)
+    running_max = q.new_full((batch, heads), float('-inf'))
+    memories, normaliser_states, running_maxes = [], [], []
+    for chunk in range(chunks):
+        memories.append(memory)
+        normaliser_states.append(normaliser_state)
+        running_maxes.append(running_max)
+        decayed_max = running_max + chunk_log_forget[..., chunk]
+        new_max = torch.maximum(decayed_max, chunk_max[..., chunk])
+        keep, add = torch.exp(decayed_max - new_max), torch.exp(chunk_max[..., chunk] - new_max)
+        memory = keep[..., None, None] * memory + add[..., None, None] * memory_increments[:, :, chunk]
+        normaliser_state = keep[..., None] * normaliser_state + add[..., None] * normaliser_increments[:, :, chunk]
+        running_max = new_max
+    memories = torch.stack(memories, dim=2)
+    normaliser_states = torch.stack(normaliser_states, dim=2)
+    running_maxes = torch.stack(running_maxes, dim=2)
+
+    # Outputs: the parallel form inside each chunk plus the carried memory, under the common row max.
+    causal = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=q.device).tril()
+    log_decay = log_forget.unsqueeze(-1) - log_forget.unsqueeze(-2)
+    log_weights = torch.where(causal, log_decay, float('-inf')) + igate.unsqueeze(-2)
+    log_weight_memory = log_forget + running_maxes.unsqueeze(-1)  # (B, NH, chunks, L)
+    row_max = torch.maximum(log_weights.amax(dim=-1), log_weight_memory)
+    scores = (q @ k.transpose(-2, -1)) * torch.exp(log_weights - row_max.unsqueeze(-1))
+    memory_scale = torch.exp(log_weight_memory - row_max).unsqueeze(-1)
+    numerator = scores @ v + memory_scale * (q @ memories)
+    total = scores.sum(dim=-1) + memory_scale.squeeze(-1) * (q * normaliser_states.unsqueeze(-2)).sum(dim=-1)
+    normaliser = torch.maximum(total.abs(), torch.exp(-row_max))
+    h = numerator / (normaliser + eps).unsqueeze(-1)
+    return h.reshape(batch, heads, chunks * chunk_size, head_dim)[:, :, :length]
+
+
+def mlstm(q: Tensor, k: Tensor, v: Tensor, igate: Tensor, fgate: Tensor, eps: float = 1e-6,
+          backend: Optional[str] = None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+    """Stabilised mLSTM cell: q, k, v (B, NH, S, DH), gate pre-activations igate, fgate (B, NH, S) -> (B, NH, S, DH).
+
+    ``backend``: 'parallel' (quadratic memory), 'chunkwise' (linear memory) or None to pick the
+    parallel form for S <= ``PARALLEL_MAX_LENGTH`` and the chunkwise form above. Half-precision
+    inputs are computed in float32; the result has the dtype of q.
+    """
+    if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(f'mlstm: q, k, v must share the shape (B, NH, S, DH); got {tuple(q.shape)}, '
+                         f'{tuple(k.shape)}, {tuple(v.shape)}')
+    if igate.shape != q.shape[:3] or fgate.shape != q.shape[:3]:
+        raise ValueError(f'mlstm: igate and fgate must have the shape (B, NH, S) = {tuple(q.shape[:3])}; '
+                         f'got {tuple(igate.shape)} and {tuple(fgate.shape)}')
+    if backend is None:
+        backend = 'parallel' if q.shape[2] <= PARALLEL_MAX_LENGTH else 'chunkwise'
+    if backend not in BACKENDS:
+        raise ValueError(f'mlstm: unknown backend {backend!r}; choose one of {BACKENDS} or None (automatic)')
+    dtype = q.dtype
+    compute_dtype = torch.promote_types(dtype, torch.float32)
+    q, k, v, igate, fgate = (t.to(compute_dtype) for t in (q, k, v, igate, fgate))
+    if backend == 'parallel':
+        h = mlstm_parallel(q, k, v, igate, fgate, eps)
+    else:
+        h = mlstm_chunkwise(q, k, v, igate, fgate, eps, chunk_size)
+    return h.to(dtype)

@@ -1,0 +1,146 @@
+"""Window scan orders of MambaCSR: dual-interleaved window scans and position-aligned cross-scale scans.
+
+A *scan order* unrolls a feature map (B, C, H, W) into a 1-D sequence (B, C, L) for a selective
+scan, and its *merge* puts the scanned sequence back in row-major (raster) order, (B, C, H*W).
+Direction names follow the official code:
+
+- ``w{s}``: windows of s x s pixels visited row by row; inside a window, pixels row by row.
+- ``c_w{s}``: windows visited column by column; inside a window, pixels column by column.
+- ``_flip``: the whole sequence reversed.
+
+A map whose sides are not multiples of s is zero-padded at the bottom and right first, and the pad
+tokens are part of the sequence (they are scanned; the merge drops them). This matches the
+official LocalMamba-style scan, whose pad tokens decay the SSM state between real tokens.
+
+The *position-aligned cross-scale* order (``cross_scale_scan``) interleaves a map x (H, W) with
+its half-resolution copy x_low (H/2, W/2): x is visited in s x s windows, each window as a grid
+of 2x2 cells, and every cell's four pixels follow the low-res pixel that covers them:
+``[low_k, cell_k pixel 0..3]`` for k = 0, 1, ..., so L = 5 * H * W / 4. The merge keeps only
+the high-resolution positions.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_DIRECTION = re.compile(r'^(c_)?w(\d+)(_flip)?$')
+
+
+@dataclass(frozen=True)
+class ScanDirection:
+    """One scan order: window size, window/pixel visiting order, and whether it is reversed."""
+
+    window: int
+    column_first: bool = False
+    flip: bool = False
+
+    @classmethod
+    def parse(cls, name: str) -> 'ScanDirection':
+        """Parse an official direction name: 'w8', 'w8_flip', 'c_w8', 'c_w8_flip', 'w64', ..."""
+        match = _DIRECTION.match(name)
+        if match is None or int(match.group(2)) < 1:
+            raise ValueError(f"Unknown scan direction {name!r}; expected 'w<size>' or 'c_w<size>', "
+                             f"optionally ending in '_flip' (e.g. 'w8', 'c_w64_flip')")
+        return cls(int(match.group(2)), column_first=bool(match.group(1)), flip=bool(match.group(3)))
+
+    @property
+    def name(self) -> str:
+        return f"{'c_' if self.column_first else ''}w{self.window}{'_flip' if self.flip else ''}"
+
+
+def _window_grid(height: int, width: int, window: int) -> tuple[int, int]:
+    """Number of windows along H and W once the map is padded to multiples of ``window``."""
+    return -(-height // window), -(-width // window)
+
+
+def window_scan(x: Tensor, window: int, column_first: bool = False, flip: bool = False) -> Tensor:
+    """Unroll x (B, C, H, W) window by window into (B, C, L), L = H * W after zero padding to
+    multiples of ``window`` (the pad tokens are kept in the sequence)."""
+    b, c, height, width = x.shape
+    rows, cols = _window_grid(height, width, window)
+    if (rows * window, cols * window) != (height, width):
+        x = F.pad(x, (0, cols * window - width, 0, rows * window - height))
+    tiles = x.reshape(b, c, rows, window, cols, window)  # (window row, row in window, window col, col in window)
+    order = (0, 1, 4, 2, 5, 3) if column_first else (0, 1, 2, 4, 3, 5)
+    sequence = tiles.permute(order).reshape(b, c, -1)
+    return sequence.flip(-1) if flip else sequence
+
+
+def window_merge(sequence: Tensor, height: int, width: int, window: int, column_first: bool = False,
+                 flip: bool = False) -> Tensor:
+    """Exact inverse of :func:`window_scan`: (B, C, L) -> raster (B, C, H*W), pad tokens dropped."""
+    b, c, _ = sequence.shape
+    rows, cols = _window_grid(height, width, window)
+    if flip:
+        sequence = sequence.flip(-1)
+    if column_first:
+        tiles = sequence.reshape(b, c, cols, rows, window, window).permute(0, 1, 3, 5, 2, 4)
+    else:
+        tiles = sequence.reshape(b, c, rows, cols, window, window).permute(0, 1, 2, 4, 3, 5)
+    grid = tiles.reshape(b, c, rows * window, cols * window)[:, :, :height, :width]
+    return grid.reshape(b, c, height * width)
+
+
+def _check_cross_scale_sizes(height: int, width: int, window: int) -> None:
+    if window < 2 or window % 2:
+        raise ValueError(f'cross-scale scan: the window size must be even, got {window}')
+    if height % window or width % window:
+        raise ValueError(f'cross-scale scan: H and W must be multiples of the window size {window}, '
+                         f'got {height}x{width} (pad the input first)')
+
+
+def cross_scale_scan(x: Tensor, x_low: Tensor, window: int, column_first: bool = False,
+                     flip: bool = False) -> Tensor:
+    """Position-aligned cross-scale sequence of x (B, C, H, W) and x_low (B, C, H/2, W/2).
+
+    High-res order: ``window`` x ``window`` windows (row- or column-major), inside each the grid of
+    2x2 cells in the same major order, inside each cell its pixels in the same major order.
+    Low-res order: (window/2)-sized windows of x_low, so low token k covers high cell k.
+    ``flip`` reverses the two sequences separately, then they are interleaved
+    ``[low_k, high_4k, ..., high_4k+3]``: (B, C, 5*H*W/4). H and W must be multiples of ``window``.
+    """
+    b, c, height, width = x.shape
+    _check_cross_scale_sizes(height, width, window)
+    if tuple(x_low.shape[-2:]) != (height // 2, width // 2):
+        raise ValueError(f'cross-scale scan: the low-resolution map must be {height // 2}x{width // 2} '
+                         f'for a {height}x{width} map, got {tuple(x_low.shape[-2:])}')
+    cells = window // 2
+    # dims: window row I, cell row, row in cell, window col J, cell col, col in cell
+    grid = x.reshape(b, c, height // window, cells, 2, width // window, cells, 2)
+    order = (0, 1, 5, 2, 6, 3, 7, 4) if column_first else (0, 1, 2, 5, 3, 6, 4, 7)
+    high = grid.permute(order).reshape(b, c, -1)
+    low = window_scan(x_low, cells, column_first=column_first)
+    if flip:
+        high, low = high.flip(-1), low.flip(-1)
+    return torch.cat([low.unsqueeze(-1), high.reshape(b, c, -1, 4)], dim=-1).reshape(b, c, -1)
+
+
+def cross_scale_merge(sequence: Tensor, height: int, width: int, window: int, column_first: bool = False,
+                      flip: bool = False, exact_column_inverse: bool = False) -> Tensor:
+    """Raster (B, C, H*W) high-res outputs of a :func:`cross_scale_scan` sequence (low-res dropped).
+
+    Row-first orders are always inverted exactly. For column-first orders the official code reads
+    the (column-major) window index as if it were row-major, so its "inverse" is a different
+    permutation whenever the window grid is not square (H != W); ``exact_column_inverse=False``
+    reproduces that (official checkpoints and reported numbers include it), ``True`` inverts exactly.
+    The two agree for square maps.
+    """
+    b, c, _ = sequence.shape
+    _check_cross_scale_sizes(height, width, window)
+    cells, rows, cols = window // 2, height // window, width // window
+    high = sequence.reshape(b, c, -1, 5)[..., 1:].reshape(b, c, -1)
+    if flip:
+        high = high.flip(-1)
+    if not column_first:
+        # dims: I, J, cell row, cell col, row in cell, col in cell -> I, cell row, row in cell, J, ...
+        grid = high.reshape(b, c, rows, cols, cells, cells, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
+        return grid.reshape(b, c, height * width)
+    # dims: J, I, cell col, cell row, col in cell, row in cell -> I, cell row, row in cell, J, cell col, col in cell.
+    # The official code splits the window index as (I, J) instead: the same permutation of a mis-read index.
+    window_index = (cols, rows) if exact_column_inverse else (rows, cols)
+    grid = high.reshape(b, c, *window_index, cells, cells, 2, 2).permute(0, 1, 3, 5, 7, 2, 4, 6)
+    return grid.reshape(b, c, height * width)

@@ -1,0 +1,120 @@
+"""MambaCSR: conformance with the official code, strict loading, parameter counts, any-size forward/backward."""
+from pathlib import Path
+
+import pytest
+import torch
+
+import rssr  # noqa: F401
+from rssr.archs.mambacsr import MambaCSR, direction_schedule
+from rssr.zoo import create_model, list_models, model_card
+
+DATA = Path(__file__).parent / 'data' / 'conformance'
+FIXTURE = torch.load(DATA / 'mambacsr.pt', weights_only=True)
+EXTRA = torch.load(DATA / 'mambacsr_extra.pt', weights_only=True)
+CASES = FIXTURE['cases'] + EXTRA['cases']
+
+OFFICIAL_NETWORK_G = dict(type='MambaCSR', img_size=64, in_chans=3, upscale=4, embed_dim=180, d_state=16, scan_size=8,
+                          depths=[6, 6, 6, 6, 6, 6], depths2=[6], mlp_ratio=2, img_range=1., upsampler='pixelshuffle',
+                          resi_connection='1conv', dual_interleaved_scan=True, cross_scale_scan=True)
+
+
+@pytest.mark.parametrize('case', CASES, ids=[c['name'] for c in CASES])
+def test_matches_official_outputs(case):
+    model = MambaCSR(**case['kwargs']).eval()
+    state = {k: v.float() if v.is_floating_point() else v for k, v in case['state_dict'].items()}
+    model.load_state_dict(state, strict=True)
+    assert sum(p.numel() for p in model.parameters()) == case['param_count']
+    with torch.no_grad():
+        out = model(case['input'])
+    assert out.shape == case['output'].shape
+    assert (out - case['output']).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize('key,name,scale', [(f'{p}x{s}', n, s) for p, n in (('', 'mambacsr'), ('wo_', 'mambacsr_wo'))
+                                             for s in (2, 3, 4)])
+def test_official_parameter_counts(key, name, scale):
+    with torch.device('meta'):  # same module tree, no weight initialisation cost
+        model = create_model(name, scale=scale)
+    count = sum(p.numel() for p in model.parameters())
+    assert count == FIXTURE['default_param_counts'][key] == model_card(name).params[scale]
+    assert 'mean' not in model.state_dict()  # the official RGB mean is no checkpoint entry
+
+
+def test_official_yaml_network_g_builds_unchanged():
+    kwargs = {k: v for k, v in OFFICIAL_NETWORK_G.items() if k != 'type'}
+    with torch.device('meta'):
+        model = MambaCSR(**kwargs)
+    keys = model.state_dict().keys()
+    assert len(keys) == 1532
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes['layers.0.residual_group.blocks.0.self_attention.x_proj_weight'] == (2, 44, 360)
+    assert shapes['layers3.0.x_proj_weight'] == (4, 44, 360)
+    assert shapes['layers3.0.A_logs'] == (1440, 16)
+    assert shapes['layers3.0.mlp.fc1.weight'] == (720, 180)
+    assert shapes['layers.0.residual_group.blocks.0.conv_block.cab.0.weight'] == (7, 180, 3, 3)
+
+
+def test_broken_official_defaults_work():
+    with torch.device('meta'), pytest.warns(UserWarning, match="upsampler=''"):
+        model = MambaCSR(cross_scale_scan=True)  # float mlp_ratio=2. and int depths2=6 in the official code
+    assert model.layers[0].residual_group.blocks[0].mlp.fc1.out_features == 360
+    assert len(model.layers2) == 1 and len(model.layers2[0].residual_group.blocks) == 6
+
+
+def test_identity_without_upsampler_like_the_official_default():
+    with pytest.warns(UserWarning):
+        model = MambaCSR(embed_dim=24, depths=[1], d_state=4)
+    x = torch.rand(1, 3, 5, 7)
+    assert torch.allclose(model(x), x, atol=1e-6)
+
+
+def test_unknown_kwargs_warn_and_bad_arguments_raise():
+    with pytest.warns(UserWarning, match='window_size'):
+        MambaCSR(embed_dim=24, depths=[1], upsampler='pixelshuffle', window_size=8)
+    with pytest.raises(ValueError, match='embed_dim'):
+        MambaCSR(embed_dim=12, upsampler='pixelshuffle')
+    with pytest.raises(ValueError, match='pixelshuffledirect'):
+        MambaCSR(embed_dim=24, upsampler='pixelshuffledirect')
+    with pytest.raises(ValueError, match='depths2'):
+        MambaCSR(embed_dim=24, depths2=[], upsampler='pixelshuffle', cross_scale_scan=True)
+    model = MambaCSR(embed_dim=24, depths=[1], upsampler='pixelshuffle', in_chans=4)
+    with pytest.raises(ValueError, match=r'\(B, 4, H, W\)'):
+        model(torch.rand(1, 3, 8, 8))
+
+
+def test_direction_schedule():
+    assert direction_schedule(5, 4, True, False)[2:] == [('w64', 'w64_flip'), ('c_w64', 'c_w64_flip'), ('w4', 'w4_flip')]
+    assert direction_schedule(2, 8, False, True) == [('w32', 'w32_flip'), ('c_w32', 'c_w32_flip')]
+    assert direction_schedule(6, 8, False, True)[1] == ('c_w8', 'c_w8_flip')
+    assert direction_schedule(1, 8, False, False) == [('w8', 'w8_flip', 'c_w8', 'c_w8_flip')]
+
+
+def test_size_requirements_and_zoo_cards():
+    assert {'mambacsr', 'mambacsr_wo'} <= set(list_models('mambacsr*'))
+    with torch.device('meta'):
+        final, wo = create_model('mambacsr'), create_model('mambacsr_wo')
+    assert final.size_requirements.valid_size(17, 32) == (32, 32)
+    assert wo.size_requirements.valid_size(17, 31) == (17, 31)
+
+
+TINY = dict(embed_dim=24, depths=[2], depths2=[1], d_state=4, scan_size=4, mlp_ratio=1, upsampler='pixelshuffle')
+
+
+@pytest.mark.parametrize('cross_scale_scan,scale,bands,size', [
+    (True, 2, 3, (11, 13)),   # Final, padded to 16x16 and cropped back
+    (True, 4, 4, (17, 9)),
+    (False, 2, 4, (11, 13)),  # wo: the scan pads inside
+    (False, 4, 3, (7, 10)),
+])
+def test_forward_backward_any_size(cross_scale_scan, scale, bands, size):
+    torch.manual_seed(0)
+    model = MambaCSR(**TINY, upscale=scale, in_chans=bands, cross_scale_scan=cross_scale_scan, drop_path_rate=0.)
+    x = torch.rand(2, bands, *size, requires_grad=True)
+    out = model(x)
+    assert out.shape == (2, bands, size[0] * scale, size[1] * scale)
+    out.square().mean().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    no_grad = [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not no_grad
+    if cross_scale_scan:
+        assert model.layers3[0].x_proj_weight.grad.abs().sum() > 0
