@@ -100,6 +100,10 @@ def count_macs(model: nn.Module, x: Tensor) -> Dict[str, int]:
     return macs
 
 
+def format_macs(macs: int) -> str:
+    return f'{macs / 1e9:.2f} G' if macs >= 1e8 else f'{macs / 1e6:.1f} M'
+
+
 def time_forward(model: nn.Module, x: Tensor, repeats: int) -> float:
     """Median seconds of one forward after a warm-up."""
     times = []
@@ -179,7 +183,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             macs = count_macs(model, x)
             seconds = None if args.no_time else time_forward(model, x, args.repeats)
             first_time = first_time or seconds
-            g = {k: f'{v / 1e9:.2f} G' for k, v in macs.items()}
+            g = {k: format_macs(v) for k, v in macs.items()}
             timing = 'n/a' if seconds is None else f'{seconds:.2f}'
             ratio = 'n/a' if seconds is None else f'{seconds / first_time:.2f}'
             print(f'| {label} | {backend or "auto"} | {params:,} | {g["conv"]} | {g["linear/mm"]} | {g["bmm/einsum"]} | '

@@ -26,6 +26,8 @@ from typing import Dict, List, Optional
 
 import torch
 
+from rssr.ops.mlstm import mlstm
+
 
 def _inputs(length: int, args: argparse.Namespace, device: str, dtype=torch.float32) -> List[torch.Tensor]:
     generator = torch.Generator().manual_seed(length)
@@ -37,8 +39,6 @@ def _inputs(length: int, args: argparse.Namespace, device: str, dtype=torch.floa
 
 
 def _call(backend: str, tensors: List[torch.Tensor], args: argparse.Namespace) -> torch.Tensor:
-    from rssr.ops.mlstm import mlstm
-
     with torch.set_grad_enabled(args.backward):
         out = mlstm(*tensors, backend=backend, chunk_size=args.chunk_size)
         if args.backward:
@@ -92,8 +92,6 @@ def measure_isolated(backend: str, length: int, args: argparse.Namespace) -> Opt
 
 
 def relative_errors(length: int, args: argparse.Namespace) -> Dict[str, float]:
-    from rssr.ops.mlstm import mlstm
-
     tensors = [t.detach() for t in _inputs(length, args, args.device)]
     with torch.no_grad():
         parallel = mlstm(*tensors, backend='parallel')

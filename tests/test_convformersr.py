@@ -41,15 +41,17 @@ def test_matches_official_outputs(case):
 
 @pytest.mark.parametrize('scale, expected', [(2, 16_300_435), (3, 16_485_075), (4, 16_448_147)])
 def test_parameter_counts_at_official_defaults(scale, expected):
-    model = ConvFormerSR(upscale=scale)
+    with torch.device('meta'):  # shapes only: no memory, no init time
+        model = ConvFormerSR(upscale=scale)
     assert sum(p.numel() for p in model.parameters()) == expected
     masks = [b for name, b in model.named_buffers() if name.endswith('attn_mask')]
     assert len(masks) == 12 and all(m.shape == (64, 64, 64) for m in masks)
 
 
 def test_default_is_x3_and_zoo_card_builds_4_band_model():
-    assert ConvFormerSR().upscale == 3
-    model = rssr.create_model('convformersr', scale=3, in_chans=4)
+    with torch.device('meta'):
+        assert ConvFormerSR().upscale == 3
+        model = rssr.create_model('convformersr', scale=3, in_chans=4)
     assert sum(p.numel() for p in model.parameters()) == 16_486_516
     assert rssr.model_card('convformersr').params[3] == 16_485_075
 
@@ -70,9 +72,9 @@ TINY = dict(embed_dim=16, depths=[1, 1], num_heads=[2, 4], window_size=4, img_si
 def test_forward_backward_any_bands_and_size(scale, bands, size):
     torch.manual_seed(0)
     model = ConvFormerSR(in_chans=bands, upscale=scale, **TINY)
-    x = torch.rand(2, bands, *size, requires_grad=True)
+    x = torch.rand(1, bands, *size, requires_grad=True)
     y = model(x)
-    assert y.shape == (2, bands, size[0] * scale, size[1] * scale)
+    assert y.shape == (1, bands, size[0] * scale, size[1] * scale)
     y.square().mean().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     for name, param in model.named_parameters():

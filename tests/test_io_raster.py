@@ -98,3 +98,11 @@ def test_png_reads_in_rgb_order_and_writes_back_identically(tmp_path):
     georef = output_georeference(src, window=(0, 0, 32, 48))
     out = write_raster(tmp_path / 'x.png', rgb.values, georef, resolve_radiometry('uint8', 3), driver='PNG')
     np.testing.assert_array_equal(cv2.imread(str(out)), bgr)
+
+
+def test_jpeg_decodes_like_opencv_and_pil(tmp_path):
+    import cv2
+    path = tmp_path / 'x.jpg'
+    cv2.imwrite(str(path), cv2.imread(str(SHARED_S2 / 'val_rgb.png'))[:40, :40], [cv2.IMWRITE_JPEG_QUALITY, 20])
+    ours = read_raster(path, window=(4, 8, 16, 20), radiometry=resolve_radiometry('uint8', 3, scale=1.0))
+    np.testing.assert_array_equal(ours.values, cv2.imread(str(path))[4:20, 8:28, ::-1].transpose(2, 0, 1))

@@ -24,7 +24,6 @@ def rgb_pair():
     bgr = cv2.imread(str(SHARED_S2 / 'val_rgb.png'))[100:164, 200:264]
     gt = torch.from_numpy(bgr[..., ::-1].transpose(2, 0, 1).copy()).float()[None] / 255
     sr = imresize(imresize(gt[0], 0.25), 4)[None]
-    assert sr.min() < 0 or sr.max() > 1 or True
     return sr, gt
 
 
@@ -63,7 +62,7 @@ def test_against_torchmetrics(multiband_pair):
     sr, gt = multiband_pair
     per_image = lambda f: torch.stack([f(sr[i:i + 1], gt[i:i + 1]) for i in range(2)]).mean().item()  # noqa: E731
     assert calculate_multiband_psnr(sr, gt, data_range=1.0) == pytest.approx(
-        per_image(lambda a, b: tmi.peak_signal_noise_ratio(a, b, data_range=1.0)), abs=1e-10)
+        per_image(lambda a, b: tmi.peak_signal_noise_ratio(a, b, data_range=1.0)), abs=1e-5)  # tm: float32
     assert calculate_multiband_ssim(sr, gt, data_range=1.0, padding='reflect') == pytest.approx(
         tmi.structural_similarity_index_measure(sr, gt, data_range=1.0).item(), abs=1e-10)
     assert calculate_sam(sr, gt) == pytest.approx(math.degrees(tmi.spectral_angle_mapper(sr, gt).item()), abs=1e-9)

@@ -262,7 +262,7 @@ class ConvFormerSR(nn.Module):
 
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
         self.patch_embed = PatchEmbed(embed_dim, norm_layer if patch_norm else None)
-        block_drop_path = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        block_drop_path = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
         self.RAG_Layers = nn.ModuleList()
         for stage, depth in enumerate(depths):
             first = sum(depths[:stage])

@@ -116,7 +116,7 @@ class ChannelCascadeSSM(nn.Module):
     """CSSP (official ``ccmamba``): RMBs over 8, 16, 32, 64 channels, each fed the previous output
     concatenated with the next untouched channel group (processed channels first)."""
 
-    def __init__(self, dim: int = EMBED_DIM, deploy: bool = False, scan_backend: Optional[str] = None) -> None:
+    def __init__(self, deploy: bool = False, scan_backend: Optional[str] = None) -> None:
         super().__init__()
         widths = [sum(CHANNEL_GROUPS[:i + 1]) for i in range(len(CHANNEL_GROUPS))]  # 8, 16, 32, 64
         for width in widths:
@@ -169,7 +169,7 @@ class RepMambaBlock(nn.Module):
         super().__init__()
         self.norm2 = norm_layer(dim)
         self.mlp = ConvFFN(dim, int(dim * mlp_ratio), drop)
-        self.attn_layer = ChannelCascadeSSM(dim, deploy, scan_backend)
+        self.attn_layer = ChannelCascadeSSM(deploy, scan_backend)
 
     def forward(self, tokens: Tensor, x_size: Tuple[int, int]) -> Tensor:
         tokens = to_tokens(self.attn_layer(to_map(tokens, x_size))) + tokens
@@ -332,12 +332,15 @@ _CARD_COMMON = dict(
     repo_license='none (no LICENSE file; rssr code is an independent implementation)', scales=(2, 3, 4),
     in_chans=3, size_requirements='any size (min 2x2): odd H/W reflect-padded to even and cropped back (rssr '
                                   'extension; the official model needs even sides)',
-    kernels=('selective_scan',), recipe='options/train/RepMamba/train_RepMamba_x4.yml')
+    kernels=('selective_scan',), amp={'bf16': True, 'fp16': True},  # the scan itself always runs in float32
+    recipe='options/train/RepMamba/train_RepMamba_x4_AID.yml')
 register_card(ModelCard(
     name='repmamba', kwargs={}, params={2: 775_212, 3: 783_867, 4: 795_984},
-    flops={2: '2.681 G', 3: '2.717 G', 4: '2.766 G (fvcore MACs at 64x64 LR, scan and elementwise ops not counted)'},
+    flops={2: '2.681 G', 3: '2.717 G', 4: '2.766 G MACs (fvcore on the official code; selective scan not counted: '
+                                          '+0.43 G by VMamba\'s 9LDN+LD)'},
     **_CARD_COMMON))
 register_card(ModelCard(
     name='repmamba_deploy', kwargs={'deploy': True}, params={2: 763_692, 3: 772_347, 4: 784_464},
-    flops={2: '2.631 G', 3: '2.667 G', 4: '2.716 G (fvcore MACs at 64x64 LR, scan and elementwise ops not counted)'},
+    flops={2: '2.631 G', 3: '2.667 G', 4: '2.716 G MACs (fvcore on the officially fused modules; selective scan not '
+                                          'counted: +0.43 G by VMamba\'s 9LDN+LD)'},
     **_CARD_COMMON))

@@ -7,7 +7,8 @@ from typing import Any, Dict
 import numpy as np
 from torch.utils import data
 
-from rssr.data.raster_source import (RasterReader, check_band_counts, list_rasters, pair_paths, read_headers)
+from rssr.data.raster_source import (RASTER_OPTION_KEYS, RasterReader, check_band_counts, list_rasters, pair_paths,
+                                     read_headers)
 from rssr.data.transforms import augment, check_pair_sizes, mod_crop_size, paired_random_windows, to_tensor
 from rssr.registry import register_dataset
 
@@ -27,6 +28,8 @@ class MultibandPairedDataset(data.Dataset):
     ``georef`` (where the SR output lies: the LQ file at zoom ``scale``).
     GT is mod-cropped to a multiple of ``scale``.
     """
+
+    option_keys = RASTER_OPTION_KEYS + ('check_files',)
 
     def __init__(self, opt: Dict[str, Any]) -> None:
         super().__init__()

@@ -63,8 +63,14 @@ class RasterReader:
                 'dn_offset': torch.tensor(radiometry.offset, dtype=torch.float64)}
 
 
+RASTER_OPTION_KEYS = ('bands', 'radiometry', 'dn_scale', 'dn_offset', 'nodata')
+
+
 def list_rasters(folder: str) -> List[str]:
-    """Raster files under ``folder`` (recursive, sorted); an error naming the folder if there are none."""
+    """Raster files under ``folder`` (recursive, sorted; a raster file is its own list); an error naming
+    the folder if there are none."""
+    if os.path.isfile(folder) and Path(folder).suffix.lower() in RASTER_EXTENSIONS:
+        return [folder]
     if not os.path.isdir(folder):
         raise FileNotFoundError(f'Dataset folder not found: {folder}')
     found = sorted(str(p) for p in Path(folder).rglob('*') if p.suffix.lower() in RASTER_EXTENSIONS and p.is_file())

@@ -8,7 +8,7 @@ import numpy as np
 from torch.utils import data
 
 from rssr.data.degradations import DegradationPipeline
-from rssr.data.raster_source import RasterReader, check_band_counts, list_rasters, read_headers
+from rssr.data.raster_source import RASTER_OPTION_KEYS, RasterReader, check_band_counts, list_rasters, read_headers
 from rssr.data.transforms import augment, mod_crop_size, random_window, to_tensor
 from rssr.registry import register_dataset
 
@@ -17,7 +17,7 @@ from rssr.registry import register_dataset
 class SceneDegradationDataset(data.Dataset):
     """Random HR windows of whole scenes; LR = ``degradations`` applied to the HR window.
 
-    Options: ``dataroot_gt`` (a folder or a list of raster files), the raster options of
+    Options: ``dataroot_gt`` (a folder, a raster file or a list of raster files), the raster options of
     :mod:`rssr.data.raster_source`, ``degradations`` (see :mod:`rssr.data.degradations`; default
     bicubic only), ``gt_size`` (HR patch side; ``null`` = each whole scene, mod-cropped, one item per
     scene), ``num_patches`` (items per epoch, default 1000), ``min_valid_fraction`` (resample
@@ -32,6 +32,8 @@ class SceneDegradationDataset(data.Dataset):
     ``georef`` is the HR window at zoom 1, and ``lq_valid`` marks LR pixels whose footprint holds no
     nodata pixel.
     """
+
+    option_keys = RASTER_OPTION_KEYS + ('degradations', 'num_patches', 'min_valid_fraction', 'seed', 'deterministic')
 
     def __init__(self, opt: Dict[str, Any]) -> None:
         super().__init__()

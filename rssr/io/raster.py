@@ -185,11 +185,14 @@ def read_raster(path: Union[str, Path], bands: Optional[Sequence[BandSpec]] = No
     info = read_raster_info(path)
     numbers = resolve_bands(info, bands)
     rio_window = None if window is None else _check_window(info, window)
-    try:
-        with _open(path) as src:
-            dn = src.read(numbers, window=rio_window)
-    except RasterioError as err:
-        raise RasterError(f'Cannot read pixels of {path} (file damaged or truncated?): {err}') from None
+    if info.driver == 'JPEG':
+        dn = _read_jpeg(path, numbers, rio_window)
+    else:
+        try:
+            with _open(path) as src:
+                dn = src.read(numbers, window=rio_window)
+        except RasterioError as err:
+            raise RasterError(f'Cannot read pixels of {path} (file damaged or truncated?): {err}') from None
     nodata = info.nodata if nodata is None else nodata
     valid = np.ones(dn.shape[1:], dtype=bool)
     if nodata is not None and not np.isnan(nodata):
@@ -203,6 +206,20 @@ def read_raster(path: Union[str, Path], bands: Optional[Sequence[BandSpec]] = No
     values = radiometry.to_physical(np.where(valid, dn, 0))
     values[:, ~valid] = 0.0
     return RasterArray(values=values, valid=valid, info=info, band_numbers=numbers)
+
+
+def _read_jpeg(path: Union[str, Path], numbers: list[int], window: Optional[Window]) -> np.ndarray:
+    """Decode a JPEG with OpenCV, whose pixels match PIL's and BasicSR's (GDAL's decoder differs by a
+    few levels in chroma), so that benchmark images read as the papers read them."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise RasterError(f'Cannot decode JPEG {path} (file damaged or truncated?).')
+    dn = image[None] if image.ndim == 2 else image[..., ::-1].transpose(2, 0, 1)  # BGR -> RGB
+    if window is not None:
+        dn = dn[:, window.row_off:window.row_off + window.height, window.col_off:window.col_off + window.width]
+    return np.ascontiguousarray(dn[[n - 1 for n in numbers]])
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ Windowed metrics (SSIM, SCC, UIQI) with a mask average only windows that hold no
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
@@ -291,6 +292,11 @@ def _metric(name: str, kind: str, core: Callable, **specific: Any) -> Callable:
         return float(values.mean())
 
     metric.__name__ = metric.__qualname__ = name
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    metric.__signature__ = inspect.Signature(  # what option checkers see (the wrapper takes **opts)
+        [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in ('img', 'img2')] +
+        [inspect.Parameter(key, keyword, default=None if value is _REQUIRED else value)
+         for key, value in {**COMMON_OPTIONS, **specific, 'protocol': None}.items()])
     metric.__doc__ = f'{kind.upper()} of ``img`` against ``img2`` (see :mod:`rssr.metrics.image_quality`).'
     metric.rssr_metric_kind = kind
     metric.rssr_options = tuple(specific)

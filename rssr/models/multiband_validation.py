@@ -33,6 +33,8 @@ SAVE_FORMATS = ('auto', 'tif', 'png')
 class MultibandValidationMixin:
     """Band-count checks, nodata masks and multiband validation for a BasicSR ``SRModel`` subclass."""
 
+    val_option_keys = ('save_format',)  # beside BasicSR's val keys (read by rssr.options)
+
     def __init__(self, opt: Dict[str, Any]) -> None:
         super().__init__(opt)
         self._check_dataset_bands()
@@ -84,14 +86,17 @@ class MultibandValidationMixin:
 
     # ---- metrics -------------------------------------------------------------------------------
     def _complete_metric_options(self) -> None:
-        """``better: lower`` for rssr metrics where lower is better, unless the YAML says otherwise."""
+        """Fill what the YAML may leave out of rssr metrics: ``better: lower`` where lower is better, and
+        the SR ``scale`` (ERGAS), so that the options logged with each value are complete."""
         from basicsr.utils.registry import METRIC_REGISTRY
         from rssr.metrics.image_quality import LOWER_IS_BETTER
 
         for metric_opt in ((self.opt.get('val') or {}).get('metrics') or {}).values():
-            kind = getattr(METRIC_REGISTRY.get(metric_opt['type']), 'rssr_metric_kind', None)
-            if kind in LOWER_IS_BETTER:
+            metric = METRIC_REGISTRY.get(metric_opt['type'])
+            if getattr(metric, 'rssr_metric_kind', None) in LOWER_IS_BETTER:
                 metric_opt.setdefault('better', 'lower')
+            if 'scale' in getattr(metric, 'rssr_options', ()):
+                metric_opt.setdefault('scale', self.opt['scale'])
 
     def _metric_value(self, name: str, metric_opt: Dict[str, Any], sr: torch.Tensor, gt: torch.Tensor,
                       valid: Optional[torch.Tensor], band_names) -> float:
@@ -102,8 +107,6 @@ class MultibandValidationMixin:
         metric = METRIC_REGISTRY.get(opts.pop('type'))
         options = getattr(metric, 'rssr_options', None)
         if options is not None:
-            if 'scale' in options:
-                opts.setdefault('scale', self.opt['scale'])
             if 'band_names' in options and opts.get('band_names') is None:
                 opts['band_names'] = band_names
             return metric(img=sr, img2=gt, mask=valid, **opts)

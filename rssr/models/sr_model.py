@@ -11,6 +11,8 @@ Use it with ``model_type: RSSRModel``. Beside what SRModel does, it
       grad_clip_norm: 1.0  # clip the global gradient norm
       grad_accum_steps: 4  # split each batch into 4 micro-batches, one optimizer step per iteration
       nan_guard: true      # stop with advice on a NaN/Inf loss or gradient (default true)
+      spectral_opt:        # a spectral loss added to the pixel loss, e.g. RatioIndexLoss / SAMLoss
+        type: RatioIndexLoss
 
 * reads top-level ``deterministic: true`` (deterministic kernels; with ``manual_seed``, reruns give
   identical losses) and ``logger.checkpoint_format: safetensors`` (network weights as .safetensors);
@@ -32,6 +34,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 
+from rssr.models.multiband_validation import MultibandValidationMixin
 from rssr.options import TRAIN_KEYS
 from rssr.registry import register_model
 
@@ -87,10 +90,11 @@ def _read_network_file(path: str) -> Dict[str, Any]:
 
 
 @register_model()
-class RSSRModel(SRModel):
-    """Single-image SR model: SRModel plus device-agnostic DDP, AMP, clipping, accumulation, NaN guard."""
+class RSSRModel(MultibandValidationMixin, SRModel):
+    """Single-image SR model: SRModel plus device-agnostic DDP, AMP, clipping, accumulation, NaN guard,
+    and (from :class:`MultibandValidationMixin`) any band count, nodata masks and GeoTIFF outputs."""
 
-    train_option_keys = TRAIN_KEYS | {'amp', 'grad_clip_norm', 'grad_accum_steps', 'nan_guard'}
+    train_option_keys = TRAIN_KEYS | {'amp', 'grad_clip_norm', 'grad_accum_steps', 'nan_guard', 'spectral_opt'}
     optimizers_by_name = OPTIMIZERS
 
     def __init__(self, opt: Dict[str, Any]) -> None:
@@ -125,6 +129,9 @@ class RSSRModel(SRModel):
         self.nan_guard = train_opt.get('nan_guard', True)
         self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         super().init_training_settings()
+        from basicsr.losses import build_loss
+        spectral_opt = train_opt.get('spectral_opt')
+        self.cri_spectral = build_loss(spectral_opt).to(self.device) if spectral_opt else None
 
     def get_optimizer(self, optim_type: str, params: Iterable, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
         return optimizer_class(optim_type)(params, lr, **kwargs)
@@ -135,11 +142,13 @@ class RSSRModel(SRModel):
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def _losses(self, output: torch.Tensor, gt: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """SRModel's pixel and perceptual losses, by name."""
+    def _losses(self, output: torch.Tensor, gt: torch.Tensor, weight: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """SRModel's pixel and perceptual losses, by name; ``weight`` masks nodata pixels."""
         losses = OrderedDict()
         if self.cri_pix:
-            losses['l_pix'] = self.cri_pix(output, gt)
+            losses['l_pix'] = self.cri_pix(output, gt) if weight is None else self.cri_pix(output, gt, weight=weight)
+        if self.cri_spectral is not None:
+            losses['l_spectral'] = self.cri_spectral(output, gt)
         if self.cri_perceptual:
             l_percep, l_style = self.cri_perceptual(output, gt)
             if l_percep is not None:
@@ -153,22 +162,24 @@ class RSSRModel(SRModel):
         self.optimizer_g.zero_grad(set_to_none=True)
         micro_lq = self.lq.chunk(self.grad_accum_steps)
         micro_gt = self.gt.chunk(self.grad_accum_steps)
+        weights = self.pixel_weight
+        micro_weight = weights.chunk(self.grad_accum_steps) if weights is not None else [None] * len(micro_lq)
         summed: Dict[str, torch.Tensor] = OrderedDict()
         outputs = []
-        for index, (lq, gt) in enumerate(zip(micro_lq, micro_gt)):
+        for index, (lq, gt, weight) in enumerate(zip(micro_lq, micro_gt, micro_weight)):
             last = index == len(micro_lq) - 1
             sync = nullcontext() if last or not isinstance(self.net_g, DistributedDataParallel) else self.net_g.no_sync()
             with sync:
                 with self._autocast():
                     output = self.net_g(lq)
-                losses = self._losses(output.float(), gt)
+                losses = self._losses(output.float(), gt, weight)
                 total = sum(losses.values())
                 self._check_finite(total, current_iter, 'loss', losses)
-                weight = lq.shape[0] / self.lq.shape[0]
-                self.grad_scaler.scale(total * weight).backward()
+                share = lq.shape[0] / self.lq.shape[0]
+                self.grad_scaler.scale(total * share).backward()
             outputs.append(output.detach())
             for name, value in losses.items():
-                summed[name] = summed.get(name, 0) + value.detach() * weight
+                summed[name] = summed.get(name, 0) + value.detach() * share
         self.output = torch.cat(outputs)
 
         self.grad_scaler.unscale_(self.optimizer_g)

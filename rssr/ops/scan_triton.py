@@ -1,0 +1,312 @@
+"""The ``triton`` selective-scan backend: rssr's own fused forward and backward Triton kernels.
+
+For CUDA users without mamba_ssm (Triton ships with CUDA builds of torch, so nothing is compiled at
+install time). Each program owns one batch element, one B/C group and a block of BLOCK_D channels
+with all n states in registers, and walks the sequence in time; softplus, delta_bias, D and the
+silu(z) gate are fused. The forward pass stores the state at the start of every chunk of CHUNK steps
+(only when a gradient is needed); the backward pass walks the chunks in reverse, recomputes the
+chunk's states into a small per-program scratch buffer and runs the adjoint recurrence
+``lambda_t = C_t g_t + a_{t+1} lambda_{t+1}`` backwards through it. Gradients of B and C, which are
+shared by the channels of a group, are written per channel block and summed afterwards.
+
+The kernels run on the CPU in Triton's interpreter when TRITON_INTERPRET=1 is set before this
+module is imported (slow; used by the tests). ``INTERPRETED`` records which mode they were built in.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+INTERPRETED = bool(triton.knobs.runtime.interpret)
+BLOCK_D = 4  # channels per program: small blocks give enough programs for a GPU at b=1
+DEFAULT_CHUNK = 64  # time steps between saved states (backward recomputes one chunk at a time)
+_LOG2_E = 1.4426950408889634
+
+
+@triton.jit
+def _softplus(x):
+    """torch's softplus (threshold 20), with Kahan's accurate log1p(exp(x)) (no libdevice needed)."""
+    w = tl.exp(tl.minimum(x, 20.0))
+    v = 1.0 + w
+    log1p_w = tl.where(v == 1.0, w, tl.log(v) * (w / (v - 1.0)))
+    return tl.where(x > 20.0, x, log1p_w)
+
+
+@triton.jit
+def _scan_fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
+                     out_ptr, chunk_states_ptr, last_state_ptr,
+                     length, dim, group_dim, n_state, n_chunks,
+                     stride_b_batch, stride_b_group, stride_b_state, stride_b_time,
+                     stride_c_batch, stride_c_group, stride_c_state, stride_c_time,
+                     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                     SAVE_STATES: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr,
+                     BLOCK_N: tl.constexpr):
+    pid_batch = tl.program_id(0).to(tl.int64)
+    pid_group = tl.program_id(1).to(tl.int64)
+    channel_in_group = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask_d = channel_in_group < group_dim
+    channel = pid_group * group_dim + channel_in_group
+    state = tl.arange(0, BLOCK_N)
+    mask_n = state < n_state
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+    A_log2 = tl.load(A_ptr + channel[:, None] * n_state + state[None, :], mask=mask_dn, other=0.0) * 1.4426950408889634
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + channel, mask=mask_d, other=0.0)
+    if HAS_D:
+        skip = tl.load(D_ptr + channel, mask=mask_d, other=0.0)
+    row = (pid_batch * dim + channel) * length
+    b_base = B_ptr + pid_batch * stride_b_batch + pid_group * stride_b_group + state * stride_b_state
+    c_base = C_ptr + pid_batch * stride_c_batch + pid_group * stride_c_group + state * stride_c_state
+    states_base = (pid_batch * dim + channel[:, None]) * n_state + state[None, :]
+    h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    for chunk in range(0, n_chunks):
+        if SAVE_STATES:
+            tl.store(chunk_states_ptr + states_base * n_chunks + chunk, h, mask=mask_dn)
+        for t in range(chunk * CHUNK, tl.minimum(chunk * CHUNK + CHUNK, length)):
+            u = tl.load(u_ptr + row + t, mask=mask_d, other=0.0)
+            dt = tl.load(delta_ptr + row + t, mask=mask_d, other=0.0)
+            if HAS_BIAS:
+                dt += bias
+            if SOFTPLUS:
+                dt = _softplus(dt)
+            B_t = tl.load(b_base + t * stride_b_time, mask=mask_n, other=0.0)
+            C_t = tl.load(c_base + t * stride_c_time, mask=mask_n, other=0.0)
+            h = tl.exp2(dt[:, None] * A_log2) * h + (dt * u)[:, None] * B_t[None, :]
+            y = tl.sum(h * C_t[None, :], axis=1)
+            if HAS_D:
+                y += skip * u
+            if HAS_Z:
+                z = tl.load(z_ptr + row + t, mask=mask_d, other=0.0)
+                y *= z * tl.sigmoid(z)
+            tl.store(out_ptr + row + t, y, mask=mask_d)
+    tl.store(last_state_ptr + states_base, h, mask=mask_dn)
+
+
+@triton.jit
+def _scan_bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
+                     grad_out_ptr, grad_last_ptr, chunk_states_ptr, scratch_ptr,
+                     grad_u_ptr, grad_delta_ptr, grad_z_ptr, grad_A_ptr, grad_D_ptr, grad_bias_ptr,
+                     grad_B_ptr, grad_C_ptr,
+                     length, dim, group_dim, n_state, n_chunks, n_blocks,
+                     stride_b_batch, stride_b_group, stride_b_state, stride_b_time,
+                     stride_c_batch, stride_c_group, stride_c_state, stride_c_time,
+                     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                     HAS_GRAD_LAST: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr,
+                     BLOCK_N: tl.constexpr):
+    pid_batch = tl.program_id(0).to(tl.int64)
+    pid_group = tl.program_id(1).to(tl.int64)
+    pid_block = tl.program_id(2).to(tl.int64)
+    block_d = tl.arange(0, BLOCK_D)
+    channel_in_group = pid_block * BLOCK_D + block_d
+    mask_d = channel_in_group < group_dim
+    channel = pid_group * group_dim + channel_in_group
+    state = tl.arange(0, BLOCK_N)
+    mask_n = state < n_state
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+    A = tl.load(A_ptr + channel[:, None] * n_state + state[None, :], mask=mask_dn, other=0.0)
+    A_log2 = A * 1.4426950408889634
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + channel, mask=mask_d, other=0.0)
+    if HAS_D:
+        skip = tl.load(D_ptr + channel, mask=mask_d, other=0.0)
+    row = (pid_batch * dim + channel) * length
+    b_base = B_ptr + pid_batch * stride_b_batch + pid_group * stride_b_group + state * stride_b_state
+    c_base = C_ptr + pid_batch * stride_c_batch + pid_group * stride_c_group + state * stride_c_state
+    states_base = (pid_batch * dim + channel[:, None]) * n_state + state[None, :]
+    program = (pid_batch * tl.num_programs(1) + pid_group) * n_blocks + pid_block
+    scratch = scratch_ptr + program * (CHUNK + 1) * BLOCK_D * BLOCK_N + block_d[:, None] * BLOCK_N + state[None, :]
+    # grad_B/grad_C partials: (batch, group, block, n, l)
+    partial_base = ((pid_batch * tl.num_programs(1) + pid_group) * n_blocks + pid_block) * n_state + state
+    if HAS_GRAD_LAST:
+        carry = tl.load(grad_last_ptr + states_base, mask=mask_dn, other=0.0)  # a_{t+1} * lambda_{t+1}
+    else:
+        carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    grad_A = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    grad_D = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    grad_bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    for chunk_from_end in range(0, n_chunks):
+        chunk = n_chunks - 1 - chunk_from_end
+        start = chunk * CHUNK
+        steps = tl.minimum(start + CHUNK, length) - start
+        # recompute the chunk's states: scratch slot s holds h_{start + s - 1}
+        h = tl.load(chunk_states_ptr + states_base * n_chunks + chunk, mask=mask_dn, other=0.0)
+        tl.store(scratch, h)
+        for s in range(0, steps):
+            t = start + s
+            u = tl.load(u_ptr + row + t, mask=mask_d, other=0.0)
+            dt = tl.load(delta_ptr + row + t, mask=mask_d, other=0.0)
+            if HAS_BIAS:
+                dt += bias
+            if SOFTPLUS:
+                dt = _softplus(dt)
+            B_t = tl.load(b_base + t * stride_b_time, mask=mask_n, other=0.0)
+            h = tl.exp2(dt[:, None] * A_log2) * h + (dt * u)[:, None] * B_t[None, :]
+            tl.store(scratch + (s + 1) * BLOCK_D * BLOCK_N, h)
+        tl.debug_barrier()
+        for s_from_end in range(0, steps):
+            s = steps - 1 - s_from_end
+            t = start + s
+            u = tl.load(u_ptr + row + t, mask=mask_d, other=0.0)
+            dt_raw = tl.load(delta_ptr + row + t, mask=mask_d, other=0.0)
+            if HAS_BIAS:
+                dt_raw += bias
+            if SOFTPLUS:
+                dt = _softplus(dt_raw)
+            else:
+                dt = dt_raw
+            B_t = tl.load(b_base + t * stride_b_time, mask=mask_n, other=0.0)
+            C_t = tl.load(c_base + t * stride_c_time, mask=mask_n, other=0.0)
+            h = tl.load(scratch + (s + 1) * BLOCK_D * BLOCK_N)
+            h_prev = tl.load(scratch + s * BLOCK_D * BLOCK_N)
+            decay = tl.exp2(dt[:, None] * A_log2)
+            grad_y = tl.load(grad_out_ptr + row + t, mask=mask_d, other=0.0)
+            if HAS_Z:
+                z = tl.load(z_ptr + row + t, mask=mask_d, other=0.0)
+                y = tl.sum(h * C_t[None, :], axis=1)
+                if HAS_D:
+                    y += skip * u
+                gate = tl.sigmoid(z)
+                tl.store(grad_z_ptr + row + t, grad_y * y * gate * (1.0 + z * (1.0 - gate)), mask=mask_d)
+                grad_y = grad_y * z * gate
+            adjoint = C_t[None, :] * grad_y[:, None] + carry  # lambda_t
+            tl.store(grad_C_ptr + partial_base * length + t, tl.sum(grad_y[:, None] * h, axis=0), mask=mask_n)
+            dtu = dt * u
+            tl.store(grad_B_ptr + partial_base * length + t, tl.sum(adjoint * dtu[:, None], axis=0), mask=mask_n)
+            grad_dtu = tl.sum(adjoint * B_t[None, :], axis=1)
+            log_decay_grad = adjoint * decay * h_prev
+            grad_A += log_decay_grad * dt[:, None]
+            grad_dt = grad_dtu * u + tl.sum(log_decay_grad * A, axis=1)
+            grad_u = grad_dtu * dt
+            if HAS_D:
+                grad_u += skip * grad_y
+                grad_D += grad_y * u
+            if SOFTPLUS:
+                grad_dt = grad_dt * tl.sigmoid(dt_raw)
+            grad_bias += grad_dt
+            tl.store(grad_u_ptr + row + t, grad_u, mask=mask_d)
+            tl.store(grad_delta_ptr + row + t, grad_dt, mask=mask_d)
+            carry = decay * adjoint
+        tl.debug_barrier()
+    tl.store(grad_A_ptr + states_base, grad_A, mask=mask_dn)
+    tl.store(grad_D_ptr + pid_batch * dim + channel, grad_D, mask=mask_d)
+    tl.store(grad_bias_ptr + pid_batch * dim + channel, grad_bias, mask=mask_d)
+
+
+def _grouped(coef: Tensor, groups: int, batch: int, length: int) -> Tensor:
+    """B or C as float32 (b, groups, n, l); a time-invariant (d, n) one as a broadcast view (groups == d)."""
+    if coef.dim() == 2:
+        return coef.float()[None, :, :, None].expand(batch, -1, -1, length)
+    grouped = coef.unsqueeze(1) if coef.dim() == 3 else coef
+    return grouped.float().repeat_interleave(groups // grouped.shape[1], dim=1).contiguous()
+
+
+def _ungrouped_grad(grad: Tensor, like: Tensor) -> Tensor:
+    """Sum a (b, groups, n, l) gradient back to the shape and dtype of the B/C it belongs to."""
+    if like.dim() == 2:
+        return grad.sum((0, 3)).to(like.dtype)
+    b, groups, n, length = grad.shape
+    like_groups = 1 if like.dim() == 3 else like.shape[1]
+    return grad.reshape(b, like_groups, groups // like_groups, n, length).sum(2).reshape(like.shape).to(like.dtype)
+
+
+def _scan_groups(d: int, B: Tensor, C: Tensor) -> int:
+    """Groups of the kernel layout: d if B or C is time-invariant, else the lcm of their group counts."""
+    if B.dim() == 2 or C.dim() == 2:
+        return d
+    groups = 1
+    for coef in (B, C):
+        if coef.dim() == 4:
+            groups = groups * coef.shape[1] // math.gcd(groups, coef.shape[1])
+    return groups
+
+
+class _TritonScan(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+                z: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
+                chunk_len: int) -> Tuple[Tensor, Tensor]:
+        batch, dim, length = u.shape
+        n_state = A.shape[1]
+        groups = _scan_groups(dim, B, C)
+        group_dim = dim // groups
+        n_chunks = max(1, triton.cdiv(length, chunk_len))
+        u32, delta32 = u.float().contiguous(), delta.float().contiguous()
+        A32 = A.float().contiguous()
+        B32, C32 = _grouped(B, groups, batch, length), _grouped(C, groups, batch, length)
+        D32 = D.float().contiguous() if D is not None else None
+        z32 = z.float().contiguous() if z is not None else None
+        bias32 = delta_bias.float().contiguous() if delta_bias is not None else None
+        save_states = any(ctx.needs_input_grad[:8])
+        out = torch.empty_like(u32)
+        last_state = u32.new_empty(batch, dim, n_state)
+        chunk_states = u32.new_empty(batch, dim, n_state, n_chunks) if save_states else last_state
+        grid = (batch, groups, triton.cdiv(group_dim, BLOCK_D))
+        _scan_fwd_kernel[grid](
+            u32, delta32, A32, B32, C32, _or(D32, u32), _or(z32, u32), _or(bias32, u32),
+            out, chunk_states, last_state, length, dim, group_dim, n_state, n_chunks,
+            *B32.stride(), *C32.stride(),
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
+            SAVE_STATES=save_states, CHUNK=chunk_len, BLOCK_D=BLOCK_D, BLOCK_N=triton.next_power_of_2(n_state),
+            num_warps=1)
+        ctx.save_for_backward(u32, delta32, A32, B32, C32, D32, z32, bias32, chunk_states if save_states else None)
+        ctx.meta = (delta_softplus, chunk_len, groups, u.dtype, delta.dtype, A.dtype, B, C,
+                    None if D is None else D.dtype, None if z is None else z.dtype,
+                    None if delta_bias is None else delta_bias.dtype)
+        return out.to(u.dtype), last_state
+
+    @staticmethod
+    def backward(ctx, grad_out: Optional[Tensor], grad_last: Optional[Tensor]):
+        u32, delta32, A32, B32, C32, D32, z32, bias32, chunk_states = ctx.saved_tensors
+        (delta_softplus, chunk_len, groups, u_dtype, delta_dtype, A_dtype, B, C,
+         D_dtype, z_dtype, bias_dtype) = ctx.meta
+        batch, dim, length = u32.shape
+        n_state = A32.shape[1]
+        group_dim = dim // groups
+        n_blocks = triton.cdiv(group_dim, BLOCK_D)
+        n_chunks = chunk_states.shape[-1]
+        block_n = triton.next_power_of_2(n_state)
+        grad_out = (grad_out.float().contiguous() if grad_out is not None else torch.zeros_like(u32))
+        grad_u, grad_delta = torch.empty_like(u32), torch.empty_like(u32)
+        grad_z = torch.empty_like(u32) if z32 is not None else None
+        grad_A = u32.new_empty(batch, dim, n_state)
+        grad_D, grad_bias = u32.new_empty(batch, dim), u32.new_empty(batch, dim)
+        grad_B_parts = u32.new_empty(batch, groups, n_blocks, n_state, length)
+        grad_C_parts = u32.new_empty(batch, groups, n_blocks, n_state, length)
+        scratch = u32.new_empty(batch * groups * n_blocks, chunk_len + 1, BLOCK_D, block_n)
+        _scan_bwd_kernel[(batch, groups, n_blocks)](
+            u32, delta32, A32, B32, C32, _or(D32, u32), _or(z32, u32), _or(bias32, u32),
+            grad_out, _or(grad_last.float().contiguous() if grad_last is not None else None, u32),
+            chunk_states, scratch, grad_u, grad_delta, _or(grad_z, u32), grad_A, grad_D, grad_bias,
+            grad_B_parts, grad_C_parts,
+            length, dim, group_dim, n_state, n_chunks, n_blocks,
+            *B32.stride(), *C32.stride(),
+            HAS_D=D32 is not None, HAS_Z=z32 is not None, HAS_BIAS=bias32 is not None, SOFTPLUS=delta_softplus,
+            HAS_GRAD_LAST=grad_last is not None, CHUNK=chunk_len, BLOCK_D=BLOCK_D, BLOCK_N=block_n, num_warps=1)
+        return (grad_u.to(u_dtype), grad_delta.to(delta_dtype), grad_A.sum(0).to(A_dtype),
+                _ungrouped_grad(grad_B_parts.sum(2), B), _ungrouped_grad(grad_C_parts.sum(2), C),
+                grad_D.sum(0).to(D_dtype) if D_dtype is not None else None,
+                grad_z.to(z_dtype) if z_dtype is not None else None,
+                grad_bias.sum(0).to(bias_dtype) if bias_dtype is not None else None, None, None)
+
+
+def _or(tensor: Optional[Tensor], placeholder: Tensor) -> Tensor:
+    """A kernel pointer argument for an optional input (the placeholder is never read)."""
+    return tensor if tensor is not None else placeholder
+
+
+def selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor] = None,
+                          z: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                          delta_softplus: bool = False, return_last_state: bool = False,
+                          chunk_len: int = DEFAULT_CHUNK):
+    """Selective scan with rssr's fused Triton kernels (same semantics as ``selective_scan``).
+
+    ``chunk_len`` is the number of steps between the states saved for the backward pass.
+    """
+    y, last_state = _TritonScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_len)
+    return (y, last_state) if return_last_state else y

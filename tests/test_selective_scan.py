@@ -1,0 +1,253 @@
+"""Selective scan: every available backend against the float64 sequential reference, plus dispatch.
+
+Accuracy contract: max|y - y_ref| / max|y_ref| <= 1e-5 for the output, the last state and the
+gradient of every input, with y_ref from the reference in float64 and the backend in float32.
+The triton backend runs these same cases in test_selective_scan_triton.py.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Callable, Dict, NamedTuple, Optional
+
+import pytest
+import torch
+
+from rssr.ops import ScanBackendUnavailable, selective_scan
+from rssr.ops.scan_torch import selective_scan_torch
+from rssr.ops.selective_scan import resolve_backend, selective_scan_reference
+
+scan_module = importlib.import_module('rssr.ops.selective_scan')  # rssr.ops.selective_scan is also the function
+TOLERANCE = 1e-5
+INPUT_NAMES = ('u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias')
+
+
+class Case(NamedTuple):
+    """One problem: shapes and which options are on. B/C groups 0 = (b, n, l); -1 = (d, n)."""
+    batch: int
+    dim: int
+    state: int
+    length: int
+    b_groups: int = 1
+    c_groups: int = 1
+    skip: bool = True
+    gate: bool = True
+    bias: bool = True
+    softplus: bool = True
+    last_state: bool = True
+    delta_range: Optional[tuple] = None  # uniform (low, high) delta, used directly as dt
+
+    @property
+    def id(self) -> str:
+        flags = ''.join(flag for flag, on in (('D', self.skip), ('z', self.gate), ('b', self.bias),
+                                                ('s', self.softplus), ('h', self.last_state)) if on)
+        return f'b{self.batch}d{self.dim}n{self.state}l{self.length}g{self.b_groups},{self.c_groups}-{flags or "plain"}'
+
+
+CASES = [
+    Case(2, 6, 4, 37, 2, 2),  # d/g = 3 channels: not a multiple of any block; odd l; g > 1
+    Case(1, 3, 3, 1, 0, 0),  # l = 1, (b, n, l) B and C
+    Case(2, 4, 5, 16, 0, 0, skip=False, gate=False, bias=False, softplus=False, last_state=False),
+    Case(1, 6, 4, 19, 3, 3, gate=False, last_state=False),
+    Case(1, 6, 4, 11, 2, 3, skip=False, bias=False),  # B and C with different group counts
+    Case(2, 4, 3, 13, -1, 2, softplus=False),  # time-invariant (d, n) B
+    Case(1, 4, 3, 12, 0, -1, gate=False),  # time-invariant (d, n) C
+]
+EXTREME_CASE = Case(1, 4, 16, 300, 1, 1, skip=False, gate=False, bias=False, softplus=False,
+                    delta_range=(1e-4, 10.0))
+
+
+def make_inputs(case: Case, seed: int = 0) -> Dict[str, Optional[torch.Tensor]]:
+    """float64 inputs like an SS2D block's (A = -exp(A_log) with S4D-real init, softplus'd deltas)."""
+    gen = torch.Generator().manual_seed(seed)
+    b, d, n, length = case.batch, case.dim, case.state, case.length
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64)
+
+    def coef(groups):
+        return {-1: randn(d, n), 0: randn(b, n, length)}.get(groups) if groups <= 0 else randn(b, groups, n, length)
+
+    if case.delta_range is not None:
+        low, high = case.delta_range
+        delta = low * (high / low) ** torch.rand(b, d, length, generator=gen, dtype=torch.float64)
+    elif case.softplus:
+        delta = randn(b, d, length) * 0.5 - 1.0
+    else:  # used as dt directly: keep it positive, as after a softplus
+        delta = torch.exp(randn(b, d, length) * 0.5 - 1.5)
+    A = -torch.arange(1, n + 1, dtype=torch.float64).repeat(d, 1) * (0.5 + torch.rand(d, 1, generator=gen,
+                                                                                        dtype=torch.float64))
+    return dict(u=randn(b, d, length), delta=delta, A=A, B=coef(case.b_groups), C=coef(case.c_groups),
+                D=randn(d) if case.skip else None, z=randn(b, d, length) if case.gate else None,
+                delta_bias=randn(d) * 0.5 if case.bias else None)
+
+
+def run(scan: Callable, case: Case, inputs: Dict[str, Optional[torch.Tensor]], dtype: torch.dtype,
+        device: str = 'cpu', **kwargs) -> Dict[str, torch.Tensor]:
+    """Outputs and input gradients of ``scan`` for fixed random upstream gradients."""
+    leaves = {k: v.detach().to(device=device, dtype=dtype, copy=True).requires_grad_()
+              for k, v in inputs.items() if v is not None}
+    args = {k: leaves.get(k) for k in INPUT_NAMES}
+    result = scan(*(args[k] for k in INPUT_NAMES), delta_softplus=case.softplus,
+                  return_last_state=case.last_state, **kwargs)
+    y, last = result if case.last_state else (result, None)
+    gen = torch.Generator().manual_seed(1)
+    loss = (y * torch.randn(y.shape, generator=gen, dtype=torch.float64).to(device, y.dtype)).sum()
+    if last is not None:
+        loss = loss + (last * torch.randn(last.shape, generator=gen, dtype=torch.float64).to(device, last.dtype)).sum()
+    loss.backward()
+    out = {'y': y.detach(), **({'last_state': last.detach()} if last is not None else {})}
+    out.update({f'grad_{k}': leaf.grad for k, leaf in leaves.items()})
+    return {k: v.double().cpu() for k, v in out.items()}
+
+
+def relative_errors(got: Dict[str, torch.Tensor], want: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    """max|got - want| / max|want| per output (absolute where want is all zeros, e.g. grad A at l = 1)."""
+    assert got.keys() == want.keys()
+    return {k: ((got[k] - want[k]).abs().max() / want[k].abs().max().clamp_min(1.0 if not want[k].any() else 0)).item()
+            for k in want}
+
+
+def check_against_reference(scan: Callable, case: Case, device: str = 'cpu', **kwargs) -> None:
+    inputs = make_inputs(case)
+    want = run(selective_scan_reference, case, inputs, torch.float64)
+    got = run(scan, case, inputs, torch.float32, device, **kwargs)
+    assert all(torch.isfinite(v).all() for v in got.values())
+    errors = relative_errors(got, want)
+    assert max(errors.values()) <= TOLERANCE, errors
+
+
+@pytest.mark.parametrize('case', CASES, ids=lambda c: c.id)
+def test_torch_backend_matches_reference(case):
+    check_against_reference(selective_scan, case, backend='torch')
+
+
+@pytest.mark.parametrize('segment_len', [1, 4, 7])
+def test_torch_backend_state_carried_across_segments(segment_len):
+    check_against_reference(selective_scan_torch, CASES[0], segment_len=segment_len)
+
+
+def test_torch_backend_extreme_delta():
+    check_against_reference(selective_scan, EXTREME_CASE, backend='torch')
+
+
+def test_torch_backend_gradcheck_float64():
+    case = Case(1, 4, 3, 9, 2, 2)
+    inputs = {k: v.requires_grad_() for k, v in make_inputs(case).items() if v is not None}
+
+    def scan(*args):
+        return selective_scan_torch(*args, delta_softplus=True, return_last_state=True, segment_len=4)
+
+    assert torch.autograd.gradcheck(scan, tuple(inputs[k] for k in INPUT_NAMES))
+
+
+def test_torch_backend_long_sequence_stays_finite_and_exact():
+    """l = 16384 with deltas up to 10: float32 agrees with float64 (the reference would take minutes)."""
+    case = Case(1, 2, 16, 16384, 1, 1, skip=False, gate=False, bias=False, softplus=False, delta_range=(1e-4, 10.0))
+    inputs = make_inputs(case)
+    want = run(selective_scan_torch, case, inputs, torch.float64)
+    got = run(selective_scan_torch, case, inputs, torch.float32)
+    assert all(torch.isfinite(v).all() for v in got.values())
+    errors = relative_errors(got, want)
+    assert max(errors.values()) <= TOLERANCE, errors
+    short = Case(*case[:3], 600, *case[4:])
+    short_inputs = {k: v[..., :600] if v is not None and v.dim() >= 3 else v for k, v in inputs.items()}
+    assert torch.allclose(run(selective_scan_reference, short, short_inputs, torch.float64)['y'],
+                          want['y'][..., :600], rtol=0, atol=1e-12)
+
+
+def test_float64_reference_and_torch_agree_to_rounding():
+    case = CASES[0]
+    inputs = make_inputs(case)
+    errors = relative_errors(run(selective_scan_torch, case, inputs, torch.float64, segment_len=5),
+                             run(selective_scan_reference, case, inputs, torch.float64))
+    assert max(errors.values()) < 1e-12, errors
+
+
+def test_half_precision_inputs_keep_float32_state():
+    inputs = make_inputs(CASES[2])
+    args = [inputs[k].to(torch.bfloat16) if inputs[k] is not None else None for k in INPUT_NAMES]
+    y, last = selective_scan(*args, return_last_state=True, backend='torch')
+    assert y.dtype == torch.bfloat16 and last.dtype == torch.float32
+
+
+# ---- dispatch -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def fresh_log(monkeypatch, caplog):
+    monkeypatch.setattr(scan_module, '_logged_choices', set())
+    monkeypatch.delenv(scan_module.ENV_VAR, raising=False)
+    caplog.set_level(logging.INFO, logger='rssr')
+    return caplog
+
+
+def test_auto_picks_torch_on_cpu_and_logs_once(fresh_log):
+    u = torch.zeros(1, 2, 3)
+    assert resolve_backend(u)[0] == 'torch'
+    assert resolve_backend(u, 'auto')[0] == 'torch'
+    lines = [r.getMessage() for r in fresh_log.records if r.name == 'rssr']
+    assert lines == ["selective_scan backend 'torch' (auto: tensors on cpu; the fused kernels need CUDA)"]
+
+
+def test_env_var_forces_backend_and_argument_wins(fresh_log, monkeypatch):
+    monkeypatch.setenv('RSSR_SCAN_BACKEND', 'reference')
+    u = torch.zeros(1, 2, 3)
+    assert resolve_backend(u)[1] is selective_scan_reference
+    assert resolve_backend(u, 'torch')[0] == 'torch'
+    lines = [r.getMessage() for r in fresh_log.records if r.name == 'rssr']
+    assert lines == ["selective_scan backend 'reference' (forced by the RSSR_SCAN_BACKEND)",
+                     "selective_scan backend 'torch' (forced by the backend argument)"]
+
+
+def test_unknown_backend_names_the_choices(monkeypatch):
+    with pytest.raises(ValueError, match=r"unknown backend 'cuda'.*auto, mamba_ssm, triton, torch, reference"):
+        resolve_backend(torch.zeros(1, 2, 3), 'cuda')
+    monkeypatch.setenv('RSSR_SCAN_BACKEND', 'fast')
+    with pytest.raises(ValueError, match=r"'fast' \(from the RSSR_SCAN_BACKEND\)"):
+        resolve_backend(torch.zeros(1, 2, 3))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the error on a machine without a GPU')
+def test_forced_unavailable_backends_say_how_to_enable_them():
+    inputs = make_inputs(CASES[1])
+    args = [inputs[k] for k in INPUT_NAMES]
+    try:
+        import mamba_ssm  # noqa: F401
+        expected = "'mamba_ssm' needs CUDA tensors"
+    except ImportError:
+        expected = r"'mamba_ssm' is unavailable: importing mamba_ssm failed .*pip install mamba-ssm"
+    with pytest.raises(ScanBackendUnavailable, match=expected):
+        selective_scan(*args, backend='mamba_ssm')
+    with pytest.raises(ScanBackendUnavailable, match=r"'triton' needs CUDA tensors.*TRITON_INTERPRET=1"):
+        selective_scan(*args, backend='triton')
+
+
+def test_shape_errors_name_the_argument():
+    inputs = make_inputs(CASES[0])
+    args = [inputs[k] for k in INPUT_NAMES]
+    with pytest.raises(ValueError, match='B has 4 groups, which do not divide d=6'):
+        selective_scan(args[0], args[1], args[2], torch.zeros(2, 4, 4, 37), args[4])
+    with pytest.raises(ValueError, match=r'A must be \(d, n\) = \(6, n\); got \(5, 4\)'):
+        selective_scan(args[0], args[1], args[2][:5], args[3], args[4])
+
+
+# ---- CUDA (mamba_ssm when installed, triton, torch); the CPU twins are the tests above --------------
+
+def cuda_backends():
+    backends = ['torch']
+    for name in ('triton', 'mamba_ssm'):
+        try:
+            resolve_backend(torch.zeros(1, device='cuda'), name)
+            backends.append(name)
+        except ScanBackendUnavailable:
+            pass
+    return backends
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+@pytest.mark.parametrize('case', CASES + [EXTREME_CASE], ids=lambda c: c.id)
+def test_cuda_backends_match_reference(case):
+    for backend in cuda_backends():
+        if backend == 'mamba_ssm' and (case.b_groups != case.c_groups or min(case.b_groups, case.c_groups) < 0):
+            continue  # mamba_ssm's kernel needs B and C grouped alike and time-varying
+        check_against_reference(selective_scan, case, device='cuda', backend=backend)
