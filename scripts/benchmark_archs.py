@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -162,7 +163,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.in_chans is not None:
         overrides['in_chans'] = args.in_chans
 
-    print(f'LR {args.size}x{args.size}, x{args.scale}, batch 1, {args.threads} CPU threads, torch {torch.__version__}')
+    print(f'LR {args.size}x{args.size}, x{args.scale}, batch 1, {args.threads} CPU threads, torch {torch.__version__}, '
+          f'load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs')
     print('MACs: conv / linear / bmm+einsum counted by FlopCounterMode; selective scan analytic (9LDN + LD); '
           'elementwise, norms and pixel shuffle not counted.\n')
     print('| model | scan backend | params | conv | linear | einsum/bmm | scan (analytic) | total MACs | '

@@ -32,9 +32,10 @@ def _tiny(**overrides):
     return ConvMambaSR(**kwargs)
 
 
+@pytest.mark.parametrize('scan_backend', ['reference', 'torch'])
 @pytest.mark.parametrize('case', list(_cases()))
-def test_matches_official_outputs(case):
-    model = ConvMambaSR(**case['kwargs']).eval()
+def test_matches_official_outputs(case, scan_backend):
+    model = ConvMambaSR(**case['kwargs'], scan_backend=scan_backend).eval()
     model.load_state_dict(case['state_dict'], strict=True)  # float16 values cast into the float32 model
     with torch.no_grad():
         output = model(case['input'])

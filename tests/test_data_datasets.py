@@ -53,15 +53,16 @@ def test_band_selection_and_band_mismatch_errors_name_files_and_counts(tmp_path)
         build_dataset(paired_opt(folders, bands=[1, 7]))
     write_geotiff(tmp_path / 'LQ' / 'b.tif', smooth_dn(3, 16, 16))
     write_geotiff(tmp_path / 'GT' / 'b.tif', smooth_dn(4, 64, 64))
-    with pytest.raises(ValueError, match=r'Band count mismatch: LQ .*LQ/b\.tif gives 3 bands but GT .*GT/b\.tif gives 4'):
+    mismatch = r'Band count mismatch: LQ .*LQ/b\.tif gives 3 bands but GT .*GT/b\.tif gives 4'
+    with pytest.raises(ValueError, match=mismatch):
         build_dataset(paired_opt(folders))
 
 
 def test_lq_gt_size_mismatch_names_both_files_and_sizes(tmp_path):
     folders = make_pair_folders(tmp_path, 4, names=('a',))
     write_geotiff(tmp_path / 'LQ' / 'a.tif', smooth_dn(4, 15, 16))
-    with pytest.raises(ValueError, match=r'do not match scale 4: GT .*GT/a\.tif is 64 x 64 .* LQ .*LQ/a\.tif is 15 x 16, '
-                                         r'which x4 is 60 x 64'):
+    expected = r'do not match scale 4: GT .*GT/a\.tif is 64 x 64 .* LQ .*LQ/a\.tif is 15 x 16, which x4 is 60 x 64'
+    with pytest.raises(ValueError, match=expected):
         build_dataset(paired_opt(folders))
 
 

@@ -130,3 +130,39 @@ def test_pixel_weight_masks_nodata_for_losses(tmp_path):
     output[..., :8, :] = 100.0  # errors only where GT is nodata
     assert L1Loss()(output, model.gt, weight=model.pixel_weight) == pytest.approx(
         model.gt[..., 8:, :].abs().mean().item())
+
+
+def test_nodata_is_written_as_nodata_and_left_out_of_metrics(tmp_path):
+    from rs_helpers import box_downsample, smooth_dn, write_geotiff
+    gt = smooth_dn(4, 32, 32)
+    lq = box_downsample(gt, 4)
+    gt[:, :8, :] = 0
+    lq[:, :2, :] = 0  # the top 8 HR rows are nodata in both
+    write_geotiff(tmp_path / 'GT' / 't.tif', gt, nodata=0)
+    write_geotiff(tmp_path / 'LQ' / 't.tif', lq, nodata=0, transform=TRANSFORM @ Affine.scale(4))
+    dataset_opt = dict(name='nd', type='MultibandPairedDataset', phase='val', scale=4, radiometry='sentinel2',
+                       dataroot_gt=str(tmp_path / 'GT'), dataroot_lq=str(tmp_path / 'LQ'))
+    opt = tiny_model_opt(4, tmp_path, {'val': dataset_opt}, {'rmse': {'type': 'calculate_rmse'}})
+    model = validate(opt, dataset_opt)
+    with rasterio.open(tmp_path / 'visualization' / 'nd' / 't_rs_test.tif') as sr:
+        written = sr.read()
+    assert (written[:, :8] == 0).all() and (written[:, 8:] != 0).all()
+    sr_values = torch.from_numpy(written[:, 8:].astype(np.float32) * 1e-4)
+    expected = ((sr_values - torch.from_numpy(gt[:, 8:] * 1e-4).float()) ** 2).mean().sqrt().item()
+    assert model.metric_results['rmse'] == pytest.approx(expected, abs=1e-4)  # SR written as uint16: 1e-4 steps
+
+
+def test_six_band_training_step_through_rssr_model(tmp_path):
+    from basicsr.utils.registry import MODEL_REGISTRY
+    folders = make_pair_folders(tmp_path / 'data', 6, names=('a', 'b'), gt_size=32)
+    dataset_opt = dict(name='train6', type='MultibandPairedDataset', phase='train', scale=4, gt_size=16,
+                       use_hflip=True, use_rot=True, batch_size_per_gpu=2, num_worker_per_gpu=0, **folders)
+    opt = tiny_model_opt(6, tmp_path, {'train': dataset_opt}, METRICS)
+    opt.update(is_train=True, train={'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'scheduler': {
+        'type': 'MultiStepLR', 'milestones': [10], 'gamma': 0.5}, 'total_iter': 1, 'warmup_iter': -1,
+        'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}})
+    model = MODEL_REGISTRY.get('RSSRModel')(opt)
+    batch = next(iter(build_dataloader(build_dataset(dataset_opt), dataset_opt)))
+    model.feed_data(batch)
+    model.optimize_parameters(1)
+    assert model.output.shape == (2, 6, 16, 16) and np.isfinite(model.log_dict['l_pix'])

@@ -120,3 +120,23 @@ def test_forward_backward_any_size(cross_scale_scan, scale, bands, batch, size):
     assert not missing
     if cross_scale_scan:
         assert model.layers3[0].x_proj_weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('variant,cross', [('Final', True), ('wo', False)])
+def test_recipe_files_hold_the_official_recipe(variant, cross):
+    import yaml
+    root = Path(__file__).resolve().parents[1] / 'options'
+    train = yaml.safe_load((root / 'train' / 'MambaCSR' / f'train_MambaCSR_{variant}_x4.yml').read_text())
+    network = {k: v for k, v in train['network_g'].items() if k != 'type'}
+    assert network == {**{k: v for k, v in OFFICIAL_NETWORK_G.items() if k != 'type'}, 'cross_scale_scan': cross}
+    recipe = train['train']
+    assert (recipe['optim_g']['lr'], recipe['optim_g']['betas'], recipe['ema_decay']) == (2e-4, [0.9, 0.99], 0.999)
+    assert (recipe['scheduler']['milestones'], recipe['scheduler']['gamma'], recipe['total_iter']) == (
+        [150000, 250000, 275000], 0.5, 300000)
+    assert train['datasets']['train']['gt_size'] == 256 and train['datasets']['train']['batch_size_per_gpu'] == 4
+    assert train['val']['metrics']['psnr'] == {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': True}
+    for quality in (10, 20, 30, 40):
+        test = yaml.safe_load((root / 'test' / 'MambaCSR' / f'test_MambaCSR_{variant}_x4_q{quality}.yml').read_text())
+        assert test['network_g'] == train['network_g']
+        assert all(d['dataroot_lq'].endswith(f'LR_q{quality}') for d in test['datasets'].values())
+        assert set(test['val']['metrics']) == {'psnr', 'ssim'}

@@ -142,6 +142,8 @@ class LocalWindowSS2D(SS2D):
         d_state: SSM state size.
         directions: official direction names, e.g. ('w8', 'w8_flip').
         scan_backend: force a selective-scan backend (None: automatic).
+        cross_scale: scan position-aligned cross-scale orders (``forward_core`` then takes x_low).
+        exact_cross_scale_inverse: see :func:`rssr.ops.window_scan.cross_scale_merge`.
     """
 
     def __init__(self, d_model: int, d_state: int, directions: Sequence[str], scan_backend: Optional[str] = None,

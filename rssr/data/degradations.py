@@ -127,8 +127,8 @@ class DegradationPipeline:
         radius = 0
         for step in self.steps:
             if step['type'] == 'blur':
-                sigma = (sensor_sigma(step['mtf'], self.scale) if step.get('kind') == 'sensor'
-                         else float(np.max(step.get('sigma', 1.0))))
+                sigma = (sensor_sigma(float(np.min(step['mtf'])), self.scale) if step.get('kind') == 'sensor'
+                         else float(np.max(step.get('sigma', 1.0))))  # the widest blur a range can draw
                 radius += step.get('kernel_size', 2 * math.ceil(3 * sigma) + 1) // 2
         return radius
 

@@ -54,10 +54,6 @@ def _pop_batchnorm(state_dict: Dict[str, Tensor], prefix: str) -> Dict[str, Tens
     return {key: state_dict.pop(prefix + key).float() for key in _BN_KEYS}
 
 
-def _has_unfused_keys(state_dict: Mapping[str, Tensor], prefix: str, probe: str) -> bool:
-    return prefix + probe in state_dict
-
-
 class _FoldingConv2d(nn.Conv2d):
     """A deploy-form convolution that converts its training-form keys while loading a state_dict."""
 
@@ -73,7 +69,7 @@ class _FoldingConv2d(nn.Conv2d):
 
     def _load_from_state_dict(self, state_dict: Dict[str, Tensor], prefix: str, local_metadata: dict, strict: bool,
                               missing_keys: List[str], unexpected_keys: List[str], error_msgs: List[str]) -> None:
-        if _has_unfused_keys(state_dict, prefix, self.unfused_probe):
+        if prefix + self.unfused_probe in state_dict:
             try:
                 weight, bias = self.fold_state_dict(state_dict, prefix)
             except KeyError as err:

@@ -99,7 +99,7 @@ class MultibandValidationMixin:
                 metric_opt.setdefault('scale', self.opt['scale'])
 
     def _metric_value(self, name: str, metric_opt: Dict[str, Any], sr: torch.Tensor, gt: torch.Tensor,
-                      valid: Optional[torch.Tensor], band_names) -> float:
+                      valid: Optional[torch.Tensor], item: Dict[str, Any]) -> float:
         from basicsr.utils import tensor2img
         from basicsr.utils.registry import METRIC_REGISTRY
 
@@ -108,7 +108,7 @@ class MultibandValidationMixin:
         options = getattr(metric, 'rssr_options', None)
         if options is not None:
             if 'band_names' in options and opts.get('band_names') is None:
-                opts['band_names'] = band_names
+                opts['band_names'] = self._band_names(item)
             return metric(img=sr, img2=gt, mask=valid, **opts)
         if sr.shape[1] > 3:
             raise ValueError(f'val.metrics.{name}: {metric_opt["type"]} is an 8-bit BasicSR metric and cannot take '
@@ -129,14 +129,16 @@ class MultibandValidationMixin:
             output = self.output.detach().cpu().float()
             gt = self.gt.detach().cpu().float() if hasattr(self, 'gt') else None
             valid = self._output_valid(output)
+            if metrics and gt is None:
+                raise ValueError(f'val.metrics are set but dataset {dataset_name} gives no GT to compare with; '
+                                 f'remove the metrics to only save SR results.')
             for b in range(output.shape[0]):
                 item = _batch_item(val_data, b)
-                band_names = self._band_names(item)
-                if metrics and gt is not None:
+                if metrics:
                     item_valid = None if valid is None else valid[b:b + 1]
                     for name, metric_opt in metrics.items():
                         self.metric_results[name] += self._metric_value(name, metric_opt, output[b:b + 1],
-                                                                        gt[b:b + 1], item_valid, band_names)
+                                                                        gt[b:b + 1], item_valid, item)
                 if save_img:
                     self._save_output(output[b], None if valid is None else valid[b, 0], item, dataset_name,
                                       current_iter)
@@ -155,14 +157,16 @@ class MultibandValidationMixin:
             self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
 
     def _output_valid(self, output: torch.Tensor) -> Optional[torch.Tensor]:
-        """(N, 1, H, W) bool validity of the SR output: the GT's, else the LQ's upsampled (nearest)."""
+        """(N, 1, H, W) bool validity of the SR output: valid in the GT and in the LQ (upsampled nearest)."""
+        masks = []
         if getattr(self, 'gt_valid', None) is not None and self.gt_valid.shape[-2:] == output.shape[-2:]:
-            valid = self.gt_valid.detach().cpu()
-        elif getattr(self, 'lq_valid', None) is not None:
-            valid = F.interpolate(self.lq_valid.detach().cpu().float(), size=output.shape[-2:], mode='nearest')
-        else:
+            masks.append(self.gt_valid.detach().cpu() > 0.5)
+        if getattr(self, 'lq_valid', None) is not None:
+            lq_valid = F.interpolate(self.lq_valid.detach().cpu().float(), size=output.shape[-2:], mode='nearest')
+            masks.append(lq_valid > 0.5)
+        if not masks:
             return None
-        return valid > 0.5
+        return masks[0] if len(masks) == 1 else masks[0] & masks[1]
 
     @staticmethod
     def _band_names(item: Dict[str, Any]):

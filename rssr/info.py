@@ -1,0 +1,93 @@
+"""``python -m rssr.info``: what this machine gives rssr (versions, kernels, scan backends, names).
+
+Paste its output into bug reports.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import platform
+from typing import Dict, List, Tuple
+
+import torch
+
+import rssr
+from rssr.ops.mlstm import PARALLEL_MAX_LENGTH
+from rssr.ops.selective_scan import ScanBackendUnavailable, resolve_backend
+from rssr.registry import ARCHS, DATASETS, LOSSES, METRICS, MODELS
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return 'not installed'
+
+
+def _importable(module: str) -> str:
+    try:
+        importlib.import_module(module)
+        return 'yes'
+    except Exception as error:  # a CUDA extension built for another torch raises OSError/RuntimeError
+        return f'no ({type(error).__name__}: {str(error).splitlines()[0][:90]})'
+
+
+def scan_backends() -> List[Tuple[str, str]]:
+    """(device, backend the Mamba archs use there) for the CPU and, if present, CUDA."""
+    devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+    rows = []
+    for device in devices:
+        try:
+            backend, _ = resolve_backend(torch.empty(1, 1, 1, device=device))
+        except (ScanBackendUnavailable, ValueError) as error:
+            backend = f'error: {error}'
+        rows.append((device, backend))
+    return rows
+
+
+def kernels_per_model() -> str:
+    """One line per zoo model: the sequence kernels it runs and which implementation runs them here."""
+    scan = ', '.join(f'{device}: {backend}' for device, backend in scan_backends())
+    implementations = {'selective_scan': f'selective_scan ({scan})',
+                       'mlstm': f'mlstm (parallel up to {PARALLEL_MAX_LENGTH} tokens, chunkwise above)'}
+    lines = []
+    for name in rssr.list_models():
+        kernels = rssr.model_card(name).kernels
+        lines.append(f'{name}: ' + ('; '.join(implementations.get(k, k) for k in kernels) or 'convolutions/attention only'))
+    return '\n    ' + '\n    '.join(lines)
+
+
+def report() -> Dict[str, object]:
+    """Everything ``python -m rssr.info`` prints, as a dict."""
+    return {
+        'rssr': rssr.__version__,
+        'python': platform.python_version(),
+        'platform': platform.platform(),
+        'torch': torch.__version__,
+        'torch CUDA build': torch.version.cuda or 'none',
+        'CUDA available': f'{torch.cuda.is_available()}' + (
+            f' ({torch.cuda.get_device_name(0)})' if torch.cuda.is_available() else ''),
+        'torchvision': _version('torchvision'),
+        'basicsr': _version('basicsr'),
+        'triton': _version('triton'),
+        'mamba_ssm importable': _importable('mamba_ssm.ops.selective_scan_interface'),
+        'causal_conv1d importable': _importable('causal_conv1d'),
+        'sequence kernels per zoo model': kernels_per_model(),
+        'zoo models': ', '.join(rssr.list_models()),
+        'archs': ', '.join(ARCHS.names()),
+        'losses': ', '.join(LOSSES.names()),
+        'metrics': ', '.join(METRICS.names()),
+        'datasets': ', '.join(DATASETS.names()),
+        'models': ', '.join(MODELS.names()),
+    }
+
+
+def main() -> None:
+    entries = report()
+    width = max(map(len, entries))
+    for key, value in entries.items():
+        print(f'{key:<{width}}  {value}')
+
+
+if __name__ == '__main__':
+    main()
