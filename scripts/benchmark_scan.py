@@ -94,7 +94,7 @@ def peak_bytes(scan: Callable, inputs, backward: bool, device: str) -> int:
         return torch.cuda.max_memory_allocated() - before
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run_once(scan, inputs, backward)
-    events = sorted((e.time_range.start, e.cpu_memory_usage) for e in prof.events() if e.name == '[memory]')
+    events = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events())
     held = peak = 0
     for _, delta_bytes in events:
         held += delta_bytes

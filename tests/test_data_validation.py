@@ -166,3 +166,13 @@ def test_six_band_training_step_through_rssr_model(tmp_path):
     model.feed_data(batch)
     model.optimize_parameters(1)
     assert model.output.shape == (2, 6, 16, 16) and np.isfinite(model.log_dict['l_pix'])
+
+
+def test_class_mean_aggregation_as_rep_mamba_reports_aid():
+    from rssr.models.multiband_validation import _image_class, _mean_of_class_means
+    paths = ['GT/farmland/a.png', 'GT/farmland/b.png', 'GT/port/c.png']
+    classes = [_image_class(p, 'class_folder') for p in paths]
+    assert classes == ['farmland', 'farmland', 'port']
+    assert _mean_of_class_means([30.0, 32.0, 40.0], classes) == pytest.approx((31.0 + 40.0) / 2)
+    assert _mean_of_class_means([30.0, 32.0, 40.0], [_image_class(p, 'images') for p in paths]) == pytest.approx(34.0)
+    assert _image_class('HR/Airport_12.png', 'class_prefix') == 'Airport'

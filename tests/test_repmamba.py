@@ -2,10 +2,14 @@
 counts, re-parameterised deployment, odd sizes, forward + backward on CPU."""
 import copy
 import io
+import os
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
+import yaml
 import torch.nn.functional as F
 from torch import nn
 
@@ -169,7 +173,6 @@ def test_registered_names_and_zoo_cards():
 @pytest.mark.parametrize('path', sorted(Path(__file__).parents[1].glob('options/*/RepMamba/*.yml')),
                          ids=lambda p: p.name)
 def test_option_files_build_the_network(path):
-    import yaml
     from basicsr.archs import build_network
     options = yaml.safe_load(path.read_text())
     network_options = dict(options['network_g'], depths=[1])  # one block keeps the test fast
@@ -177,3 +180,39 @@ def test_option_files_build_the_network(path):
     assert isinstance(model, RepMamba)
     assert model.upscale == options['scale']
     assert model.deploy == ('deploy' in path.stem)
+
+
+def test_rssr_test_evaluates_the_fused_model_from_an_unfused_checkpoint(tmp_path):
+    from rssr.test import main
+
+    rng = np.random.default_rng(0)
+    for folder, size in (('HR', 16), ('LR', 8)):
+        (tmp_path / folder).mkdir()
+        for i in range(2):
+            cv2.imwrite(str(tmp_path / folder / f'{i}.png'), rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    torch.manual_seed(0)
+    trained = RepMamba(**TINY, upscale=2)
+    with torch.no_grad():  # training-mode passes give the BatchNorms non-trivial running statistics
+        trained(torch.rand(2, 3, 8, 8))
+    torch.save({'params': trained.state_dict()}, tmp_path / 'unfused.pth')
+
+    options_dir = Path(__file__).parents[1] / 'options' / 'test' / 'RepMamba'
+    images = {}
+    for stem in ('test_RepMamba_x2_AID', 'test_RepMamba_x2_AID_deploy'):
+        opt = yaml.safe_load((options_dir / f'{stem}.yml').read_text())
+        opt.update(num_gpu=0, name=stem)
+        opt['network_g'].update(TINY)
+        opt['datasets']['test_1'].update(dataroot_gt=str(tmp_path / 'HR'), dataroot_lq=str(tmp_path / 'LR'))
+        opt['path']['pretrain_network_g'] = str(tmp_path / 'unfused.pth')
+        (tmp_path / f'{stem}.yml').write_text(yaml.safe_dump(opt))
+        cwd = Path.cwd()
+        os.chdir(tmp_path)
+        try:
+            main(['-opt', f'{stem}.yml'])
+        finally:
+            os.chdir(cwd)
+        saved = sorted((tmp_path / 'results' / stem).rglob('*.png'))
+        assert len(saved) == 2
+        images[stem] = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in saved]
+    for unfused, fused in zip(images['test_RepMamba_x2_AID'], images['test_RepMamba_x2_AID_deploy']):
+        assert unfused.shape == (16, 16, 3) and np.abs(unfused.astype(int) - fused.astype(int)).max() <= 1

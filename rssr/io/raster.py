@@ -261,6 +261,16 @@ def _avoid_nodata_collisions(dn: np.ndarray, valid: np.ndarray, nodata: float) -
     return dn
 
 
+def values_to_dn(values: np.ndarray, georef: GeoReference, radiometry: Radiometry,
+                 valid: Optional[np.ndarray] = None) -> np.ndarray:
+    """Physical ``(C, H, W)`` values -> stored ``georef.dtype`` DN, invalid pixels set to nodata."""
+    dn = radiometry.to_dn(values, georef.dtype)
+    if valid is not None and georef.nodata is not None:
+        dn = _avoid_nodata_collisions(dn, valid, georef.nodata)
+        dn[:, ~valid] = np.asarray(georef.nodata).astype(dn.dtype)
+    return dn
+
+
 def write_raster(path: Union[str, Path], values: np.ndarray, georef: GeoReference, radiometry: Radiometry,
                  valid: Optional[np.ndarray] = None, driver: str = 'GTiff') -> Path:
     """Write ``(C, H, W)`` physical ``values`` as ``georef.dtype`` DN to ``path``.
@@ -276,10 +286,7 @@ def write_raster(path: Union[str, Path], values: np.ndarray, georef: GeoReferenc
     if len(georef.descriptions) != num_bands:
         raise ValueError(f'{path}: {num_bands} bands to write but the georeference describes '
                          f'{len(georef.descriptions)} bands.')
-    dn = radiometry.to_dn(values, georef.dtype)
-    if valid is not None and georef.nodata is not None:
-        dn = _avoid_nodata_collisions(dn, valid, georef.nodata)
-        dn[:, ~valid] = np.asarray(georef.nodata).astype(dn.dtype)
+    dn = values_to_dn(values, georef, radiometry, valid)
     if driver == 'PNG':
         _write_png(path, dn)
         return path

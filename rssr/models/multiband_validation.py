@@ -14,7 +14,9 @@ batch's nodata masks: ``self.gt_valid`` (N, 1, H, W) and :attr:`pixel_weight` fo
 YAML (``val``): ``metrics`` as in BasicSR. rssr metrics get float tensors, the nodata mask, the SR
 ``scale`` (ERGAS) and band names (NDVI) automatically, and ``better: lower`` where lower is better;
 BasicSR's own 8-bit metrics get ``tensor2img`` images (3 bands at most). ``save_format``: ``auto``
-(default: PNG for 1/3-band 8-bit PNG/JPEG sources, else GeoTIFF), ``tif`` or ``png``.
+(default: PNG for 1/3-band 8-bit PNG/JPEG sources, else GeoTIFF), ``tif`` or ``png``. ``aggregate``:
+``images`` (default: mean over images), ``class_folder`` or ``class_prefix`` (mean of per-class means,
+the class being the GT's folder or its name up to the first '_'; Rep-Mamba reports AID this way).
 """
 from __future__ import annotations
 
@@ -28,12 +30,13 @@ from tqdm import tqdm
 
 NETWORK_IN_CHANNEL_KEYS = ('in_chans', 'num_in_ch', 'in_nc', 'in_channels', 'n_colors')
 SAVE_FORMATS = ('auto', 'tif', 'png')
+AGGREGATIONS = ('images', 'class_folder', 'class_prefix')
 
 
 class MultibandValidationMixin:
     """Band-count checks, nodata masks and multiband validation for a BasicSR ``SRModel`` subclass."""
 
-    val_option_keys = ('save_format',)  # beside BasicSR's val keys (read by rssr.options)
+    val_option_keys = ('save_format', 'aggregate')  # beside BasicSR's val keys (read by rssr.options)
 
     def __init__(self, opt: Dict[str, Any]) -> None:
         super().__init__(opt)
@@ -119,10 +122,10 @@ class MultibandValidationMixin:
         dataset_name = dataloader.dataset.opt['name']
         metrics = self.opt['val'].get('metrics') or {}
         if metrics:
-            self.metric_results = {name: 0.0 for name in metrics}
             self._initialize_best_metric_results(dataset_name)
+        per_image: Dict[str, list] = {name: [] for name in metrics}
+        image_classes = []
         pbar = tqdm(total=len(dataloader), unit='image') if self.opt['val'].get('pbar', False) else None
-        count = 0
         for val_data in dataloader:
             self.feed_data(val_data)
             self.test()
@@ -137,12 +140,12 @@ class MultibandValidationMixin:
                 if metrics:
                     item_valid = None if valid is None else valid[b:b + 1]
                     for name, metric_opt in metrics.items():
-                        self.metric_results[name] += self._metric_value(name, metric_opt, output[b:b + 1],
-                                                                        gt[b:b + 1], item_valid, item)
+                        per_image[name].append(self._metric_value(name, metric_opt, output[b:b + 1], gt[b:b + 1],
+                                                                  item_valid, item))
+                    image_classes.append(_image_class(item.get('gt_path', item['lq_path']), self._aggregation()))
                 if save_img:
                     self._save_output(output[b], None if valid is None else valid[b, 0], item, dataset_name,
                                       current_iter)
-                count += 1
             if hasattr(self, 'gt'):
                 del self.gt
             del self.lq, self.output
@@ -151,10 +154,17 @@ class MultibandValidationMixin:
         if pbar:
             pbar.close()
         if metrics:
-            for name in self.metric_results:
-                self.metric_results[name] /= max(count, 1)
-                self._update_best_metric_result(dataset_name, name, self.metric_results[name], current_iter)
+            self.metric_results = {name: _mean_of_class_means(values, image_classes)
+                                   for name, values in per_image.items()}
+            for name, value in self.metric_results.items():
+                self._update_best_metric_result(dataset_name, name, value, current_iter)
             self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+
+    def _aggregation(self) -> str:
+        aggregate = self.opt['val'].get('aggregate', 'images')
+        if aggregate not in AGGREGATIONS:
+            raise ValueError(f'val.aggregate must be one of {", ".join(AGGREGATIONS)}, not {aggregate!r}')
+        return aggregate
 
     def _output_valid(self, output: torch.Tensor) -> Optional[torch.Tensor]:
         """(N, 1, H, W) bool validity of the SR output: valid in the GT and in the LQ (upsampled nearest)."""
@@ -182,7 +192,8 @@ class MultibandValidationMixin:
         from basicsr.utils import get_root_logger
         from rssr.metrics.image_quality import describe_metric
 
-        lines = [f'Validation {dataset_name}']
+        lines = [f'Validation {dataset_name}' + ('' if self._aggregation() == 'images' else
+                                                  f' (mean of per-class means, classes by {self._aggregation()})')]
         for name, value in self.metric_results.items():
             best = self.best_metric_results[dataset_name][name]
             lines.append(f'\t # {name}: {value:.4f}\tBest: {best["val"]:.4f} @ {best["iter"]} iter'
@@ -233,6 +244,25 @@ class MultibandValidationMixin:
         stem = self._output_path(img_name, dataset_name, current_iter)
         write_raster(stem + ('.png' if as_png else '.tif'), sr.numpy(), target, radiometry,
                      None if valid is None else valid.numpy(), driver='PNG' if as_png else 'GTiff')
+
+
+def _image_class(path: str, aggregate: str) -> str:
+    """The group an image's score is averaged in: one group, its folder, or its name up to the first '_'."""
+    if aggregate == 'class_folder':
+        return osp.basename(osp.dirname(path))
+    if aggregate == 'class_prefix':
+        return osp.basename(path).split('_')[0]
+    return ''
+
+
+def _mean_of_class_means(values: list, classes: list) -> float:
+    """Mean over classes of the per-class mean (the plain mean when all images share one class)."""
+    groups: Dict[str, list] = {}
+    for value, group in zip(values, classes):
+        groups.setdefault(group, []).append(value)
+    if not groups:
+        return 0.0
+    return sum(sum(v) / len(v) for v in groups.values()) / len(groups)
 
 
 def _batch_item(batch: Dict[str, Any], index: int) -> Dict[str, Any]:

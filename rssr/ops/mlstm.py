@@ -60,6 +60,7 @@ def mlstm_chunkwise(q: Tensor, k: Tensor, v: Tensor, igate: Tensor, fgate: Tenso
                     chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
     """Chunkwise stabilised mLSTM, linear memory in S; same arguments and result as :func:`mlstm_parallel`."""
     batch, heads, length, head_dim = q.shape
+    chunk_size = min(chunk_size, length)
     pad = -length % chunk_size
     if pad:  # padding the end is exact: by causality no real token sees the padded ones
         q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))

@@ -113,15 +113,29 @@ def _segment_length(step_elements: int, length: int, device: torch.device) -> in
 
 
 def _time_major(x: Tensor, groups: int, dtype: torch.dtype) -> Tensor:
-    """(b, d, l) -> contiguous (l, b, g, d/g)."""
+    """(b, d, l) -> contiguous (l, b, g, d/g), one 2-D transpose per batch element (torch's fast path)."""
     b, d, length = x.shape
-    return x.to(dtype).permute(2, 0, 1).reshape(length, b, groups, d // groups).contiguous()
+    out = x.new_empty(length, b, d, dtype=dtype)
+    for index in range(b):
+        out[:, index] = x[index].t().to(dtype).contiguous()
+    return out.view(length, b, groups, d // groups)
 
 
 def _channel_major(x: Tensor, dtype: torch.dtype) -> Tensor:
     """(l, b, g, d/g) -> contiguous (b, d, l)."""
     length, b = x.shape[:2]
-    return x.reshape(length, b, -1).permute(1, 2, 0).to(dtype).contiguous()
+    flat = x.reshape(length, b, -1)
+    return torch.stack([flat[:, index].t().contiguous() for index in range(b)]).to(dtype)
+
+
+def _softplus(x: Tensor) -> Tensor:
+    """torch's softplus (threshold 20) without its slow scalar log1p: log1p(w) = log(v) * w / (v - 1), v = 1 + w
+    (Kahan's accurate log1p), in place on ``x``."""
+    w = torch.exp(torch.clamp(x, max=20.0))
+    v = w + 1.0
+    log1p_w = torch.log(v).mul_(w).div_(v.sub_(1.0))
+    log1p_w = torch.where(v == 0.0, w, log1p_w)
+    return torch.where(x > 20.0, x, log1p_w, out=x)
 
 
 class _Problem:

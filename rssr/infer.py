@@ -1,0 +1,94 @@
+"""``python -m rssr.infer``: super-resolve rasters (GeoTIFF, PNG, JPEG, or a folder of them).
+
+    python -m rssr.infer --opt options/test/x.yml --input scene.tif --output scene_x4.tif
+    python -m rssr.infer --model convmambasr --scale 4 --weights net_g.pth --input dir/ --output out_dir/
+    python -m rssr.infer --arch EDSR --arch-kwargs '{num_in_ch: 4, num_out_ch: 4, upscale: 4}' --weights w.pth ...
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import yaml
+
+from rssr.checkpoint import CheckpointError
+from rssr.inference import InferenceError, OutputOptions, TilingOptions, load_model, super_resolve_scene
+from rssr.io import RASTER_EXTENSIONS, RasterError
+
+
+def _parse_bands(text: Optional[str]) -> Optional[List[int | str]]:
+    if text is None:
+        return None
+    return [int(b) if b.strip().isdigit() else b.strip() for b in text.split(',')]
+
+
+def _jobs(source: Path, destination: Path) -> List[Tuple[Path, Path]]:
+    """(input, output) pairs; a folder input maps to a folder output with the same file names (.tif)."""
+    if source.is_dir():
+        inputs = sorted(p for p in source.iterdir() if p.suffix.lower() in RASTER_EXTENSIONS)
+        if not inputs:
+            raise InferenceError(f'No rasters ({", ".join(RASTER_EXTENSIONS)}) in folder {source}.')
+        destination.mkdir(parents=True, exist_ok=True)
+        return [(p, destination / (p.stem + '.tif')) for p in inputs]
+    if not source.exists():
+        raise InferenceError(f'Input not found: {source}')
+    return [(source, destination)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='python -m rssr.infer', description=__doc__.splitlines()[0])
+    model = parser.add_argument_group('model (one of --opt, --arch, --model)')
+    model.add_argument('--opt', help='rssr/BasicSR options file: network_g and path.pretrain_network_g are used')
+    model.add_argument('--arch', help='registered arch name, with --arch-kwargs')
+    model.add_argument('--arch-kwargs', default='{}', help='arch kwargs as a YAML/JSON mapping')
+    model.add_argument('--model', help='rssr zoo name (see rssr.list_models())')
+    model.add_argument('--scale', type=int, default=4, help='scale for --model (default 4)')
+    model.add_argument('--in-chans', type=int, help='band count for --model')
+    model.add_argument('--weights', help='checkpoint (.pth/.safetensors; BasicSR params_ema/params understood)')
+    data = parser.add_argument_group('data')
+    data.add_argument('--input', required=True, help='a raster file or a folder of rasters')
+    data.add_argument('--output', required=True, help='output file (.tif or .png) or folder (for a folder input)')
+    data.add_argument('--bands', help='comma-separated 1-based band numbers or descriptions, as in training')
+    data.add_argument('--radiometry', help='DN scaling preset as in training (e.g. sentinel2, landsat_c2_l2_sr); '
+                      'default: integer rasters divided by their type maximum')
+    data.add_argument('--out-dtype', choices=('source', 'float32'), default='source',
+                      help="'source': input dtype after inverse scaling; 'float32': physical values")
+    data.add_argument('--cog', action='store_true', help='write Cloud-Optimised GeoTIFFs')
+    data.add_argument('--overwrite', action='store_true', help='replace existing outputs')
+    run = parser.add_argument_group('tiling and device')
+    run.add_argument('--tile', type=int, default=256, help='LR tile size (default 256)')
+    run.add_argument('--overlap', type=int, default=32, help='LR overlap between tiles (default 32)')
+    run.add_argument('--margin', type=int, default=8, help='LR pixels at inner tile sides given no weight (default 8)')
+    run.add_argument('--batch-size', type=int, default=4)
+    run.add_argument('--device', help='cpu, cuda, cuda:1 ... (default: cuda if available)')
+    run.add_argument('--amp', choices=('bf16', 'fp16'), help='autocast dtype (GPU); scans stay float32')
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    try:
+        kwargs = yaml.safe_load(args.arch_kwargs) or {}
+        if not isinstance(kwargs, dict):
+            raise InferenceError(f'--arch-kwargs must be a mapping, got {args.arch_kwargs!r}')
+        model = load_model(options=args.opt, arch=args.arch, arch_kwargs=kwargs, zoo_name=args.model,
+                           scale=args.scale, in_chans=args.in_chans, weights=args.weights)
+        tiling = TilingOptions(tile=args.tile, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
+        output = OutputOptions(dtype=args.out_dtype, cog=args.cog, overwrite=args.overwrite)
+        for source, destination in _jobs(Path(args.input), Path(args.output)):
+            written = super_resolve_scene(model, source, destination, bands=_parse_bands(args.bands),
+                                          radiometry_preset=args.radiometry, tiling=tiling, output=output,
+                                          device=args.device, amp=args.amp)
+            print(f'wrote {written}')
+    except (InferenceError, RasterError, CheckpointError, yaml.YAMLError, ValueError) as err:
+        print(f'rssr.infer: error: {err}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

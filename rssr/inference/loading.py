@@ -1,0 +1,64 @@
+"""Build a network for inference from an rssr options file, an arch name and kwargs, or a zoo name."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import yaml
+from torch import nn
+
+from rssr.checkpoint import load_weights
+from rssr.inference.scene import InferenceError
+from rssr.registry import ARCHS
+from rssr.zoo import create_model
+
+
+def _from_options(path: str) -> tuple[nn.Module, Optional[str]]:
+    if not Path(path).is_file():
+        raise InferenceError(f'Options file not found: {path}')
+    try:
+        options = yaml.safe_load(Path(path).read_text(encoding='utf-8'))
+    except yaml.YAMLError as err:
+        raise InferenceError(f'Options file {path} is not valid YAML: {err}') from None
+    network = dict((options or {}).get('network_g') or {})
+    if 'type' not in network:
+        raise InferenceError(f'Options file {path} has no network_g.type to build the network from.')
+    arch = network.pop('type')
+    weights = ((options.get('path') or {}).get('pretrain_network_g'))
+    return _build_arch(arch, network), weights
+
+
+def _build_arch(arch: str, kwargs: Dict[str, Any]) -> nn.Module:
+    import rssr  # noqa: F401  (registers rssr archs into BasicSR)
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    if arch in ARCHS:
+        return ARCHS.get(arch)(**kwargs)
+    if arch in ARCH_REGISTRY:
+        return ARCH_REGISTRY.get(arch)(**kwargs)
+    import difflib
+    known = sorted(set(ARCHS.names()) | set(ARCH_REGISTRY.keys()))
+    close = difflib.get_close_matches(arch, known, n=3)
+    raise InferenceError(f'Unknown arch {arch!r}.' + (f' Did you mean {", ".join(close)}?' if close else '') +
+                         f' Registered archs: {", ".join(known)}')
+
+
+def load_model(options: Optional[str] = None, arch: Optional[str] = None, arch_kwargs: Optional[Dict[str, Any]] = None,
+               zoo_name: Optional[str] = None, scale: int = 4, in_chans: Optional[int] = None,
+               weights: Optional[str] = None) -> nn.Module:
+    """Exactly one of ``options``, ``arch`` or ``zoo_name`` says what to build; ``weights`` (or the options'
+    ``path.pretrain_network_g``) are loaded strictly."""
+    if sum(x is not None for x in (options, arch, zoo_name)) != 1:
+        raise InferenceError('Give exactly one of an options file (--opt), an arch name (--arch) or a zoo model '
+                             '(--model).')
+    if options is not None:
+        model, option_weights = _from_options(options)
+        weights = weights or option_weights
+    elif arch is not None:
+        model = _build_arch(arch, dict(arch_kwargs or {}))
+    else:
+        model = create_model(zoo_name, scale=scale, in_chans=in_chans)
+    if weights is None:
+        raise InferenceError('No weights: pass --weights (or set path.pretrain_network_g in the options file); '
+                             'an untrained network would produce noise.')
+    return load_weights(model, weights)

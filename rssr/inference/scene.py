@@ -1,0 +1,270 @@
+"""Super-resolve a whole scene tile by tile, streaming windows from and to disk.
+
+Peak memory is set by the tile size and batch size: tiles are read as windows, and each output
+cell is written as soon as every tile touching it has run (see :class:`TileGrid`). Only the
+blended overlap strips wait in memory, so memory grows with the scene width times the overlap,
+not with the scene area.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
+from torch import nn
+from tqdm import tqdm
+
+from rssr.inference.tiling import Tile, TileGrid, blend_weights
+from rssr.io import (GeoReference, Radiometry, RasterError, output_georeference, read_raster, read_raster_info,
+                     resolve_bands, resolve_radiometry, values_to_dn)
+from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
+
+logger = logging.getLogger('rssr')
+
+
+class InferenceError(RuntimeError):
+    """The scene, the model or the output path do not fit together; the message says how."""
+
+
+@dataclass(frozen=True)
+class TilingOptions:
+    """How a scene is cut: ``tile`` and ``overlap`` in LR pixels, ``margin`` LR pixels given weight 0
+    at inner tile sides (set it to the network's receptive-field radius), ``batch_size`` tiles a step."""
+
+    tile: int = 256
+    overlap: int = 32
+    margin: int = 8
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        if self.tile <= 0 or self.batch_size <= 0:
+            raise InferenceError(f'Tile size and batch size must be positive; got {self.tile} and {self.batch_size}.')
+        if not 0 <= 2 * self.margin < self.overlap < self.tile:
+            raise InferenceError(f'Need 0 <= 2*margin < overlap < tile; got margin {self.margin}, overlap '
+                                 f'{self.overlap}, tile {self.tile}.')
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """``dtype``: 'source' (the input's dtype after inverse scaling, rounded and clipped) or 'float32'
+    (physical values, NaN as nodata); ``cog``: write a Cloud-Optimised GeoTIFF."""
+
+    dtype: str = 'source'
+    cog: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ('source', 'float32'):
+            raise InferenceError(f"Output dtype must be 'source' or 'float32'; got {self.dtype!r}.")
+
+
+def model_scale(model: nn.Module, in_chans: int, device: torch.device) -> int:
+    """The model's upscaling factor, measured on a small valid input."""
+    requirements: SizeRequirements = getattr(model, 'size_requirements', SizeRequirements())
+    side = max(requirements.valid_size(8, 8))
+    with torch.no_grad():
+        out = model(torch.zeros(1, in_chans, side, side, device=device))
+    return out.shape[-1] // side
+
+
+def _autocast(device: torch.device, amp: Optional[str]):
+    if amp is None:
+        return contextlib.nullcontext()
+    dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(amp)
+    if dtype is None:
+        raise InferenceError(f"amp must be None, 'bf16' or 'fp16'; got {amp!r}.")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class _CellAccumulator:
+    """Weighted sums of tile outputs per output cell, written once complete."""
+
+    def __init__(self, grid: TileGrid, scale: int, bands: int) -> None:
+        self.grid, self.scale, self.bands = grid, scale, bands
+        self.pending: Dict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]] = {}
+
+    def add(self, tile: Tile, output: np.ndarray, weights: np.ndarray) -> None:
+        s = self.scale
+        for cell_index in self.grid.cells_touched(tile):
+            top, left, height, width = self.grid.cell(*cell_index)
+            r0, r1 = max(top, tile.top), min(top + height, tile.top + tile.height)
+            c0, c1 = max(left, tile.left), min(left + width, tile.left + tile.width)
+            values, total = self.pending.get(cell_index) or self._new(height, width)
+            cell_rows = slice((r0 - top) * s, (r1 - top) * s)
+            cell_cols = slice((c0 - left) * s, (c1 - left) * s)
+            tile_rows = slice((r0 - tile.top) * s, (r1 - tile.top) * s)
+            tile_cols = slice((c0 - tile.left) * s, (c1 - tile.left) * s)
+            w = weights[tile_rows, tile_cols]
+            values[:, cell_rows, cell_cols] += output[:, tile_rows, tile_cols] * w
+            total[cell_rows, cell_cols] += w
+            self.pending[cell_index] = (values, total)
+
+    def _new(self, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
+        s = self.scale
+        return (np.zeros((self.bands, height * s, width * s), np.float32), np.zeros((height * s, width * s), np.float32))
+
+    def pop(self, row: int, col: int) -> np.ndarray:
+        values, total = self.pending.pop((row, col))
+        return values / total
+
+
+def _batches(tiles: Sequence[Tile], size: int) -> Iterator[List[Tile]]:
+    for start in range(0, len(tiles), size):
+        yield list(tiles[start:start + size])
+
+
+def _temporary_path(destination: Path) -> Path:
+    return destination.with_name(f'.{destination.name}.rssr-partial-{os.getpid()}.tif')
+
+
+def super_resolve_scene(model: nn.Module, source: str | os.PathLike, destination: str | os.PathLike, *,
+                        bands: Optional[Sequence[int | str]] = None, radiometry: Optional[Radiometry] = None,
+                        radiometry_preset: Optional[str] = None, tiling: TilingOptions = TilingOptions(),
+                        output: OutputOptions = OutputOptions(), device: Optional[str] = None,
+                        amp: Optional[str] = None, progress: bool = True) -> Path:
+    """Super-resolve raster ``source`` into GeoTIFF ``destination``; returns the destination path.
+
+    The output keeps the CRS, band descriptions and nodata of the input; its transform is the input's
+    with the pixel size divided by the scale. Nodata pixels of the input stay nodata. Nothing is left
+    at ``destination`` if anything fails.
+    """
+    source, destination = Path(source), Path(destination)
+    if destination.exists() and not output.overwrite:
+        raise InferenceError(f'Output {destination} already exists; pass overwrite=True (--overwrite) to replace it.')
+    info = read_raster_info(source)
+    band_numbers = resolve_bands(info, bands)
+    radiometry = radiometry or resolve_radiometry(info.dtype, len(band_numbers), preset=radiometry_preset)
+    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    model = model.to(device).eval()
+    in_chans = _model_in_chans(model)
+    if in_chans is not None and in_chans != len(band_numbers):
+        raise InferenceError(f'The model takes {in_chans} bands but {len(band_numbers)} bands are selected from '
+                             f'{source} (bands {band_numbers}); choose bands to match the model (--bands).')
+    requirements: SizeRequirements = getattr(model, 'size_requirements', SizeRequirements())
+    if min(info.height, info.width) < requirements.min_side:
+        raise InferenceError(f'{source} is {info.height} x {info.width} pixels, smaller than the {requirements.min_side}'
+                             f' pixels per side this model needs.')
+    tile_size = tiling.tile
+    if tile_size > max(info.height, info.width):
+        logger.info('Scene %s (%d x %d) is smaller than a %d-pixel tile: running it as one tile.',
+                    source, info.height, info.width, tile_size)
+    scale = model_scale(model, len(band_numbers), device)
+    grid = TileGrid(info.height, info.width, tile_size, min(tiling.overlap, max(tile_size - 1, 0)))
+    georef = output_georeference(source, zoom=scale, bands=band_numbers)
+    if output.dtype == 'float32':
+        georef = GeoReference(georef.crs, georef.transform, georef.descriptions,
+                              None if georef.nodata is None else float('nan'), 'float32', georef.source_driver)
+        write_radiometry = Radiometry(scale=(1.0,) * len(band_numbers), offset=(0.0,) * len(band_numbers))
+    else:
+        write_radiometry = radiometry
+    partial = _temporary_path(destination)
+    try:
+        _run(model, source, partial, band_numbers, radiometry, write_radiometry, georef, grid, scale, tiling,
+             requirements, device, amp, progress)
+        if destination.suffix.lower() == '.png':
+            _convert_to_png(partial)
+        elif output.cog:
+            _convert_to_cog(partial)
+        os.replace(partial, destination)
+    finally:
+        partial.unlink(missing_ok=True)
+    return destination
+
+
+def _model_in_chans(model: nn.Module) -> Optional[int]:
+    first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return None if first_conv is None else first_conv.in_channels
+
+
+def _run(model: nn.Module, source: Path, partial: Path, band_numbers: List[int], radiometry: Radiometry,
+         write_radiometry: Radiometry, georef: GeoReference, grid: TileGrid, scale: int, tiling: TilingOptions,
+         requirements: SizeRequirements, device: torch.device, amp: Optional[str], progress: bool) -> None:
+    accumulator = _CellAccumulator(grid, scale, len(band_numbers))
+    valid_cells: Dict[Tuple[int, int], np.ndarray] = {}
+    profile = dict(driver='GTiff', height=grid.height * scale, width=grid.width * scale, count=len(band_numbers),
+                   dtype=georef.dtype, crs=georef.crs, transform=georef.transform, nodata=georef.nodata,
+                   tiled=True, blockxsize=256, blockysize=256, compress='deflate', BIGTIFF='IF_SAFER')
+    tiles = list(grid)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', NotGeoreferencedWarning)
+        with rasterio.open(partial, 'w', **profile) as dst:
+            for band, description in enumerate(georef.descriptions, start=1):
+                if description:
+                    dst.set_band_description(band, description)
+            for batch in tqdm(list(_batches(tiles, tiling.batch_size)), desc=f'SR {source.name}', unit='batch',
+                              disable=not progress):
+                lr = [read_raster(source, band_numbers, window=(t.top, t.left, t.height, t.width),
+                                  radiometry=radiometry) for t in batch]
+                outputs = _forward(model, [a.values for a in lr], requirements, scale, device, amp)
+                for tile, lr_tile, sr in zip(batch, lr, outputs):
+                    accumulator.add(tile, sr, blend_weights(tile, grid, scale, tiling.margin))
+                    for cell_index in grid.cells_touched(tile):
+                        _store_validity(valid_cells, grid, cell_index, tile, lr_tile.valid)
+                    values = accumulator.pop(tile.row, tile.col)
+                    top, left, height, width = grid.cell(tile.row, tile.col)
+                    valid = np.repeat(np.repeat(valid_cells.pop((tile.row, tile.col)), scale, 0), scale, 1)
+                    dst.write(values_to_dn(values, georef, write_radiometry, valid),
+                              window=Window(left * scale, top * scale, width * scale, height * scale))
+
+
+def _store_validity(valid_cells: Dict, grid: TileGrid, cell_index: Tuple[int, int], tile: Tile,
+                    tile_valid: np.ndarray) -> None:
+    """Copy the tile's LR validity mask into the cell's (identical wherever tiles overlap)."""
+    top, left, height, width = grid.cell(*cell_index)
+    mask = valid_cells.setdefault(cell_index, np.ones((height, width), dtype=bool))
+    r0, r1 = max(top, tile.top), min(top + height, tile.top + tile.height)
+    c0, c1 = max(left, tile.left), min(left + width, tile.left + tile.width)
+    mask[r0 - top:r1 - top, c0 - left:c1 - left] = tile_valid[r0 - tile.top:r1 - tile.top, c0 - tile.left:c1 - tile.left]
+
+
+def _forward(model: nn.Module, tiles: List[np.ndarray], requirements: SizeRequirements, scale: int,
+             device: torch.device, amp: Optional[str]) -> List[np.ndarray]:
+    """Run a batch of equally sized (C, h, w) tiles; pads to the model's valid size and crops back."""
+    height, width = tiles[0].shape[1:]
+    batch = torch.from_numpy(np.stack(tiles)).to(device)
+    with torch.no_grad(), _autocast(device, amp):
+        sr = model(pad_to_valid(batch, requirements))
+    sr = crop_output(sr, height, width, scale).float().cpu().numpy()
+    return list(sr)
+
+
+def _convert_to_png(path: Path) -> None:
+    """Rewrite the GeoTIFF at ``path`` in place as a PNG (1 or 3 bands of 8/16 bit; no georeference)."""
+    import cv2
+
+    with rasterio.open(path) as src:
+        dn = src.read()
+    if dn.shape[0] not in (1, 3) or dn.dtype not in (np.uint8, np.uint16):
+        raise InferenceError(f'A PNG holds 1 or 3 bands of uint8/uint16; this output has {dn.shape[0]} bands of '
+                             f'{dn.dtype}. Write a .tif instead.')
+    image = dn[0] if dn.shape[0] == 1 else dn[::-1].transpose(1, 2, 0)
+    png = path.with_name(path.name + '.png')
+    try:
+        if not cv2.imwrite(str(png), np.ascontiguousarray(image)):
+            raise InferenceError(f'OpenCV could not write a PNG next to {path}.')
+        os.replace(png, path)
+    finally:
+        png.unlink(missing_ok=True)
+
+
+def _convert_to_cog(path: Path) -> None:
+    """Rewrite the GeoTIFF at ``path`` in place as a Cloud-Optimised GeoTIFF."""
+    from rasterio.shutil import copy as raster_copy
+
+    cog = path.with_name(path.name + '.cog.tif')
+    try:
+        raster_copy(path, cog, driver='COG', compress='DEFLATE', BIGTIFF='IF_SAFER')
+        os.replace(cog, path)
+    except rasterio.errors.RasterioError as err:
+        raise RasterError(f'Could not write a Cloud-Optimised GeoTIFF (GDAL COG driver): {err}') from None
+    finally:
+        cog.unlink(missing_ok=True)
