@@ -17,6 +17,7 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(include=['rssr', 'rssr.*']),
     install_requires=requirements,
+    entry_points={'console_scripts': ['rssr-train = rssr.train:main', 'rssr-test = rssr.test:main']},
     extras_require={
         'cuda': ['mamba-ssm', 'causal-conv1d'],
         'test': ['pytest'],

@@ -7,8 +7,9 @@ markdown table; the ratio columns compare the two forms measured in the same run
 difference (max |chunkwise - parallel| / max |parallel|) is taken on the same inputs, and the
 error of both against a float64 evaluation (``--check-float64``) shows which one drifts.
 
-CPU peak memory is the growth of the resident set over the call, measured in a fresh subprocess
-per cell (``ru_maxrss``); on CUDA it is ``torch.cuda.max_memory_allocated`` above the inputs.
+CPU peak memory is the growth of the resident set over the call (peak ``VmHWM`` minus ``VmRSS``
+before it), measured in a fresh subprocess per cell; on CUDA it is ``torch.cuda.max_memory_allocated``
+above the inputs.
 
     python scripts/benchmark_mlstm.py                                   # CPU, forward
     python scripts/benchmark_mlstm.py --device cuda --backward --lengths 1024 4096 16384 65536
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -51,6 +51,15 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _resident_kib(field: str) -> int:
+    """VmRSS (now) or VmHWM (peak since exec) of this process, in KiB, from /proc/self/status."""
+    with open('/proc/self/status') as status:
+        for line in status:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'/proc/self/status has no {field}; CPU peak memory needs Linux')
+
+
 def measure(backend: str, length: int, args: argparse.Namespace) -> Dict[str, float]:
     """Peak memory (MiB) and median time (ms) of one backend at one length, in this process."""
     tensors = _inputs(length, args, args.device)
@@ -61,10 +70,9 @@ def measure(backend: str, length: int, args: argparse.Namespace) -> Dict[str, fl
         _call(backend, tensors, args)
         peak_mib = (torch.cuda.max_memory_allocated() - before) / 2 ** 20
     else:
-        with open('/proc/self/statm') as statm:
-            resident_before = int(statm.read().split()[1]) * resource.getpagesize()
+        resident_before = _resident_kib('VmRSS')
         _call(backend, tensors, args)
-        peak_mib = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - resident_before) / 2 ** 20
+        peak_mib = max(0, _resident_kib('VmHWM') - resident_before) / 2 ** 10
     times = []
     for _ in range(args.repeats):
         for t in tensors:
@@ -78,7 +86,7 @@ def measure(backend: str, length: int, args: argparse.Namespace) -> Dict[str, fl
 
 
 def measure_isolated(backend: str, length: int, args: argparse.Namespace) -> Optional[Dict[str, float]]:
-    """``measure`` in a fresh interpreter on CPU (so ru_maxrss starts clean); in-process on CUDA."""
+    """``measure`` in a fresh interpreter on CPU (so the peak RSS starts clean); in-process on CUDA."""
     if args.device.startswith('cuda'):
         result = measure(backend, length, args)
         torch.cuda.empty_cache()

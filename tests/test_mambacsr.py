@@ -140,3 +140,23 @@ def test_recipe_files_hold_the_official_recipe(variant, cross):
         assert test['network_g'] == train['network_g']
         assert all(d['dataroot_lq'].endswith(f'LR_q{quality}') for d in test['datasets'].values())
         assert set(test['val']['metrics']) == {'psnr', 'ssim'}
+
+
+def test_partitioned_forward_stitches_partitions_like_a_whole_image_forward():
+    import torch.nn.functional as F
+    from rssr.models.mambacsr_model import mirror_pad, partitioned_forward
+    from rssr.registry import MODELS
+    assert MODELS.get('MambaCSRModel').test is not None
+    calls = []
+
+    def nearest_x3(x):  # local, so stitching errors would show
+        calls.append(tuple(x.shape[-2:]))
+        assert x.shape[-2] % 16 == 0 and x.shape[-1] % 16 == 0
+        return F.interpolate(x, scale_factor=3, mode='nearest')
+
+    lq = torch.rand(2, 3, 37, 50)
+    out = partitioned_forward(nearest_x3, lq, scale=3, split_size=16, padding_size=16)
+    assert torch.equal(out, F.interpolate(lq, scale_factor=3, mode='nearest'))
+    assert len(calls) == 3 * 4  # (37 // 16 + 1) x (50 // 16 + 1) partitions
+    padded = mirror_pad(torch.arange(5.).view(1, 1, 1, 5), 4)
+    assert padded.shape[-2:] == (2, 8) and padded[0, 0, 0].tolist() == [0, 1, 2, 3, 4, 4, 3, 2]

@@ -315,9 +315,9 @@ class MambaCSR(nn.Module):
         self.pos_drop = nn.Dropout(drop_rate)
         drop_rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
 
-        def group(depth: int, first_rate: int, window: int) -> ResidualGroup:
+        def group(depth: int, first_rate: int, group_scan_size: int) -> ResidualGroup:
             rates = [drop_rates[min(first_rate + j, len(drop_rates) - 1)] for j in range(depth)]
-            schedule = direction_schedule(depth, window, dual_interleaved_scan, cross_scale_scan)
+            schedule = direction_schedule(depth, group_scan_size, dual_interleaved_scan, cross_scale_scan)
             blocks = [ResidualLocalMambaBlock(embed_dim, directions, rate, d_state, mlp_ratio, scan_backend)
                       for directions, rate in zip(schedule, rates)]
             return ResidualGroup(blocks, embed_dim, resi_connection, use_checkpoint)
@@ -327,6 +327,8 @@ class MambaCSR(nn.Module):
         if cross_scale_scan:
             self.patch_embed2 = PatchEmbed(embed_dim, patch_norm_layer)
             self.pos_drop2 = nn.Dropout(drop_rate)
+            # as the official code, half-resolution group i reuses the drop-path rates of group i
+            # (clamped where the official slicing fails: depths2[i] > depths[i])
             starts2 = [sum(depths[:i]) for i in range(len(depths2))]
             self.layers2 = nn.ModuleList(group(d, s, LOW_RES_SCAN_SIZE) for d, s in zip(depths2, starts2))
             self.layers3 = nn.ModuleList(CrossScaleSS2D(embed_dim, scan_backend, exact_cross_scale_inverse)
@@ -401,8 +403,10 @@ register_card(ModelCard(
     size_requirements='H and W multiples of 16 (other sizes are reflect-padded and cropped back)',
     recipe='options/train/MambaCSR/train_MambaCSR_Final_x4.yml',
     params={2: 21_904_130, 3: 22_088_770, 4: 22_051_842},
-    flops={2: '73.53 G', 3: '74.33 G', 4: '76.04 G (fvcore MACs at 64x64 LR, selective scan not counted; '
-                                           '93.78 G with it)'},
+    flops={2: '90.03 G MACs', 3: '90.82 G MACs',
+           4: '92.53 G MACs at 64x64 LR (conv 16.24 G, linear 51.69 G, einsum 6.85 G, selective scan 17.75 G '
+              'analytic; scripts/benchmark_archs.py)'},
+    amp={'bf16': True},  # the scan and its merge run in float32
     **_CARD_COMMON))
 
 register_card(ModelCard(
@@ -410,6 +414,8 @@ register_card(ModelCard(
     size_requirements='any size',
     recipe='options/train/MambaCSR/train_MambaCSR_wo_x4.yml',
     params={2: 18_224_891, 3: 18_409_531, 4: 18_372_603},
-    flops={2: '68.08 G', 3: '68.87 G', 4: '70.58 G (fvcore MACs at 64x64 LR, selective scan not counted; '
-                                          '85.97 G with it)'},
+    flops={2: '82.38 G MACs', 3: '83.17 G MACs',
+           4: '84.88 G MACs at 64x64 LR (conv 15.76 G, linear 47.78 G, einsum 5.95 G, selective scan 15.39 G '
+              'analytic; scripts/benchmark_archs.py)'},
+    amp={'bf16': True},
     **_CARD_COMMON))

@@ -190,7 +190,8 @@ class RepMamba(nn.Module):
     'pixelshuffle', 'nearest+conv' (x4 only), '' = no upsampling, residual output),
     resi_connection ('1conv' or '3conv').
     Accepted but without effect, as in the official code: num_heads, base_win_size,
-    value_drop_rate, drop_path_rate, hier_win_ratios.
+    value_drop_rate, drop_path_rate, hier_win_ratios (the official IndexError for
+    depths[i] > len(hier_win_ratios), from dead window bookkeeping, is not reproduced).
     rssr additions: deploy (build the fused inference structure; loads fused or unfused
     checkpoints) and scan_backend (selective-scan backend, None = automatic).
     """

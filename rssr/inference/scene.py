@@ -1,9 +1,12 @@
 """Super-resolve a whole scene tile by tile, streaming windows from and to disk.
 
-Peak memory is set by the tile size and batch size: tiles are read as windows, and each output
-cell is written as soon as every tile touching it has run (see :class:`TileGrid`). Only the
-blended overlap strips wait in memory, so memory grows with the scene width times the overlap,
-not with the scene area.
+Peak memory is set by the tile size, the batch size and the scene width, never by the scene
+height: tiles are read as windows, and each output cell is written as soon as every tile touching
+it has run (see :class:`TileGrid`). What waits in memory is (1) the blended overlap strips of the
+next row of cells (``overlap * scale`` output rows across the width), and (2) GDAL's block cache for
+the output, capped at one row of cells plus two block rows across the width: output blocks that
+straddle two rows of cells are completed only by the next row, and a smaller cache would write
+them half-filled and rewrite them (GDAL's default cap, 5% of RAM, would fill with finished blocks).
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from rssr.io import (GeoReference, Radiometry, RasterError, output_georeference,
 from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
 
 logger = logging.getLogger('rssr')
+OUTPUT_BLOCK = 256  # output GeoTIFF block side (pixels)
 
 
 class InferenceError(RuntimeError):
@@ -98,7 +102,7 @@ class _CellAccumulator:
             top, left, height, width = self.grid.cell(*cell_index)
             r0, r1 = max(top, tile.top), min(top + height, tile.top + tile.height)
             c0, c1 = max(left, tile.left), min(left + width, tile.left + tile.width)
-            values, total = self.pending.get(cell_index) or self._new(height, width)
+            values, total = self._rows(cell_index, (r1 - top) * s, width * s)
             cell_rows = slice((r0 - top) * s, (r1 - top) * s)
             cell_cols = slice((c0 - left) * s, (c1 - left) * s)
             tile_rows = slice((r0 - tile.top) * s, (r1 - tile.top) * s)
@@ -106,11 +110,18 @@ class _CellAccumulator:
             w = weights[tile_rows, tile_cols]
             values[:, cell_rows, cell_cols] += output[:, tile_rows, tile_cols] * w
             total[cell_rows, cell_cols] += w
-            self.pending[cell_index] = (values, total)
 
-    def _new(self, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
-        s = self.scale
-        return (np.zeros((self.bands, height * s, width * s), np.float32), np.zeros((height * s, width * s), np.float32))
+    def _rows(self, cell_index: Tuple[int, int], rows: int, cols: int) -> Tuple[np.ndarray, np.ndarray]:
+        """The sums of a cell's first ``rows`` output rows, grown on demand: a cell below the current
+        row of tiles only receives their overlap strip, so only that strip is held for it."""
+        values, total = self.pending.get(cell_index, (None, None))
+        held = 0 if total is None else total.shape[0]
+        if rows > held:
+            grown = (np.zeros((self.bands, rows, cols), np.float32), np.zeros((rows, cols), np.float32))
+            if held:
+                grown[0][:, :held], grown[1][:held] = values, total
+            values, total = self.pending[cell_index] = grown
+        return values, total
 
     def pop(self, row: int, col: int) -> np.ndarray:
         values, total = self.pending.pop((row, col))
@@ -192,9 +203,11 @@ def _run(model: nn.Module, source: Path, partial: Path, band_numbers: List[int],
     valid_cells: Dict[Tuple[int, int], np.ndarray] = {}
     profile = dict(driver='GTiff', height=grid.height * scale, width=grid.width * scale, count=len(band_numbers),
                    dtype=georef.dtype, crs=georef.crs, transform=georef.transform, nodata=georef.nodata,
-                   tiled=True, blockxsize=256, blockysize=256, compress='deflate', BIGTIFF='IF_SAFER')
+                   tiled=True, blockxsize=OUTPUT_BLOCK, blockysize=OUTPUT_BLOCK, compress='deflate',
+                   BIGTIFF='IF_SAFER')
     tiles = list(grid)
-    with warnings.catch_warnings():
+    cache = _output_cache_bytes(grid, scale, len(band_numbers), georef.dtype)
+    with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=cache):
         warnings.simplefilter('ignore', NotGeoreferencedWarning)
         with rasterio.open(partial, 'w', **profile) as dst:
             for band, description in enumerate(georef.descriptions, start=1):
@@ -214,6 +227,14 @@ def _run(model: nn.Module, source: Path, partial: Path, band_numbers: List[int],
                     valid = np.repeat(np.repeat(valid_cells.pop((tile.row, tile.col)), scale, 0), scale, 1)
                     dst.write(values_to_dn(values, georef, write_radiometry, valid),
                               window=Window(left * scale, top * scale, width * scale, height * scale))
+
+
+def _output_cache_bytes(grid: TileGrid, scale: int, bands: int, dtype: str) -> int:
+    """GDAL block cache for writing the output: the tallest row of cells plus two block rows across the
+    width (so no half-written block is evicted; see the module docstring), and 64 MiB for input blocks."""
+    tallest = max(grid.cell(row, 0)[2] for row in range(len(grid.row_starts)))
+    rows = tallest * scale + 2 * OUTPUT_BLOCK
+    return rows * grid.width * scale * bands * np.dtype(dtype).itemsize + 64 * 2 ** 20
 
 
 def _store_validity(valid_cells: Dict, grid: TileGrid, cell_index: Tuple[int, int], tile: Tile,

@@ -75,11 +75,11 @@ class _Coefficient:
         """The coefficient for time steps [start, stop), broadcastable to (S, b, g, n, d/g)."""
         return self.data[start:stop].unsqueeze(-1) if self.variable else self.data
 
-    def contract(self, start: int, stop: int, states: Tensor) -> Tensor:
+    def contract(self, start: int, stop: int, states: Tensor, out: Optional[Tensor] = None) -> Tensor:
         """sum_n coef[n] * states[..., n, :] for states (S, b, g, n, d/g) -> (S, b, g, 1, d/g)."""
         if self.variable:
-            return torch.matmul(self.data[start:stop].unsqueeze(-2), states)
-        return (self.data * states).sum(-2, keepdim=True)
+            return torch.matmul(self.data[start:stop].unsqueeze(-2), states, out=out)
+        return torch.sum(self.data * states, -2, keepdim=True, out=out)
 
     def accumulate_grad(self, start: int, stop: int, states: Tensor, weights: Tensor) -> None:
         """Add d(sum coef * states * weights)/d coef for states (S,b,g,n,d/g), weights (S,b,g,1,d/g)."""
@@ -117,7 +117,7 @@ def _time_major(x: Tensor, groups: int, dtype: torch.dtype) -> Tensor:
     b, d, length = x.shape
     out = x.new_empty(length, b, d, dtype=dtype)
     for index in range(b):
-        out[:, index] = x[index].t().to(dtype).contiguous()
+        out[:, index].copy_(x[index].t())
     return out.view(length, b, groups, d // groups)
 
 
@@ -125,30 +125,39 @@ def _channel_major(x: Tensor, dtype: torch.dtype) -> Tensor:
     """(l, b, g, d/g) -> contiguous (b, d, l)."""
     length, b = x.shape[:2]
     flat = x.reshape(length, b, -1)
-    return torch.stack([flat[:, index].t().contiguous() for index in range(b)]).to(dtype)
+    out = x.new_empty(b, flat.shape[2], length, dtype=dtype)
+    for index in range(b):
+        out[index].copy_(flat[:, index].t())
+    return out
 
 
-def _softplus(x: Tensor) -> Tensor:
-    """torch's softplus (threshold 20) without its slow scalar log1p: log1p(w) = log(v) * w / (v - 1), v = 1 + w
-    (Kahan's accurate log1p), in place on ``x``."""
+def _softplus_(x: Tensor) -> Tensor:
+    """torch's softplus (threshold 20), in place, without torch's slow scalar log1p on the CPU: Kahan's
+    accurate log1p(w) = log(v) * w / (v - 1) with v = 1 + w, w = exp(x)."""
     w = torch.exp(torch.clamp(x, max=20.0))
     v = w + 1.0
-    log1p_w = torch.log(v).mul_(w).div_(v.sub_(1.0))
-    log1p_w = torch.where(v == 0.0, w, log1p_w)
+    log_v = torch.log(v)
+    v_minus_1 = v.sub_(1.0)
+    log1p_w = torch.where(v_minus_1 == 0.0, w, log_v.mul_(w).div_(v_minus_1))
     return torch.where(x > 20.0, x, log1p_w, out=x)
 
 
 class _Problem:
     """The scan's inputs in the working layout, shared by the forward and backward passes."""
 
-    def __init__(self, u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, segment_len: Optional[int]) -> None:
+    def __init__(self, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, delta_bias: Optional[Tensor],
+                 delta_softplus: bool, segment_len: Optional[int], keep_raw_delta: bool = False) -> None:
         self.dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
         self.batch, self.dim, self.length = u.shape
         self.state_dim = A.shape[1]
         self.groups = _layout_groups(self.dim, B, C)
         self.group_dim = self.dim // self.groups
         self.u = _time_major(u, self.groups, self.dtype)
-        self.dt = _time_major(dt, self.groups, self.dtype)
+        dt = _time_major(delta, self.groups, self.dtype)
+        if delta_bias is not None:
+            dt += delta_bias.to(self.dtype).view(self.groups, self.group_dim)
+        self.dt_raw = dt.clone() if keep_raw_delta and delta_softplus else None
+        self.dt = _softplus_(dt) if delta_softplus else dt
         self.dtu = self.dt * self.u
         A_grouped = A.to(self.dtype).reshape(self.groups, self.group_dim, self.state_dim).transpose(1, 2)
         self.A = A_grouped.contiguous()  # (g, n, d/g)
@@ -184,7 +193,7 @@ def _scan_forward(problem: _Problem, keep_segment_starts: bool) -> Tuple[Tensor,
         if starts is not None:
             starts[index] = state
         states = p.states(start, stop, p.decays(start, stop), state)
-        y[start:stop] = p.C.contract(start, stop, states).squeeze(-2)
+        p.C.contract(start, stop, states, out=y[start:stop].unsqueeze(-2))
         state = states[-1].clone()
     return y, state, starts
 
@@ -228,30 +237,31 @@ def _scan_backward(problem: _Problem, starts: Tensor, grad_y: Tensor,
 
 
 class _SelectiveScanCore(torch.autograd.Function):
-    """y_t = sum_n C_t h_t with h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t; returns (y, last state)."""
+    """y_t = sum_n C_t h_t, h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t, dt = [softplus](delta + bias): (y, last h)."""
 
     @staticmethod
-    def forward(ctx, u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor,
-                segment_len: Optional[int]) -> Tuple[Tensor, Tensor]:
-        problem = _Problem(u, dt, A, B, C, segment_len)
-        y, last, starts = _scan_forward(problem, keep_segment_starts=any(ctx.needs_input_grad[:5]))
-        ctx.save_for_backward(u, dt, A, B, C, starts)
-        ctx.segment_len = problem.segment_len
-        p = problem
-        last_state = last.transpose(2, 3).reshape(p.batch, p.dim, p.state_dim)
-        return _channel_major(y, u.dtype), last_state
+    def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, delta_bias: Optional[Tensor],
+                delta_softplus: bool, segment_len: Optional[int]) -> Tuple[Tensor, Tensor]:
+        p = _Problem(u, delta, A, B, C, delta_bias, delta_softplus, segment_len)
+        y, last, starts = _scan_forward(p, keep_segment_starts=any(ctx.needs_input_grad))
+        ctx.save_for_backward(u, delta, A, B, C, delta_bias, starts)
+        ctx.delta_softplus, ctx.segment_len = delta_softplus, p.segment_len
+        return _channel_major(y, p.dtype), last.transpose(2, 3).reshape(p.batch, p.dim, p.state_dim)
 
     @staticmethod
     def backward(ctx, grad_y: Optional[Tensor], grad_last: Optional[Tensor]):
-        u, dt, A, B, C, starts = ctx.saved_tensors
-        p = _Problem(u, dt, A, B, C, ctx.segment_len)
-        grad_y_tm = _time_major(grad_y, p.groups, p.dtype) if grad_y is not None else p.u.new_zeros(p.u.shape)
+        u, delta, A, B, C, delta_bias, starts = ctx.saved_tensors
+        p = _Problem(u, delta, A, B, C, delta_bias, ctx.delta_softplus, ctx.segment_len, keep_raw_delta=True)
+        grad_y_tm = _time_major(grad_y, p.groups, p.dtype) if grad_y is not None else torch.zeros_like(p.u)
         if grad_last is not None:
             grad_last = grad_last.to(p.dtype).reshape(p.batch, p.groups, p.group_dim, p.state_dim).transpose(2, 3)
         grad_u, grad_dt, grad_A = _scan_backward(p, starts, grad_y_tm, grad_last)
-        return (_channel_major(grad_u, u.dtype), _channel_major(grad_dt, dt.dtype),
+        if p.dt_raw is not None:
+            grad_dt.mul_(torch.sigmoid_(p.dt_raw))  # d softplus(x) / dx = sigmoid(x)
+        grad_bias = grad_dt.sum((0, 1)).reshape(-1).to(delta_bias.dtype) if delta_bias is not None else None
+        return (_channel_major(grad_u, u.dtype), _channel_major(grad_dt, delta.dtype),
                 grad_A.transpose(1, 2).reshape(A.shape).to(A.dtype),
-                p.B.input_grad(B.dtype), p.C.input_grad(C.dtype), None)
+                p.B.input_grad(B.dtype), p.C.input_grad(C.dtype), grad_bias, None, None)
 
 
 def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor] = None,
@@ -264,14 +274,9 @@ def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
     tiny segments to exercise the state carried between them).
     """
     dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
-    dt = delta.to(dtype)
-    if delta_bias is not None:
-        dt = dt + delta_bias.to(dtype)[:, None]
-    if delta_softplus:
-        dt = F.softplus(dt)
-    y, last_state = _SelectiveScanCore.apply(u.to(dtype), dt, A, B, C, segment_len)
+    y, last_state = _SelectiveScanCore.apply(u, delta, A, B, C, delta_bias, delta_softplus, segment_len)
     if D is not None:
-        y = y + u.to(dtype) * D.to(dtype)[:, None]
+        y = torch.addcmul(y, u.to(dtype), D.to(dtype)[:, None])
     if z is not None:
         y = y * F.silu(z.to(dtype))
     y = y.to(u.dtype)
