@@ -29,8 +29,7 @@ def read_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
     if not os.path.isfile(path):
         raise CheckpointError(f'Checkpoint file not found: {path}')
     if path.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        return load_file(path, device='cpu')
+        return _read_safetensors(path)
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ... depending on the damage
@@ -38,6 +37,20 @@ def read_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
             f'Cannot read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0]}. rssr loads '
             f'weights with torch.load(weights_only=True), which refuses files that would execute arbitrary '
             f'code; re-save trusted weights as a plain state_dict or as .safetensors.') from None
+
+
+def _read_safetensors(path: str) -> Dict[str, Any]:
+    """A .safetensors file as a flat state_dict, or as ``{param_key: state_dict}`` when its metadata
+    lists ``param_keys`` (how RSSRModel saves ``params`` and ``params_ema`` in one file)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    with safe_open(path, framework='pt') as handle:
+        groups = (handle.metadata() or {}).get('param_keys')
+    flat = load_file(path, device='cpu')
+    if not groups:
+        return flat
+    return {group: OrderedDict((name[len(group) + 1:], tensor) for name, tensor in flat.items()
+                               if name.startswith(f'{group}.')) for group in groups.split(',')}
 
 
 def extract_state_dict(checkpoint: Mapping[str, Any], key: Optional[str] = None) -> Dict[str, Tensor]:

@@ -16,12 +16,14 @@ import os
 import warnings
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
+import torch
 import yaml
 
 TOP_LEVEL_KEYS = {'name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'deterministic', 'datasets', 'network_g',
                   'network_d', 'path', 'train', 'val', 'logger', 'dist_params', 'find_unused_parameters'}
 # SRModel's train keys; a model class may declare its own as ``train_option_keys`` (and
-# ``optimizers_by_name``, ``val_option_keys``), a dataset class its extra keys as ``option_keys``.
+# ``optimizers_by_name``, ``val_option_keys``, ``top_level_option_keys``), a dataset class its
+# extra keys as ``option_keys``.
 TRAIN_KEYS = {'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt'}
 DATASET_KEYS = {'name', 'type', 'phase', 'scale', 'dataroot_gt', 'dataroot_lq', 'meta_info_file', 'io_backend',
                 'filename_tmpl', 'gt_size', 'use_hflip', 'use_rot', 'use_flip', 'color', 'mean', 'std',
@@ -143,11 +145,11 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
     for key in required:
         if key not in opt:
             check.problems.append(f'the top-level key `{key}:` is missing')
-    check.keys('<top level>', opt, TOP_LEVEL_KEYS, 'the option file')
-
     model_class = None
     if 'model_type' in opt:
         model_class = check.registered('model_type', {'type': opt['model_type']}, MODEL_REGISTRY, 'model')
+    check.keys('<top level>', opt, TOP_LEVEL_KEYS | set(getattr(model_class, 'top_level_option_keys', ())),
+               'the option file')
     if 'network_g' in opt:
         arch = check.registered('network_g', opt['network_g'], ARCH_REGISTRY, 'arch')
         if arch is not None:
@@ -207,7 +209,7 @@ def _check_datasets(check: _Checker, datasets: Any, is_train: bool, registry: An
 
 def _check_train(check: _Checker, train: Mapping[str, Any], model_class: Any, losses: Any) -> None:
     valid = set(getattr(model_class, 'train_option_keys', TRAIN_KEYS))
-    check.keys('train', train, valid, f'model {getattr(model_class, "__name__", "?")} training', open_ended=True)
+    check.keys('train', train, valid, f'model {getattr(model_class, "__name__", "?")} training')
     for key, spec in train.items():
         if str(key).endswith('_opt') and spec is not None:
             loss = check.registered(f'train.{key}', spec, losses, 'loss')
@@ -215,7 +217,7 @@ def _check_train(check: _Checker, train: Mapping[str, Any], model_class: Any, lo
                 check.constructor_kwargs(f'train.{key}', spec, loss, f'loss {spec["type"]}')
     if 'total_iter' not in train:
         check.problems.append('train.total_iter is missing')
-    optimizers = getattr(model_class, 'optimizers_by_name', {'Adam': __import__('torch').optim.Adam})
+    optimizers = getattr(model_class, 'optimizers_by_name', {'Adam': torch.optim.Adam})  # SRModel: Adam only
     optim = train.get('optim_g')
     if not isinstance(optim, Mapping) or 'type' not in optim:
         check.problems.append('train.optim_g needs a `type:` and `lr:`')

@@ -1,15 +1,16 @@
 """Peak memory of scene inference (``super_resolve_scene``) at several scene sizes, as a Markdown table.
 
     python scripts/benchmark_infer_memory.py                          # 1024^2 and 4096^2 LR, x4
-    python scripts/benchmark_infer_memory.py --sizes 1024 2048 --scale 2 --tile 256 --overlap 32
+    python scripts/benchmark_infer_memory.py --sizes 1024 4096x1024 --scale 2   # rows x cols
 
-For each size a synthetic 4-band uint16 GeoTIFF (smooth patterns plus noise, tiled, deflate) is
+For each size (``N`` or ``ROWSxCOLS`` LR pixels) a synthetic 4-band uint16 GeoTIFF (smooth patterns plus noise, tiled, deflate) is
 written block by block to a temporary folder; then a fresh Python process imports rssr, builds a
 tiny conv net (3x3 conv, ReLU, 3x3 conv, pixel shuffle: translation-local), records its
 ``ru_maxrss`` as the baseline, super-resolves the scene on the CPU to a uint16 GeoTIFF and reports
 ``ru_maxrss`` again. Columns: peak RSS above that baseline, wall time, tile count, and each size's
-peak over the smallest size's peak (all measured in this run). Scene inference keeps only the
-blended overlap strips pending, so the ratio should stay near 1 while the scene area grows 16x.
+peak over the first size's peak (all measured in this run). Scene inference holds the overlap
+strips of one row of cells and GDAL's cache for one row of output blocks, so peak memory follows
+the scene width (times the tile size), not its area: a taller scene costs no more memory.
 """
 from __future__ import annotations
 
@@ -21,30 +22,36 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 
 BANDS = 4
 
 
-def write_scene(path: Path, size: int, block: int = 256) -> None:
-    """A ``size`` x ``size`` 4-band uint16 GeoTIFF written in row blocks (never held whole in memory)."""
+def parse_size(text: str) -> Tuple[int, int]:
+    """'4096' -> (4096, 4096); '4096x1024' -> (4096 rows, 1024 cols)."""
+    rows, _, cols = text.lower().partition('x')
+    return int(rows), int(cols or rows)
+
+
+def write_scene(path: Path, height: int, width: int, block: int = 256) -> None:
+    """A ``height`` x ``width`` 4-band uint16 GeoTIFF written in row blocks (never held whole in memory)."""
     import rasterio
     from affine import Affine
 
     rng = np.random.default_rng(0)
-    profile = dict(driver='GTiff', height=size, width=size, count=BANDS, dtype='uint16', crs='EPSG:32618',
+    profile = dict(driver='GTiff', height=height, width=width, count=BANDS, dtype='uint16', crs='EPSG:32618',
                    transform=Affine(10.0, 0, 400000.0, 0, -10.0, 4200000.0), tiled=True, blockxsize=256,
                    blockysize=256, compress='deflate', nodata=0)
-    cols = np.arange(size, dtype=np.float32)
+    cols = np.arange(width, dtype=np.float32)
     with rasterio.open(path, 'w', **profile) as dst:
-        for top in range(0, size, block):
-            rows = np.arange(top, min(top + block, size), dtype=np.float32)[:, None]
+        for top in range(0, height, block):
+            rows = np.arange(top, min(top + block, height), dtype=np.float32)[:, None]
             bands = [2000 + 1500 * np.sin(rows / (40 + 9 * b)) * np.cos(cols / (55 + 7 * b))
-                     + rng.normal(0, 60, (len(rows), size)) for b in range(BANDS)]
+                     + rng.normal(0, 60, (len(rows), width)) for b in range(BANDS)]
             dn = np.clip(np.stack(bands), 1, 10000).astype(np.uint16)
-            dst.write(dn, window=((top, top + len(rows)), (0, size)))
+            dst.write(dn, window=((top, top + len(rows)), (0, width)))
 
 
 def worker(source: Path, destination: Path, scale: int, tile: int, overlap: int, margin: int, batch: int) -> Dict:
@@ -79,7 +86,7 @@ def worker(source: Path, destination: Path, scale: int, tile: int, overlap: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--sizes', type=int, nargs='+', default=[1024, 4096], help='LR scene sides')
+    parser.add_argument('--sizes', nargs='+', default=['1024', '4096'], help='LR scene sides: N or ROWSxCOLS')
     parser.add_argument('--scale', type=int, default=4)
     parser.add_argument('--tile', type=int, default=256)
     parser.add_argument('--overlap', type=int, default=32)
@@ -96,14 +103,15 @@ def main() -> None:
     results: List[Dict] = []
     with tempfile.TemporaryDirectory(prefix='rssr-infer-bench-') as folder:
         for size in args.sizes:
+            height, width = parse_size(size)
             source, destination = Path(folder) / f'lr_{size}.tif', Path(folder) / f'sr_{size}.tif'
-            write_scene(source, size)
+            write_scene(source, height, width)
             command = [sys.executable, __file__, '--worker', str(source), str(destination), '--scale', str(args.scale),
                        '--tile', str(args.tile), '--overlap', str(args.overlap), '--margin', str(args.margin),
                        '--batch-size', str(args.batch_size)]
-            print(f'running {size}x{size} LR x{args.scale} ...', file=sys.stderr, flush=True)
+            print(f'running {height}x{width} LR x{args.scale} ...', file=sys.stderr, flush=True)
             completed = subprocess.run(command, check=True, capture_output=True, text=True)
-            results.append(dict(size=size, **json.loads(completed.stdout.strip().splitlines()[-1])))
+            results.append(dict(size=f'{height}x{width}', **json.loads(completed.stdout.strip().splitlines()[-1])))
             source.unlink()
             destination.unlink()
 
@@ -115,7 +123,7 @@ def main() -> None:
     print('|---|---|---|---|---|---|---|')
     for r in results:
         bands, height, width = r['out_shape']
-        print(f"| {r['size']}x{r['size']} | {height}x{width}x{bands} | {r['tiles']} | {r['seconds']:.1f} | "
+        print(f"| {r['size']} | {height}x{width}x{bands} | {r['tiles']} | {r['seconds']:.1f} | "
               f"{r['baseline_mib']:.0f} | {r['peak_mib']:.0f} | {r['peak_mib'] / smallest:.2f} |")
 
 

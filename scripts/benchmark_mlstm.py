@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -132,18 +133,21 @@ def main() -> None:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--backward', action='store_true', help='time forward + backward')
     parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--threads', type=int, default=2, help='CPU threads (torch.set_num_threads)')
     parser.add_argument('--parallel-max-length', type=int, default=4096,
                         help='skip the parallel form above this length (its memory grows as S^2)')
     parser.add_argument('--check-float64', action='store_true',
                         help='also report both forms against a float64 evaluation')
     parser.add_argument('--worker', nargs=2, metavar=('BACKEND', 'LENGTH'), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.worker:
         print(json.dumps(measure(args.worker[0], int(args.worker[1]), args)))
         return
 
     from tqdm import tqdm
 
+    load_average = os.getloadavg()[0]
     columns = ['S (LR side)', 'parallel peak MiB', 'chunkwise peak MiB', 'memory ratio', 'parallel ms',
                'chunkwise ms', 'time ratio', 'max rel. diff']
     if args.check_float64:
@@ -163,7 +167,7 @@ def main() -> None:
         rows.append('| ' + ' | '.join(cells) + ' |')
     mode = 'forward + backward' if args.backward else 'forward'
     print(f'\nmLSTM {mode}, B={args.batch}, NH={args.heads}, DH={args.head_dim}, chunk {args.chunk_size}, '
-          f'device {args.device}, float32\n')
+          f'device {args.device}, float32, {args.threads} CPU threads, load average at start {load_average:.1f}\n')
     print('\n'.join(rows))
 
 

@@ -7,13 +7,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import pytest
 import torch
-import yaml
 
 from _foundation_data import train_options, write_yaml
 from rssr._cli import EXIT_BAD_OPTIONS, normalize_argv

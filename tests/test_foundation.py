@@ -9,10 +9,9 @@ import types
 from pathlib import Path
 
 import pytest
-import yaml
 
-import rssr
-from _foundation_data import SCALE, train_options, write_yaml
+import rssr  # noqa: F401  (registers rssr into BasicSR)
+from _foundation_data import train_options, write_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 

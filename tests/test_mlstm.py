@@ -122,6 +122,16 @@ def test_half_precision_runs_in_float32_and_keeps_dtype():
     assert relative_error(out.float(), reference) < 0.05
 
 
+def test_autocast_does_not_lower_the_precision():
+    inputs = make_inputs(100, dtype=torch.float32)
+    reference = mlstm_parallel(*inputs)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        for backend in ('parallel', 'chunkwise'):
+            out = mlstm(*inputs, backend=backend, chunk_size=32)
+            assert out.dtype == torch.float32
+            assert relative_error(out, reference) < 1e-5
+
+
 def test_bad_arguments_are_named():
     q, k, v, igate, fgate = make_inputs(8)
     with pytest.raises(ValueError, match='unknown backend'):

@@ -18,7 +18,7 @@ import torch
 from rssr.ops import selective_scan
 from test_selective_scan import CASES, EXTREME_CASE, Case, check_against_reference
 
-pytest.importorskip('triton', reason='the triton backend needs the triton package')
+triton = pytest.importorskip('triton', reason='the triton backend needs the triton package')
 
 INTERPRETER = os.environ.get('TRITON_INTERPRET') == '1'
 RUNS_HERE = INTERPRETER or torch.cuda.is_available()
@@ -39,6 +39,24 @@ def test_triton_matches_reference(case):
 @needs_kernels
 def test_triton_extreme_delta_and_dispatch():
     check_against_reference(selective_scan, SMALL_EXTREME, device=DEVICE, backend='triton')
+
+
+@pytest.mark.skipif(INTERPRETER, reason='the interpreter does not compile')
+def test_triton_kernels_compile_for_cuda():
+    """Both kernels (all optional inputs on, and off) lower to a cubin for sm_90, even without a GPU."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from rssr.ops import scan_triton
+    for kernel, flags in ((scan_triton._scan_fwd_kernel, ('HAS_D', 'HAS_Z', 'HAS_BIAS', 'SOFTPLUS', 'SAVE_STATES')),
+                          (scan_triton._scan_bwd_kernel, ('HAS_D', 'HAS_Z', 'HAS_BIAS', 'SOFTPLUS', 'HAS_GRAD_LAST'))):
+        for on in (True, False):
+            constants = dict({flag: on for flag in flags}, CHUNK=64, BLOCK_D=scan_triton.BLOCK_D, BLOCK_N=16)
+            signature = {name: 'constexpr' if name in constants else '*fp32' if name.endswith('_ptr') else 'i32'
+                         for name in kernel.arg_names}
+            compiled = triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
+                                      target=GPUTarget('cuda', 90, 32), options={'num_warps': 1})
+            assert compiled.asm['cubin']
 
 
 @pytest.mark.skipif(RUNS_HERE, reason='the kernels already run in this process')

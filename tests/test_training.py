@@ -2,7 +2,6 @@
 optimizers, determinism and safetensors checkpoints."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -152,3 +151,20 @@ def test_bf16_autocast_on_cuda(tmp_path):
     assert next(model.net_g.parameters()).is_cuda
     losses = train_steps(model, 3)
     assert all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_fp16_autocast_with_grad_scaler_on_cpu(tmp_path):
+    model = build(tmp_path, amp='fp16')
+    assert model.grad_scaler.is_enabled()
+    losses = train_steps(model, 3)
+    assert all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_zoo_loader_reads_rssr_safetensors_checkpoints(tmp_path):
+    from rssr.checkpoint import load_weights
+    model = build(tmp_path, logger={'checkpoint_format': 'safetensors'}, ema_decay=0.5)
+    train_steps(model, 1)
+    model.save(epoch=0, current_iter=1)
+    fresh = build(tmp_path / 'fresh').net_g
+    load_weights(fresh, Path(model.opt['path']['models']) / 'net_g_1.safetensors')  # prefers params_ema
+    assert all(torch.equal(a, b) for a, b in zip(model.net_g_ema.parameters(), fresh.parameters()))

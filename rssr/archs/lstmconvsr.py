@@ -454,6 +454,7 @@ register_card(ModelCard(
     kernels=('mlstm',),
     recipe='options/train/LSTMConvSR/train_LSTMConvSR_x4_Potsdam_bic.yml',
     params={2: 19_056_963, 3: 19_241_603, 4: 19_204_675},
-    flops={2: '77.91 G MACs', 3: '78.70 G MACs', 4: '80.41 G MACs (fvcore on the official code; '
-           'convs, matmuls, linears; not the DWT or element-wise ops)'},
+    amp={'bf16': True},
+    flops={scale: f'{macs} G MACs (fvcore on the official code, parallel mLSTM; no DWT / element-wise ops)'
+           for scale, macs in ((2, '77.91'), (3, '78.70'), (4, '80.41'))},
 ))

@@ -9,7 +9,8 @@ the authors' loss: it compares normalised-difference indices of the SR output an
     I_k(x) = clip((x_a - x_b) / safe(x_a + x_b), -1, 1)
     L = loss_weight * (1/K) * sum_k mean_pixels |I_k(SR) - I_k(HR)|      (or squared, criterion 'l2')
 
-with the bands a, b of each index k resolved through ``band_order``.
+with the bands a, b of each index k resolved through ``band_order``; the mean runs over valid pixels
+(not masked by ``nodata`` or a weight, and with a defined target index: |a + b| >= eps).
 
 Data scale: indices are computed on the tensors as given (after the optional per-band ``scale`` /
 ``offset``), which must be proportional to reflectance. Any single global factor cancels
@@ -192,9 +193,10 @@ class RatioIndexLoss(nn.Module):
         difference = self.indices_of(pred) - self._indices(target_reflectance)
         per_pixel = difference.abs() if self.criterion == 'l1' else difference.square()
         pixel_weight = _pixel_weight(weight, pred)
+        per_band = pixel_weight.shape[1] != 1
         weights = []
         for a, b in self.band_pairs:
-            w = pixel_weight[:, :1] if pixel_weight.shape[1] == 1 else pixel_weight[:, a:a + 1] * pixel_weight[:, b:b + 1]
+            w = pixel_weight[:, a:a + 1] * pixel_weight[:, b:b + 1] if per_band else pixel_weight
             w = w * ((target_reflectance[:, a:a + 1] + target_reflectance[:, b:b + 1]).abs() >= self.eps)
             if self.nodata is not None:
                 w = w * ((target[:, a:a + 1] != self.nodata) & (target[:, b:b + 1] != self.nodata))

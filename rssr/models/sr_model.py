@@ -73,22 +73,6 @@ def _flatten(nested: Dict[str, Dict[str, torch.Tensor]]) -> Dict[str, torch.Tens
     return {f'{group}.{name}': tensor.contiguous() for group, state in nested.items() for name, tensor in state.items()}
 
 
-def _read_network_file(path: str) -> Dict[str, Any]:
-    """A saved network file as BasicSR's ``{param_key: state_dict}``; .safetensors files written by
-    :meth:`RSSRModel.save_network` are un-flattened with the param keys stored in their metadata."""
-    from rssr.checkpoint import read_checkpoint
-    if not path.endswith('.safetensors'):
-        return read_checkpoint(path)
-    from safetensors import safe_open
-    with safe_open(path, framework='pt') as handle:
-        groups = (handle.metadata() or {}).get('param_keys')
-    flat = read_checkpoint(path)
-    if not groups:
-        return flat
-    return {group: OrderedDict((name[len(group) + 1:], tensor) for name, tensor in flat.items()
-                               if name.startswith(f'{group}.')) for group in groups.split(',')}
-
-
 @register_model()
 class RSSRModel(MultibandValidationMixin, SRModel):
     """Single-image SR model: SRModel plus device-agnostic DDP, AMP, clipping, accumulation, NaN guard,
@@ -233,14 +217,14 @@ class RSSRModel(MultibandValidationMixin, SRModel):
                   for n, key in zip(nets, keys)}
         label = 'latest' if current_iter == -1 else current_iter
         path = os.path.join(self.opt['path']['models'], f'{net_label}_{label}.safetensors')
-        save_file(_flatten(nested), path, metadata={'param_keys': ','.join(keys)})
+        save_file(_flatten(nested), path, metadata={'param_keys': ','.join(keys)})  # read by rssr.checkpoint
         return None
 
     def load_network(self, net: torch.nn.Module, load_path: str, strict: bool = True,
                      param_key: Optional[str] = 'params') -> None:
         """Load ``param_key`` (falling back to ``params``) from a .pth or .safetensors file, safely."""
-        from rssr.checkpoint import load_weights
-        checkpoint = _read_network_file(load_path)
+        from rssr.checkpoint import load_weights, read_checkpoint
+        checkpoint = read_checkpoint(load_path)
         if param_key is not None and param_key not in checkpoint and 'params' in checkpoint:
             param_key = 'params'
         if param_key not in checkpoint:

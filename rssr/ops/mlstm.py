@@ -28,8 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 BACKENDS = ('parallel', 'chunkwise')
-PARALLEL_MAX_LENGTH = 1024
-"""Automatic selection uses the parallel form up to this sequence length, the chunkwise form above."""
+PARALLEL_MAX_LENGTH = 256
+"""Automatic selection uses the parallel form up to this sequence length (the 16 x 16 token grids of the
+official LR-32 training tiles), the chunkwise form above: from there on it is faster on CPU, and in
+training it keeps O(S L) instead of O(S^2) activations per layer for backward (scripts/benchmark_mlstm.py)."""
 DEFAULT_CHUNK_SIZE = 64
 
 
@@ -119,7 +121,7 @@ def mlstm(q: Tensor, k: Tensor, v: Tensor, igate: Tensor, fgate: Tensor, eps: fl
 
     ``backend``: 'parallel' (quadratic memory), 'chunkwise' (linear memory) or None to pick the
     parallel form for S <= ``PARALLEL_MAX_LENGTH`` and the chunkwise form above. Half-precision
-    inputs are computed in float32; the result has the dtype of q.
+    inputs (and any autocast region) are computed in float32; the result has the dtype of q.
     """
     if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape:
         raise ValueError(f'mlstm: q, k, v must share the shape (B, NH, S, DH); got {tuple(q.shape)}, '
@@ -134,8 +136,9 @@ def mlstm(q: Tensor, k: Tensor, v: Tensor, igate: Tensor, fgate: Tensor, eps: fl
     dtype = q.dtype
     compute_dtype = torch.promote_types(dtype, torch.float32)
     q, k, v, igate, fgate = (t.to(compute_dtype) for t in (q, k, v, igate, fgate))
-    if backend == 'parallel':
-        h = mlstm_parallel(q, k, v, igate, fgate, eps)
-    else:
-        h = mlstm_chunkwise(q, k, v, igate, fgate, eps, chunk_size)
+    with torch.autocast(q.device.type, enabled=False):  # exp-gated sums need float32 even under AMP
+        if backend == 'parallel':
+            h = mlstm_parallel(q, k, v, igate, fgate, eps)
+        else:
+            h = mlstm_chunkwise(q, k, v, igate, fgate, eps, chunk_size)
     return h.to(dtype)

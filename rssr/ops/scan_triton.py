@@ -7,7 +7,8 @@ silu(z) gate are fused. The forward pass stores the state at the start of every 
 (only when a gradient is needed); the backward pass walks the chunks in reverse, recomputes the
 chunk's states into a small per-program scratch buffer and runs the adjoint recurrence
 ``lambda_t = C_t g_t + a_{t+1} lambda_{t+1}`` backwards through it. Gradients of B and C, which are
-shared by the channels of a group, are written per channel block and summed afterwards.
+shared by the channels of a group, are accumulated with atomic adds (so they are not bitwise
+deterministic, like mamba_ssm's).
 
 The kernels run on the CPU in Triton's interpreter when TRITON_INTERPRET=1 is set before this
 module is imported (slow; used by the tests). ``INTERPRETED`` records which mode they were built in.
@@ -92,7 +93,7 @@ def _scan_bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                      grad_out_ptr, grad_last_ptr, chunk_states_ptr, scratch_ptr,
                      grad_u_ptr, grad_delta_ptr, grad_z_ptr, grad_A_ptr, grad_D_ptr, grad_bias_ptr,
                      grad_B_ptr, grad_C_ptr,
-                     length, dim, group_dim, n_state, n_chunks, n_blocks,
+                     length, dim, group_dim, n_state, n_chunks,
                      stride_b_batch, stride_b_group, stride_b_state, stride_b_time,
                      stride_c_batch, stride_c_group, stride_c_state, stride_c_time,
                      HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
@@ -118,10 +119,10 @@ def _scan_bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     b_base = B_ptr + pid_batch * stride_b_batch + pid_group * stride_b_group + state * stride_b_state
     c_base = C_ptr + pid_batch * stride_c_batch + pid_group * stride_c_group + state * stride_c_state
     states_base = (pid_batch * dim + channel[:, None]) * n_state + state[None, :]
-    program = (pid_batch * tl.num_programs(1) + pid_group) * n_blocks + pid_block
+    program = (pid_batch * tl.num_programs(1) + pid_group) * tl.num_programs(2) + pid_block
     scratch = scratch_ptr + program * (CHUNK + 1) * BLOCK_D * BLOCK_N + block_d[:, None] * BLOCK_N + state[None, :]
-    # grad_B/grad_C partials: (batch, group, block, n, l)
-    partial_base = ((pid_batch * tl.num_programs(1) + pid_group) * n_blocks + pid_block) * n_state + state
+    # grad_B / grad_C: (batch, group, n, l), summed over the group's channel blocks with atomic adds
+    coef_grad_base = (pid_batch * tl.num_programs(1) + pid_group) * n_state + state
     if HAS_GRAD_LAST:
         carry = tl.load(grad_last_ptr + states_base, mask=mask_dn, other=0.0)  # a_{t+1} * lambda_{t+1}
     else:
@@ -174,9 +175,10 @@ def _scan_bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                 tl.store(grad_z_ptr + row + t, grad_y * y * gate * (1.0 + z * (1.0 - gate)), mask=mask_d)
                 grad_y = grad_y * z * gate
             adjoint = C_t[None, :] * grad_y[:, None] + carry  # lambda_t
-            tl.store(grad_C_ptr + partial_base * length + t, tl.sum(grad_y[:, None] * h, axis=0), mask=mask_n)
+            tl.atomic_add(grad_C_ptr + coef_grad_base * length + t, tl.sum(grad_y[:, None] * h, axis=0), mask=mask_n)
             dtu = dt * u
-            tl.store(grad_B_ptr + partial_base * length + t, tl.sum(adjoint * dtu[:, None], axis=0), mask=mask_n)
+            tl.atomic_add(grad_B_ptr + coef_grad_base * length + t, tl.sum(adjoint * dtu[:, None], axis=0),
+                          mask=mask_n)
             grad_dtu = tl.sum(adjoint * B_t[None, :], axis=1)
             log_decay_grad = adjoint * decay * h_prev
             grad_A += log_decay_grad * dt[:, None]
@@ -205,13 +207,13 @@ def _grouped(coef: Tensor, groups: int, batch: int, length: int) -> Tensor:
     return grouped.float().repeat_interleave(groups // grouped.shape[1], dim=1).contiguous()
 
 
-def _ungrouped_grad(grad: Tensor, like: Tensor) -> Tensor:
-    """Sum a (b, groups, n, l) gradient back to the shape and dtype of the B/C it belongs to."""
-    if like.dim() == 2:
-        return grad.sum((0, 3)).to(like.dtype)
+def _ungrouped_grad(grad: Tensor, shape: torch.Size) -> Tensor:
+    """Sum a (b, groups, n, l) gradient back to the shape of the B/C it belongs to."""
+    if len(shape) == 2:
+        return grad.sum((0, 3))
     b, groups, n, length = grad.shape
-    like_groups = 1 if like.dim() == 3 else like.shape[1]
-    return grad.reshape(b, like_groups, groups // like_groups, n, length).sum(2).reshape(like.shape).to(like.dtype)
+    own_groups = 1 if len(shape) == 3 else shape[1]
+    return grad.reshape(b, own_groups, groups // own_groups, n, length).sum(2).reshape(shape)
 
 
 def _scan_groups(d: int, B: Tensor, C: Tensor) -> int:
@@ -255,16 +257,15 @@ class _TritonScan(torch.autograd.Function):
             SAVE_STATES=save_states, CHUNK=chunk_len, BLOCK_D=BLOCK_D, BLOCK_N=triton.next_power_of_2(n_state),
             num_warps=1)
         ctx.save_for_backward(u32, delta32, A32, B32, C32, D32, z32, bias32, chunk_states if save_states else None)
-        ctx.meta = (delta_softplus, chunk_len, groups, u.dtype, delta.dtype, A.dtype, B, C,
-                    None if D is None else D.dtype, None if z is None else z.dtype,
-                    None if delta_bias is None else delta_bias.dtype)
+        ctx.delta_softplus, ctx.chunk_len, ctx.groups = delta_softplus, chunk_len, groups
+        ctx.coef_shapes = (B.shape, C.shape)
+        ctx.dtypes = [None if t is None else t.dtype for t in (u, delta, A, B, C, D, z, delta_bias)]
         return out.to(u.dtype), last_state
 
     @staticmethod
     def backward(ctx, grad_out: Optional[Tensor], grad_last: Optional[Tensor]):
         u32, delta32, A32, B32, C32, D32, z32, bias32, chunk_states = ctx.saved_tensors
-        (delta_softplus, chunk_len, groups, u_dtype, delta_dtype, A_dtype, B, C,
-         D_dtype, z_dtype, bias_dtype) = ctx.meta
+        delta_softplus, chunk_len, groups = ctx.delta_softplus, ctx.chunk_len, ctx.groups
         batch, dim, length = u32.shape
         n_state = A32.shape[1]
         group_dim = dim // groups
@@ -276,23 +277,21 @@ class _TritonScan(torch.autograd.Function):
         grad_z = torch.empty_like(u32) if z32 is not None else None
         grad_A = u32.new_empty(batch, dim, n_state)
         grad_D, grad_bias = u32.new_empty(batch, dim), u32.new_empty(batch, dim)
-        grad_B_parts = u32.new_empty(batch, groups, n_blocks, n_state, length)
-        grad_C_parts = u32.new_empty(batch, groups, n_blocks, n_state, length)
+        grad_B = u32.new_zeros(batch, groups, n_state, length)
+        grad_C = u32.new_zeros(batch, groups, n_state, length)
         scratch = u32.new_empty(batch * groups * n_blocks, chunk_len + 1, BLOCK_D, block_n)
         _scan_bwd_kernel[(batch, groups, n_blocks)](
             u32, delta32, A32, B32, C32, _or(D32, u32), _or(z32, u32), _or(bias32, u32),
             grad_out, _or(grad_last.float().contiguous() if grad_last is not None else None, u32),
             chunk_states, scratch, grad_u, grad_delta, _or(grad_z, u32), grad_A, grad_D, grad_bias,
-            grad_B_parts, grad_C_parts,
-            length, dim, group_dim, n_state, n_chunks, n_blocks,
+            grad_B, grad_C, length, dim, group_dim, n_state, n_chunks,
             *B32.stride(), *C32.stride(),
             HAS_D=D32 is not None, HAS_Z=z32 is not None, HAS_BIAS=bias32 is not None, SOFTPLUS=delta_softplus,
             HAS_GRAD_LAST=grad_last is not None, CHUNK=chunk_len, BLOCK_D=BLOCK_D, BLOCK_N=block_n, num_warps=1)
-        return (grad_u.to(u_dtype), grad_delta.to(delta_dtype), grad_A.sum(0).to(A_dtype),
-                _ungrouped_grad(grad_B_parts.sum(2), B), _ungrouped_grad(grad_C_parts.sum(2), C),
-                grad_D.sum(0).to(D_dtype) if D_dtype is not None else None,
-                grad_z.to(z_dtype) if z_dtype is not None else None,
-                grad_bias.sum(0).to(bias_dtype) if bias_dtype is not None else None, None, None)
+        B_shape, C_shape = ctx.coef_shapes
+        grads = (grad_u, grad_delta, grad_A.sum(0), _ungrouped_grad(grad_B, B_shape), _ungrouped_grad(grad_C, C_shape),
+                 grad_D.sum(0), grad_z, grad_bias.sum(0))
+        return tuple(None if dtype is None else grad.to(dtype) for grad, dtype in zip(grads, ctx.dtypes)) + (None, None)
 
 
 def _or(tensor: Optional[Tensor], placeholder: Tensor) -> Tensor:

@@ -124,8 +124,8 @@ def _import_triton_backend():
 
 def _require_cuda(backend: str, u: Tensor) -> None:
     if u.device.type != 'cuda':
-        hint = (' To run the Triton kernel on the CPU in its (slow) interpreter, set TRITON_INTERPRET=1 before '
-                'triton is imported.' if backend == 'triton' else '')
+        hint = (' To run the Triton kernel on the CPU in its (slow) interpreter, start Python with '
+                'TRITON_INTERPRET=1 in the environment.' if backend == 'triton' else '')
         raise ScanBackendUnavailable(
             f"selective_scan backend '{backend}' needs CUDA tensors; got tensors on {u.device}.{hint} "
             "Use backend 'torch' (or 'auto') on this device.")
