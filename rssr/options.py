@@ -86,12 +86,15 @@ class _Checker:
         if not isinstance(spec, Mapping) or 'type' not in spec:
             self.problems.append(f'{where} needs a `type:` naming a registered {kind}')
             return None
-        name = spec['type']
+        return self.lookup(f'{where}.type', spec['type'], registry)
+
+    def lookup(self, key: str, name: Any, registry: Any) -> Optional[Any]:
+        """The object registered as ``name``, or None with a problem naming the registry and close names."""
         if name in registry._obj_map:
             return registry._obj_map[name]
         close = closest(str(name), registry._obj_map)
         listing = f'closest: {", ".join(close)}' if close else f'registered: {", ".join(sorted(registry._obj_map))}'
-        self.problems.append(f'{where}.type {name!r} is not in BasicSR\'s {registry._name} registry ({listing})')
+        self.problems.append(f'{key} {name!r} is not in BasicSR\'s {registry._name} registry ({listing})')
         return None
 
     def constructor_kwargs(self, where: str, spec: Mapping[str, Any], target: Callable, owner: str,
@@ -147,7 +150,7 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
             check.problems.append(f'the top-level key `{key}:` is missing')
     model_class = None
     if 'model_type' in opt:
-        model_class = check.registered('model_type', {'type': opt['model_type']}, MODEL_REGISTRY, 'model')
+        model_class = check.lookup('model_type', opt['model_type'], MODEL_REGISTRY)
     check.keys('<top level>', opt, TOP_LEVEL_KEYS | set(getattr(model_class, 'top_level_option_keys', ())),
                'the option file')
     if 'network_g' in opt:

@@ -138,8 +138,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     cases = [(1, length, False) for length in args.lengths] + ([] if args.no_train else [(4, 2304, True)])
 
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
-    print(f'`python scripts/benchmark_scan.py {" ".join(argv if argv is not None else sys.argv[1:])}` '
-          f'(device {args.device}, {args.threads} threads, torch {torch.__version__}, load average {load:.1f} at start)\n')
+    command = ' '.join(['python scripts/benchmark_scan.py'] + (argv if argv is not None else sys.argv[1:]))
+    print(f'`{command}` (device {args.device}, {args.threads} threads, torch {torch.__version__}, '
+          f'load average {load:.1f} at start)\n')
     print('| case | backend | median s | vs reference | max err | peak MiB | peak / inputs |')
     print('|---|---|---|---|---|---|---|')
     for batch, length, backward in tqdm(cases, desc='cases', file=sys.stderr):

@@ -198,3 +198,23 @@ def test_test_cli_validates_and_writes_results_in_cwd(tmp_path, capsys):
     finally:
         os.chdir(old)
     assert list((tmp_path / 'results' / 'tiny_test' / 'visualization' / 'tiny_val').glob('*.png'))
+
+
+def test_unknown_model_type(tmp_path, capsys):
+    opt = train_options(tmp_path / 'data')
+    opt['model_type'] = 'RSSRModle'
+    write_yaml(opt, tmp_path / 'x.yml')
+    code, err = run_cli('rssr.train', ['-opt', 'x.yml'], tmp_path, capsys)
+    assert code == EXIT_BAD_OPTIONS
+    assert re.search(r"model_type 'RSSRModle' is not in BasicSR's model registry \(closest: RSSRModel", err)
+
+
+def test_diverging_run_stops_with_advice_and_exit_code(tmp_path, capsys):
+    from rssr._cli import EXIT_NON_FINITE
+    opt = train_options(tmp_path / 'data', name='diverge', total_iter=6, with_val=False)
+    opt['train']['optim_g'] = {'type': 'SGD', 'lr': 1e30}
+    write_yaml(opt, tmp_path / 'x.yml')
+    code, err = run_cli('rssr.train', ['-opt', 'x.yml'], tmp_path, capsys)
+    assert code == EXIT_NON_FINITE
+    assert re.search(r'training stopped at iteration \d: the (loss|gradient norm) is not finite', err)
+    assert 'lower train.optim_g.lr' in err and 'Traceback' not in err

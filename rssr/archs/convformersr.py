@@ -374,5 +374,6 @@ register_card(ModelCard(
     amp={'bf16': True, 'fp16': True},
     recipe='options/train/ConvFormerSR/train_ConvFormerSR_x3_4band_L1_ratioindex.yml',
     params={2: 16_300_435, 3: 16_485_075, 4: 16_448_147},
-    flops={2: '69.6 G', 3: '70.4 G', 4: '72.1 G'},
+    flops={scale: f'{macs} G MACs (FlopCounterMode: convs, linears, attention and channel-attention matmuls)'
+           for scale, macs in ((2, 69.46), (3, 70.25), (4, 71.96))},
 ))

@@ -404,7 +404,7 @@ register_card(ModelCard(
     recipe='options/train/MambaCSR/train_MambaCSR_Final_x4.yml',
     params={2: 21_904_130, 3: 22_088_770, 4: 22_051_842},
     flops={2: '90.03 G MACs', 3: '90.82 G MACs',
-           4: '92.53 G MACs at 64x64 LR (conv 16.24 G, linear 51.69 G, einsum 6.85 G, selective scan 17.75 G '
+           4: '92.53 G MACs (conv 16.24 G, linear 51.69 G, einsum 6.85 G, selective scan 17.75 G '
               'analytic; scripts/benchmark_archs.py)'},
     amp={'bf16': True},  # the scan and its merge run in float32
     **_CARD_COMMON))
@@ -415,7 +415,7 @@ register_card(ModelCard(
     recipe='options/train/MambaCSR/train_MambaCSR_wo_x4.yml',
     params={2: 18_224_891, 3: 18_409_531, 4: 18_372_603},
     flops={2: '82.38 G MACs', 3: '83.17 G MACs',
-           4: '84.88 G MACs at 64x64 LR (conv 15.76 G, linear 47.78 G, einsum 5.95 G, selective scan 15.39 G '
+           4: '84.88 G MACs (conv 15.76 G, linear 47.78 G, einsum 5.95 G, selective scan 15.39 G '
               'analytic; scripts/benchmark_archs.py)'},
     amp={'bf16': True},
     **_CARD_COMMON))

@@ -20,9 +20,10 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 _LOG2_E = 1.4426950408889634  # exp(x) == exp2(x * log2(e)); torch's exp2 is ~4x faster on CPU
-_CPU_SEGMENT_ELEMENTS = 1 << 20  # per working tensor: 4 MiB in float32, cache-resident on a CPU
+_CPU_SEGMENT_ELEMENTS = 1 << 19  # per working tensor: 2 MiB in float32, cache-resident on a CPU
 _DEVICE_SEGMENT_ELEMENTS = 1 << 26  # on accelerators fewer, larger kernel launches are cheaper
 
 
@@ -231,7 +232,7 @@ def _scan_backward(problem: _Problem, starts: Tensor, grad_y: Tensor,
         del states, adjoint
         dt = p.dt[start:stop]
         grad_A += (log_decay_grad * dt.unsqueeze(-2)).sum((0, 1))
-        grad_dt[start:stop] = torch.addcmul(log_decay_grad.mul_(p.A).sum(-2), grad_dtu, p.u[start:stop])
+        torch.addcmul(log_decay_grad.mul_(p.A).sum(-2), grad_dtu, p.u[start:stop], out=grad_dt[start:stop])
         torch.mul(grad_dtu, dt, out=grad_u[start:stop])
     return grad_u, grad_dt, grad_A
 
@@ -249,6 +250,7 @@ class _SelectiveScanCore(torch.autograd.Function):
         return _channel_major(y, p.dtype), last.transpose(2, 3).reshape(p.batch, p.dim, p.state_dim)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_y: Optional[Tensor], grad_last: Optional[Tensor]):
         u, delta, A, B, C, delta_bias, starts = ctx.saved_tensors
         p = _Problem(u, delta, A, B, C, delta_bias, ctx.delta_softplus, ctx.segment_len, keep_raw_delta=True)

@@ -22,6 +22,7 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 INTERPRETED = bool(triton.knobs.runtime.interpret)
 BLOCK_D = 4  # channels per program: small blocks give enough programs for a GPU at b=1
@@ -263,6 +264,7 @@ class _TritonScan(torch.autograd.Function):
         return out.to(u.dtype), last_state
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: Optional[Tensor], grad_last: Optional[Tensor]):
         u32, delta32, A32, B32, C32, D32, z32, bias32, chunk_states = ctx.saved_tensors
         delta_softplus, chunk_len, groups = ctx.delta_softplus, ctx.chunk_len, ctx.groups

@@ -101,6 +101,25 @@ def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: 
         raise ValueError(f'selective_scan: z must have u\'s shape {tuple(u.shape)}; got {tuple(z.shape)}')
 
 
+def _import_once(loader: Callable[[], object]) -> Callable[[], object]:
+    """Run ``loader`` on first use only and replay its result, or the ScanBackendUnavailable it raised
+    (a failed import is otherwise retried, with file-system lookups, on every scan)."""
+    outcome: list = []
+
+    def load() -> object:
+        if not outcome:
+            try:
+                outcome.append((True, loader()))
+            except ScanBackendUnavailable as error:
+                outcome.append((False, error))
+        ok, value = outcome[0]
+        if not ok:  # a fresh exception each time, so tracebacks do not pile up on one object
+            raise ScanBackendUnavailable(str(value)) from value.__cause__
+        return value
+    return load
+
+
+@_import_once
 def _import_mamba_ssm() -> Callable:
     try:
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -112,6 +131,7 @@ def _import_mamba_ssm() -> Callable:
     return selective_scan_fn
 
 
+@_import_once
 def _import_triton_backend():
     try:
         from rssr.ops import scan_triton
