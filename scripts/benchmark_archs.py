@@ -188,8 +188,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             g = {k: format_macs(v) for k, v in macs.items()}
             timing = 'n/a' if seconds is None else f'{seconds:.2f}'
             ratio = 'n/a' if seconds is None else f'{seconds / first_time:.2f}'
-            print(f'| {label} | {backend or "auto"} | {params:,} | {g["conv"]} | {g["linear/mm"]} | {g["bmm/einsum"]} | '
-                  f'{g["kernels"]} | {g["total"]} | {timing} | {ratio} |', flush=True)
+            print(f'| {label} | {backend or "auto"} | {params:,} | {g["conv"]} | {g["linear/mm"]} | '
+                  f'{g["bmm/einsum"]} | {g["kernels"]} | {g["total"]} | {timing} | {ratio} |', flush=True)
             if macs['other']:
                 print(f'|   (also counted: {g["other"]} in other matmul-like ops) |||||||||', flush=True)
 

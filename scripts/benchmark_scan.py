@@ -27,7 +27,6 @@ import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from tqdm import tqdm
 

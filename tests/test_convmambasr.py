@@ -1,6 +1,5 @@
 """ConvMambaSR: equality with the official outputs, strict loading, parameter counts, training on
 CPU at every scale and band count, checkpointing, and the errors a user can act on."""
-import os
 import warnings
 from pathlib import Path
 

@@ -94,6 +94,8 @@ def test_configuration_errors_are_named():
         LSTMConvSR(**TINY, resi_connection='2conv')
     with pytest.raises(ValueError, match="upscale=5 is not supported by upsampler='pixelshuffle'"):
         LSTMConvSR(**TINY, upscale=5)
+    with pytest.raises(ValueError, match='embed_dim must be a multiple of 4.*got 10'):
+        LSTMConvSR(**{**TINY, 'embed_dim': 10})
     model = LSTMConvSR(**TINY, in_chans=4)
     with pytest.raises(ValueError, match=r'expects \(B, 4, H, W\) input \(in_chans=4\), got shape \(1, 3, 8, 8\)'):
         model(torch.rand(1, 3, 8, 8))

@@ -114,7 +114,8 @@ class MSSA(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         attn = self.conv0(x)
-        strips = [getattr(self, f'conv{i}_2')(getattr(self, f'conv{i}_1')(attn)) for i in range(len(self.strip_kernels))]
+        strips = [getattr(self, f'conv{i}_2')(getattr(self, f'conv{i}_1')(attn))
+                  for i in range(len(self.strip_kernels))]
         for strip in strips:
             attn = attn + strip
         return self.conv3(attn) * x

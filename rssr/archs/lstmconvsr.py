@@ -284,7 +284,8 @@ class PReLUResidualBlock(nn.Module):
 class LongShortBlock(nn.Module):
     """conv(cat([cnn(x), lstm(x)])): both branches read the block input (CNN features first)."""
 
-    def __init__(self, dim: int, mlp_ratio: float = 4.0, CNN_num: int = 12, mlstm_backend: Optional[str] = None) -> None:
+    def __init__(self, dim: int, mlp_ratio: float = 4.0, CNN_num: int = 12,
+                 mlstm_backend: Optional[str] = None) -> None:
         super().__init__()
         self.lstm = LSTMBranch(dim, mlp_ratio, mlstm_backend)
         self.cnn = nn.Sequential(*(PReLUResidualBlock(dim) for _ in range(CNN_num)))
@@ -304,7 +305,10 @@ class BlockStack(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         for block in self.blocks:
-            x = checkpoint(block, x, use_reentrant=False) if self.use_checkpoint and torch.is_grad_enabled() else block(x)
+            if self.use_checkpoint and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
         return x
 
 
@@ -356,11 +360,11 @@ class LSTMConvSR(nn.Module):
         super().__init__()
         for key in kwargs:
             warnings.warn(f'LSTMConvSR: ignoring unknown keyword argument {key!r}', stacklevel=2)
-        self._check_config(upsampler, upscale, resi_connection, in_chans, rgb_mean)
+        self._check_config(upsampler, upscale, resi_connection, in_chans, rgb_mean, embed_dim)
         self.in_chans, self.embed_dim, self.upscale, self.upsampler = in_chans, embed_dim, upscale, upsampler
         self.img_range = img_range
-        mean = torch.tensor(rgb_mean, dtype=torch.float32).view(1, 3, 1, 1) if in_chans == 3 else torch.zeros(1, 1, 1, 1)
-        self.register_buffer('mean', mean, persistent=False)
+        mean = torch.tensor(rgb_mean if in_chans == 3 else (0.,), dtype=torch.float32).view(1, -1, 1, 1)
+        self.register_buffer('mean', mean, persistent=False)  # not in the state_dict, as officially
 
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
         self.pos_drop = nn.Dropout(p=drop_rate)
@@ -386,7 +390,10 @@ class LSTMConvSR(nn.Module):
 
     @staticmethod
     def _check_config(upsampler: str, upscale: int, resi_connection: str, in_chans: int,
-                      rgb_mean: Sequence[float]) -> None:
+                      rgb_mean: Sequence[float], embed_dim: int) -> None:
+        if embed_dim % 4:
+            raise ValueError(f'LSTMConvSR: embed_dim must be a multiple of 4 (the mLSTM layers split 2 * embed_dim '
+                             f'into 4 heads and blocks of 4 channels), got {embed_dim}')
         if resi_connection not in RESI_CONNECTIONS:
             raise ValueError(f'LSTMConvSR: resi_connection must be one of {RESI_CONNECTIONS}, got {resi_connection!r}')
         if upsampler == 'pixelshuffle' and not (is_power_of_two(upscale) or upscale == 3):
@@ -445,7 +452,8 @@ register_card(ModelCard(
     arch='LSTMConvSR',
     kwargs=OFFICIAL_CONFIG,
     paper='Q. Zhu, G. Zhang, X. Wang, J. Huang. LSTMConvSR: Joint Long-Short-Range Modeling via '
-          'LSTM-First-CNN-Next Architecture for Remote Sensing Image Super-Resolution. Remote Sensing 17(15), 2745, 2025',
+          'LSTM-First-CNN-Next Architecture for Remote Sensing Image Super-Resolution. '
+          'Remote Sensing 17(15), 2745, 2025',
     doi='10.3390/rs17152745',
     repo='https://github.com/Doswin/LSTMConvSR',
     repo_license='Apache-2.0 (no pretrained weights published)',

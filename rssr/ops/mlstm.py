@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 BACKENDS = ('parallel', 'chunkwise')
-PARALLEL_MAX_LENGTH = 256
-"""Automatic selection uses the parallel form up to this sequence length (the 16 x 16 token grids of the
-official LR-32 training tiles), the chunkwise form above: from there on it is faster on CPU, and in
-training it keeps O(S L) instead of O(S^2) activations per layer for backward (scripts/benchmark_mlstm.py)."""
+PARALLEL_MAX_LENGTH = 128
+"""Automatic selection uses the parallel form up to this sequence length and the chunkwise form above:
+about where the chunkwise form becomes the faster one on CPU; in training it also keeps O(S L)
+instead of O(S^2) activations per layer for backward (see scripts/benchmark_mlstm.py)."""
 DEFAULT_CHUNK_SIZE = 64
 
 

@@ -27,7 +27,6 @@ from torch.autograd.function import once_differentiable
 INTERPRETED = bool(triton.knobs.runtime.interpret)
 BLOCK_D = 4  # channels per program: small blocks give enough programs for a GPU at b=1
 DEFAULT_CHUNK = 64  # time steps between saved states (backward recomputes one chunk at a time)
-_LOG2_E = 1.4426950408889634
 
 
 @triton.jit
@@ -56,7 +55,8 @@ def _scan_fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     state = tl.arange(0, BLOCK_N)
     mask_n = state < n_state
     mask_dn = mask_d[:, None] & mask_n[None, :]
-    A_log2 = tl.load(A_ptr + channel[:, None] * n_state + state[None, :], mask=mask_dn, other=0.0) * 1.4426950408889634
+    A = tl.load(A_ptr + channel[:, None] * n_state + state[None, :], mask=mask_dn, other=0.0)
+    A_log2 = A * 1.4426950408889634  # exp(x) = exp2(x * log2(e))
     if HAS_BIAS:
         bias = tl.load(bias_ptr + channel, mask=mask_d, other=0.0)
     if HAS_D:
