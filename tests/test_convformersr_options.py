@@ -44,3 +44,21 @@ def test_option_file_passes_the_checker(path, monkeypatch):
         from basicsr.losses import build_loss
         loss = build_loss(dict(spectral))
         assert len(loss.band_order) == network['in_chans'] == loss.num_bands_needed
+
+
+def test_rssr_model_adds_spectral_opt_to_the_pixel_loss(tmp_path):
+    from _foundation_data import runtime_options, train_options
+    from basicsr.models import build_model
+    from rssr.losses.spectral import RatioIndexLoss
+
+    opt = train_options(tmp_path / 'data', with_val=False)
+    opt.pop('deterministic')  # global torch setting; not what this test is about
+    spectral = {'indices': ['NGRDI'], 'band_order': ['red', 'green', 'blue'], 'loss_weight': 0.5}
+    opt['train']['spectral_opt'] = {'type': 'RatioIndexLoss', **spectral}
+    model = build_model(runtime_options(opt, tmp_path))
+    gt = torch.rand(2, 3, 16, 16)
+    model.feed_data({'lq': torch.rand(2, 3, 8, 8), 'gt': gt})
+    model.optimize_parameters(1)
+    expected = RatioIndexLoss(**spectral)(model.output, gt).item()
+    assert model.log_dict['l_spectral'] == pytest.approx(expected, rel=1e-5)
+    assert 'l_pix' in model.log_dict
