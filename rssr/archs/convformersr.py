@@ -33,6 +33,7 @@ import torch
 from timm.layers import DropPath
 from torch import Tensor, nn
 
+from rssr.layers.init import init_linear_and_layernorm
 from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
 from rssr.layers.residual_group import BasicLayer
 from rssr.layers.tokens import PatchEmbed, to_map, to_tokens
@@ -286,7 +287,7 @@ class ConvFormerSR(nn.Module):
         attention_window = min(window_size, min(resolution))
         self.size_requirements = SizeRequirements(multiple_of=math.lcm(window_size, attention_window),
                                                   pad_mode='reflect')
-        self.apply(_init_weights)
+        self.apply(init_linear_and_layernorm)
 
     def forward_features(self, shallow: Tensor) -> Tensor:
         """Both branches and the fusions: shallow features (B, E, H, W) -> fused CNN features."""
@@ -313,16 +314,6 @@ class ConvFormerSR(nn.Module):
         x = x / self.img_range + mean
         return crop_output(x, height, width, self.upscale)
 
-
-def _init_weights(module: nn.Module) -> None:
-    """Official init: Linear trunc_normal(0.02) with zero bias, LayerNorm (1, 0); convs keep PyTorch's."""
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
 
 
 def _warn_ignored(kwargs: dict) -> None:

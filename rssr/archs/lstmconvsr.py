@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from rssr.layers.init import init_linear_and_layernorm
 from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
 from rssr.layers.residual_group import RESI_CONNECTIONS, resi_connection_conv
 from rssr.layers.tokens import to_map, to_tokens
@@ -381,7 +382,7 @@ class LSTMConvSR(nn.Module):
             self.upsample = UpsampleOneStep(upscale, embed_dim, in_chans)
         else:
             self.conv_last = nn.Conv2d(embed_dim, in_chans, 3, 1, 1)
-        self.apply(self._init_weights)
+        self.apply(init_linear_and_layernorm)
 
     @property
     def scale(self) -> int:
@@ -406,17 +407,6 @@ class LSTMConvSR(nn.Module):
         if upsampler not in UPSAMPLERS:
             warnings.warn(f'LSTMConvSR: upsampler {upsampler!r} is not one of {UPSAMPLERS}; as in the official '
                           f'code it means no upsampling (output size = input size)', stacklevel=3)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        """The official model-wide init: it overrides the xLSTM init of every nn.Linear (gate biases become 0)."""
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02, a=-2., b=2.)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.pos_drop(x)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
 
+from rssr.layers.init import init_linear_and_layernorm
 from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
 from rssr.layers.residual_group import ResidualGroup, resi_connection_conv
 from rssr.layers.ss2d import SS2D
@@ -341,17 +342,7 @@ class MambaCSR(nn.Module):
                                                       nn.LeakyReLU(inplace=True))
             self.upsample = Upsample(upscale, num_feat)
             self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        self.apply(init_linear_and_layernorm)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Deep features (B, C, H, W) -> (B, C, H, W); H, W multiples of 16 for cross_scale_scan."""

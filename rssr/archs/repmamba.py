@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rssr.layers.init import init_linear_and_layernorm
 from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
 from rssr.layers.reparam import ConvBN, RepDWConv, reparameterize
 from rssr.layers.residual_group import ResidualGroup, resi_connection_conv
@@ -238,7 +239,7 @@ class RepMamba(nn.Module):
         self.norm = norm_layer(embed_dim)
         self.conv_after_body = resi_connection_conv(embed_dim, resi_connection)
         self._build_reconstruction(embed_dim, in_chans, upscale, upsampler)
-        self.apply(self._init_weights)
+        self.apply(init_linear_and_layernorm)
 
     def _build_reconstruction(self, embed_dim: int, out_chans: int, upscale: int, upsampler: str) -> None:
         """The SwinIR-family heads; LeakyReLU slope 0.01 in conv_before_upsample, 0.2 elsewhere."""
@@ -257,16 +258,6 @@ class RepMamba(nn.Module):
             self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
             self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
         self.conv_last = nn.Conv2d(num_feat if upsampler else embed_dim, out_chans, 3, 1, 1)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
     def no_weight_decay(self) -> set:
         return {'absolute_pos_embed'}
