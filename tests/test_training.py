@@ -132,9 +132,8 @@ def test_safetensors_checkpoints_round_trip_params_and_ema(tmp_path):
     assert state['iter'] == 2 and 'rng' in state and 'grad_scaler' in state
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the fallback is for machines without CUDA')
 def test_num_gpu_without_cuda_falls_back_to_cpu(tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip('this machine has CUDA; the fallback is for machines without it')
     opt = runtime_options(train_options(tmp_path / 'data', with_val=False), tmp_path)
     opt['num_gpu'] = 1
     with pytest.warns(UserWarning, match='CUDA is not available'):

@@ -1,7 +1,10 @@
 """Overlapping tiles over a scene, and the blending weights that make their seams invisible.
 
-Tiles start every ``tile - overlap`` pixels; the last one in each direction is shifted back so it
-ends at the scene border, so every tile has the full tile size (unless the scene is smaller).
+Along each axis the fewest full-size tiles whose overlaps are all at least ``overlap`` are spread
+evenly from the scene's first pixel to its last (every tile has the full tile size unless the
+scene is smaller). Spreading keeps every overlap close to ``overlap``; shifting only the last tile
+back would make the last overlap up to a whole tile, and the strips waiting for the next row of
+tiles (see :mod:`rssr.inference.scene`) as large.
 Along a side shared with a neighbour a tile's weight is 0 for the first ``margin`` pixels (where
 its own zero padding differs from the whole image), then ramps linearly to 1 across the rest of
 the overlap; sides on the scene border keep weight 1. For a network whose receptive field is
@@ -9,6 +12,7 @@ within ``margin`` LR pixels, blended tiles therefore equal whole-image inference
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator, List, Tuple
 
@@ -19,9 +23,8 @@ def tile_starts(length: int, tile: int, overlap: int) -> List[int]:
     """Start offsets of tiles of size ``tile`` covering ``length`` pixels with ``overlap``."""
     if tile >= length:
         return [0]
-    stride = tile - overlap
-    starts = list(range(0, length - tile, stride))
-    return starts + [length - tile]
+    count = math.ceil((length - overlap) / (tile - overlap))  # strides of at most tile - overlap
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
 
 
 @dataclass(frozen=True)
