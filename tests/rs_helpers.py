@@ -10,7 +10,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_S2 = REPO / '..' / 'shared' / 'data' / 'sentinel2_eastern_shore'
+SENTINEL2 = REPO / 'datasets' / 'sentinel2_demo'  # bundled crops of the real Sentinel-2 scene
 CRS_UTM18N = CRS.from_epsg(32618)
 TRANSFORM = Affine(10.0, 0.0, 435730.0, 0.0, -10.0, 4169220.0)
 

@@ -8,7 +8,7 @@ import torch
 
 import rssr  # noqa: F401  (registers the datasets)
 from basicsr.data import build_dataset
-from rs_helpers import SHARED_S2, box_downsample, make_pair_folders, smooth_dn, write_geotiff
+from rs_helpers import SENTINEL2, box_downsample, make_pair_folders, smooth_dn, write_geotiff
 from rssr.data.degradations import (DegradationPipeline, bicubic_downsample, gaussian_kernel, jpeg_compress,
                                     sensor_sigma)
 
@@ -87,7 +87,7 @@ def scene_opt(path, phase='val', **extra):
 
 
 def test_scene_dataset_is_reproducible_and_lr_is_matlab_bicubic():
-    scene = SHARED_S2 / 'val_B02_B03_B04_B08.tif'
+    scene = SENTINEL2 / 'val_B02_B03_B04_B08.tif'
     steps = [{'type': 'bicubic'}, {'type': 'noise', 'sigma': [0.001, 0.002]}]
     first, second = (build_dataset(scene_opt(scene, degradations=steps)) for _ in range(2))
     for index in range(3):
@@ -99,7 +99,7 @@ def test_scene_dataset_is_reproducible_and_lr_is_matlab_bicubic():
     from basicsr.utils.matlab_functions import imresize
     torch.testing.assert_close(clean['lq'], imresize(clean['gt'], 0.25))
     whole = build_dataset(scene_opt(scene, gt_size=None))
-    assert len(whole) == 1 and whole[0]['gt'].shape == (4, 512, 512)
+    assert len(whole) == 1 and whole[0]['gt'].shape == (4, 256, 256)
 
 
 def test_scene_nodata_is_never_interpolated_into_valid_lr_pixels(tmp_path):
@@ -129,7 +129,7 @@ def test_sensor_blur_has_the_requested_mtf_at_lr_nyquist():
 
 def test_jpeg_compress_matches_opencv_and_keeps_band_count():
     import cv2
-    rgb = torch.from_numpy(cv2.imread(str(SHARED_S2 / 'val_rgb.png'))[:48, :48, ::-1].transpose(2, 0, 1).copy())
+    rgb = torch.from_numpy(cv2.imread(str(SENTINEL2 / 'val_rgb.png'))[:48, :48, ::-1].transpose(2, 0, 1).copy())
     img = rgb.float() / 255
     ok, encoded = cv2.imencode('.jpg', np.ascontiguousarray(rgb.numpy()[::-1].transpose(1, 2, 0)),
                                [cv2.IMWRITE_JPEG_QUALITY, 30])

@@ -5,7 +5,7 @@ import sys
 import rasterio
 import yaml
 
-from rs_helpers import REPO, SHARED_S2
+from rs_helpers import REPO, SENTINEL2
 
 EXAMPLE = REPO / 'options' / 'train' / 'examples' / 'sentinel2_4band_x4_onthefly.yml'
 
@@ -29,6 +29,6 @@ def test_example_yaml_trains_and_validates_four_bands(tmp_path):
     assert '[SAM (degrees), all bands, crop 0]' in result.stdout
     outputs = sorted((tmp_path / 'experiments' / opt['name'] / 'visualization').rglob('*.tif'))
     assert len({path.parent for path in outputs}) == 2  # two validation windows (validated twice)
-    with rasterio.open(outputs[0]) as sr, rasterio.open(SHARED_S2 / 'val_B02_B03_B04_B08.tif') as source:
+    with rasterio.open(outputs[0]) as sr, rasterio.open(SENTINEL2 / 'val_B02_B03_B04_B08.tif') as source:
         assert sr.count == 4 and sr.descriptions == source.descriptions and sr.crs == source.crs
         assert sr.transform.a == source.transform.a and sr.shape == (32, 32)

@@ -10,7 +10,7 @@ from affine import Affine
 import rssr  # noqa: F401  (first: makes basicsr importable)
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.models.sr_model import SRModel
-from rs_helpers import CRS_UTM18N, SHARED_S2, TRANSFORM, make_pair_folders, tiny_model_opt
+from rs_helpers import CRS_UTM18N, SENTINEL2, TRANSFORM, make_pair_folders, tiny_model_opt
 from rssr.models.multiband_validation import MultibandValidationMixin
 
 
@@ -64,7 +64,7 @@ def test_every_band_survives_validation_into_a_georeferenced_geotiff(tmp_path, b
 
 
 def test_scene_validation_saves_each_window_with_its_own_georeference(tmp_path):
-    scene = SHARED_S2 / 'val_B02_B03_B04_B08.tif'
+    scene = SENTINEL2 / 'val_B02_B03_B04_B08.tif'
     dataset_opt = dict(name='s2', type='SceneDegradationDataset', phase='val', scale=4, dataroot_gt=[str(scene)],
                        gt_size=32, num_patches=2, radiometry='sentinel2', seed=1)
     opt = tiny_model_opt(4, tmp_path, {'val': dataset_opt}, dict(METRICS, ndvi={'type': 'calculate_ndvi_error'}))
@@ -84,7 +84,7 @@ def test_three_band_8bit_pngs_are_saved_as_png(tmp_path):
     gt_dir, lq_dir = tmp_path / 'GT', tmp_path / 'LQ'
     gt_dir.mkdir()
     lq_dir.mkdir()
-    image = cv2.imread(str(SHARED_S2 / 'val_rgb.png'))[:32, :32]
+    image = cv2.imread(str(SENTINEL2 / 'val_rgb.png'))[:32, :32]
     cv2.imwrite(str(gt_dir / 'p.png'), image)
     cv2.imwrite(str(lq_dir / 'p.png'), cv2.resize(image, (8, 8), interpolation=cv2.INTER_AREA))
     dataset_opt = dict(name='rgb', type='MultibandPairedDataset', phase='val', scale=4, dataroot_gt=str(gt_dir),

@@ -12,7 +12,7 @@ import rssr  # noqa: F401
 from basicsr.metrics import calculate_metric, calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
 from basicsr.utils.matlab_functions import imresize
-from rs_helpers import SHARED_S2
+from rs_helpers import SENTINEL2
 from rssr.metrics.image_quality import (calculate_ergas, calculate_multiband_psnr, calculate_multiband_ssim,
                                         calculate_ndvi_error, calculate_rmse, calculate_sam, calculate_scc,
                                         calculate_uiqi, describe_metric)
@@ -21,7 +21,7 @@ from rssr.metrics.image_quality import (calculate_ergas, calculate_multiband_psn
 @pytest.fixture(scope='module')
 def rgb_pair():
     """A fixed real pair: 64 x 64 crop of the Sentinel-2 RGB PNG and its x4 bicubic down/up version."""
-    bgr = cv2.imread(str(SHARED_S2 / 'val_rgb.png'))[100:164, 200:264]
+    bgr = cv2.imread(str(SENTINEL2 / 'val_rgb.png'))[100:164, 200:264]
     gt = torch.from_numpy(bgr[..., ::-1].transpose(2, 0, 1).copy()).float()[None] / 255
     sr = imresize(imresize(gt[0], 0.25), 4)[None]
     return sr, gt
