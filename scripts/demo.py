@@ -79,7 +79,7 @@ def evaluate(options: str) -> Dict[str, Dict[str, float]]:
 
     print(f'\nx{scale} on {val_opt["dataroot_gt"]} ({hr.shape[-1]} x {hr.shape[-2]} HR), RGB 8-bit, '
           f'crop_border {scale}, weights {weights}')
-    print(f'| method | PSNR (dB) | SSIM |\n|---|---|---|')
+    print('| method | PSNR (dB) | SSIM |\n|---|---|---|')
     for name, score in scores.items():
         method = 'bicubic' if name == 'bicubic' else f'{opt["network_g"]["type"]} (rssr demo)'
         print(f'| {method} | {score["PSNR"]:.2f} | {score["SSIM"]:.4f} |')

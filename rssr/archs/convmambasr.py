@@ -19,16 +19,16 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from rssr.layers.init import init_linear_and_layernorm
 from rssr.layers.residual import residual_blocks
-from rssr.layers.residual_group import RESI_CONNECTIONS, ResidualGroup, resi_connection_conv
+from rssr.layers.residual_group import ResidualGroup, resi_connection_conv
 from rssr.layers.ss2d import VSSBlock
 from rssr.layers.tokens import PatchEmbed, to_map
-from rssr.layers.upsample import Upsample, UpsampleOneStep, is_power_of_two
+from rssr.layers.upsample import Upsample, UpsampleOneStep, check_swinir_head
 from rssr.registry import register_arch
 from rssr.zoo import ModelCard, register_card
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
-UPSAMPLERS = ('pixelshuffle', 'pixelshuffledirect', '')
 
 
 class StarReLU(nn.Module):
@@ -172,7 +172,7 @@ class ConvMambaSR(nn.Module):
         super().__init__()
         for key in kwargs:
             warnings.warn(f'ConvMambaSR: ignoring unknown keyword argument {key!r}', stacklevel=2)
-        self._check_config(upsampler, upscale, resi_connection)
+        check_swinir_head('ConvMambaSR', upsampler, upscale, resi_connection)
         self.in_chans, self.embed_dim, self.upscale, self.upsampler = in_chans, embed_dim, upscale, upsampler
         self.img_range = img_range
         mean = DIV2K_RGB_MEAN if in_chans == 3 else (0.,)
@@ -207,30 +207,7 @@ class ConvMambaSR(nn.Module):
             self.upsample = UpsampleOneStep(upscale, embed_dim, in_chans)
         else:
             self.conv_last = nn.Conv2d(embed_dim, in_chans, 3, 1, 1)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _check_config(upsampler: str, upscale: int, resi_connection: str) -> None:
-        if resi_connection not in RESI_CONNECTIONS:
-            raise ValueError(f'ConvMambaSR: resi_connection must be one of {RESI_CONNECTIONS}, got {resi_connection!r}')
-        if upsampler == 'pixelshuffle' and not (is_power_of_two(upscale) or upscale == 3):
-            raise ValueError(f"ConvMambaSR: upscale={upscale} is not supported by upsampler='pixelshuffle' "
-                             f"(2^n or 3 only); use upsampler='pixelshuffledirect' for other integer scales")
-        if upsampler == 'pixelshuffledirect' and (not isinstance(upscale, int) or upscale < 1):
-            raise ValueError(f'ConvMambaSR: upscale must be a positive integer, got {upscale!r}')
-        if upsampler not in UPSAMPLERS:
-            warnings.warn(f'ConvMambaSR: upsampler {upsampler!r} is not one of {UPSAMPLERS}; as in the official '
-                          f'code it means no upsampling (output size = input size)', stacklevel=3)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02, a=-2., b=2.)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        self.apply(init_linear_and_layernorm)
 
     def forward_features(self, shallow: Tensor) -> Tensor:
         """Both branches over all stages; returns the last GDRM output (B, C, H, W)."""

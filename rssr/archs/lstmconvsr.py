@@ -30,9 +30,9 @@ from torch.utils.checkpoint import checkpoint
 
 from rssr.layers.init import init_linear_and_layernorm
 from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
-from rssr.layers.residual_group import RESI_CONNECTIONS, resi_connection_conv
+from rssr.layers.residual_group import resi_connection_conv
 from rssr.layers.tokens import to_map, to_tokens
-from rssr.layers.upsample import Upsample, UpsampleOneStep, is_power_of_two
+from rssr.layers.upsample import Upsample, UpsampleOneStep, check_swinir_head
 from rssr.layers.wavelet import HaarDWT
 from rssr.ops.hilbert import hilbert_scan_order
 from rssr.ops.mlstm import mlstm
@@ -40,7 +40,6 @@ from rssr.registry import register_arch
 from rssr.zoo import ModelCard, register_card
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
-UPSAMPLERS = ('pixelshuffle', 'pixelshuffledirect', '')
 SCAN_DIRECTIONS = ('rowwise_from_top_left', 'rowwise_from_bot_right', 'hilbertcurve')
 _IGNORED_OFFICIAL_KWARGS = ('drop_path_rate', 'norm_layer', 'patch_norm')
 
@@ -361,7 +360,8 @@ class LSTMConvSR(nn.Module):
         super().__init__()
         for key in kwargs:
             warnings.warn(f'LSTMConvSR: ignoring unknown keyword argument {key!r}', stacklevel=2)
-        self._check_config(upsampler, upscale, resi_connection, in_chans, rgb_mean, embed_dim)
+        check_swinir_head('LSTMConvSR', upsampler, upscale, resi_connection)
+        self._check_config(in_chans, rgb_mean, embed_dim)
         self.in_chans, self.embed_dim, self.upscale, self.upsampler = in_chans, embed_dim, upscale, upsampler
         self.img_range = img_range
         mean = torch.tensor(rgb_mean if in_chans == 3 else (0.,), dtype=torch.float32).view(1, -1, 1, 1)
@@ -390,23 +390,12 @@ class LSTMConvSR(nn.Module):
         return self.upscale if self.upsampler in ('pixelshuffle', 'pixelshuffledirect') else 1
 
     @staticmethod
-    def _check_config(upsampler: str, upscale: int, resi_connection: str, in_chans: int,
-                      rgb_mean: Sequence[float], embed_dim: int) -> None:
+    def _check_config(in_chans: int, rgb_mean: Sequence[float], embed_dim: int) -> None:
         if embed_dim % 4:
             raise ValueError(f'LSTMConvSR: embed_dim must be a multiple of 4 (the mLSTM layers split 2 * embed_dim '
                              f'into 4 heads and blocks of 4 channels), got {embed_dim}')
-        if resi_connection not in RESI_CONNECTIONS:
-            raise ValueError(f'LSTMConvSR: resi_connection must be one of {RESI_CONNECTIONS}, got {resi_connection!r}')
-        if upsampler == 'pixelshuffle' and not (is_power_of_two(upscale) or upscale == 3):
-            raise ValueError(f"LSTMConvSR: upscale={upscale} is not supported by upsampler='pixelshuffle' "
-                             f"(2^n or 3 only); use upsampler='pixelshuffledirect' for other integer scales")
-        if upsampler == 'pixelshuffledirect' and (not isinstance(upscale, int) or upscale < 1):
-            raise ValueError(f'LSTMConvSR: upscale must be a positive integer, got {upscale!r}')
         if in_chans == 3 and len(rgb_mean) != 3:
             raise ValueError(f'LSTMConvSR: rgb_mean needs 3 values for 3-band input, got {list(rgb_mean)}')
-        if upsampler not in UPSAMPLERS:
-            warnings.warn(f'LSTMConvSR: upsampler {upsampler!r} is not one of {UPSAMPLERS}; as in the official '
-                          f'code it means no upsampling (output size = input size)', stacklevel=3)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.pos_drop(x)

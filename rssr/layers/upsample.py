@@ -5,7 +5,13 @@ Both are ``nn.Sequential`` subclasses so their parameters keep the official chec
 """
 from __future__ import annotations
 
+import warnings
+
 from torch import nn
+
+from rssr.layers.residual_group import RESI_CONNECTIONS
+
+SWINIR_UPSAMPLERS = ('pixelshuffle', 'pixelshuffledirect', '')
 
 
 def is_power_of_two(scale: int) -> bool:
@@ -46,3 +52,21 @@ class UpsampleOneStep(nn.Sequential):
             raise ValueError(f'UpsampleOneStep: scale must be a positive integer, got {scale}')
         super().__init__(nn.Conv2d(num_feat, scale * scale * num_out_ch, 3, 1, 1), nn.PixelShuffle(scale))
         self.scale, self.num_feat, self.num_out_ch = scale, num_feat, num_out_ch
+
+
+def check_swinir_head(arch: str, upsampler: str, upscale: int, resi_connection: str) -> None:
+    """Validate the SwinIR-style reconstruction options at construction, naming the arch.
+
+    The official code fails late (at forward) on a bad ``resi_connection`` or scale; an unknown
+    ``upsampler`` silently means no upsampling there, which is kept but warned about.
+    """
+    if resi_connection not in RESI_CONNECTIONS:
+        raise ValueError(f'{arch}: resi_connection must be one of {RESI_CONNECTIONS}, got {resi_connection!r}')
+    if upsampler == 'pixelshuffle' and not (is_power_of_two(upscale) or upscale == 3):
+        raise ValueError(f"{arch}: upscale={upscale} is not supported by upsampler='pixelshuffle' "
+                         f"(2^n or 3 only); use upsampler='pixelshuffledirect' for other integer scales")
+    if upsampler == 'pixelshuffledirect' and (not isinstance(upscale, int) or upscale < 1):
+        raise ValueError(f'{arch}: upscale must be a positive integer, got {upscale!r}')
+    if upsampler not in SWINIR_UPSAMPLERS:
+        warnings.warn(f'{arch}: upsampler {upsampler!r} is not one of {SWINIR_UPSAMPLERS}; as in the official '
+                      f'code it means no upsampling (output size = input size)', stacklevel=3)
