@@ -24,7 +24,7 @@ from rssr.layers.residual import residual_blocks
 from rssr.layers.residual_group import ResidualGroup, resi_connection_conv
 from rssr.layers.ss2d import VSSBlock
 from rssr.layers.tokens import PatchEmbed, to_map
-from rssr.layers.upsample import Upsample, UpsampleOneStep, check_swinir_head
+from rssr.layers.upsample import SwinIRTail, check_swinir_head
 from rssr.registry import register_arch
 from rssr.zoo import ModelCard, register_card
 
@@ -140,7 +140,7 @@ class GlobalDetailReconstructionModule(nn.Module):
 
 
 @register_arch()
-class ConvMambaSR(nn.Module):
+class ConvMambaSR(SwinIRTail, nn.Module):
     """ConvMambaSR. Input (B, in_chans, H, W) in [0, 1]; output (B, in_chans, upscale*H, upscale*W).
 
     Args (official names and defaults):
@@ -160,8 +160,6 @@ class ConvMambaSR(nn.Module):
         resi_connection: '1conv' or '3conv', the conv closing each group and the body.
         scan_backend: rssr extension; force a selective-scan backend (None: automatic).
     """
-
-    num_feat = 64
 
     def __init__(self, img_size: int = 64, patch_size: int = 1, in_chans: int = 3, embed_dim: int = 96,
                  depths: Sequence[int] = (6, 6, 6, 6), RCG_num: int = 12, drop_rate: float = 0.,
@@ -198,15 +196,7 @@ class ConvMambaSR(nn.Module):
         self.GDRM_Layers = nn.ModuleList(GlobalDetailReconstructionModule(embed_dim) for _ in range(num_stages))
         self.conv_after_body = resi_connection_conv(embed_dim, resi_connection)
 
-        if upsampler == 'pixelshuffle':
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, self.num_feat, 3, 1, 1),
-                                                      nn.LeakyReLU(inplace=True))
-            self.upsample = Upsample(upscale, self.num_feat)
-            self.conv_last = nn.Conv2d(self.num_feat, in_chans, 3, 1, 1)
-        elif upsampler == 'pixelshuffledirect':
-            self.upsample = UpsampleOneStep(upscale, embed_dim, in_chans)
-        else:
-            self.conv_last = nn.Conv2d(embed_dim, in_chans, 3, 1, 1)
+        self.build_tail(upsampler, upscale, embed_dim, in_chans)
         self.apply(init_linear_and_layernorm)
 
     def forward_features(self, shallow: Tensor) -> Tensor:
@@ -227,12 +217,7 @@ class ConvMambaSR(nn.Module):
         x = (x - mean) * self.img_range
         shallow = self.conv_first(x)
         body = self.conv_after_body(self.forward_features(shallow)) + shallow
-        if self.upsampler == 'pixelshuffle':
-            out = self.conv_last(self.upsample(self.conv_before_upsample(body)))
-        elif self.upsampler == 'pixelshuffledirect':
-            out = self.upsample(body)
-        else:
-            out = x + self.conv_last(body)
+        out = self.reconstruct(body, x)
         return out / self.img_range + mean
 
     def _check_input(self, x: Tensor) -> None:

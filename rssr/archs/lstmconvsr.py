@@ -32,7 +32,7 @@ from rssr.layers.init import init_linear_and_layernorm
 from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
 from rssr.layers.residual_group import resi_connection_conv
 from rssr.layers.tokens import to_map, to_tokens
-from rssr.layers.upsample import Upsample, UpsampleOneStep, check_swinir_head
+from rssr.layers.upsample import SwinIRTail, check_swinir_head
 from rssr.layers.wavelet import HaarDWT
 from rssr.ops.hilbert import hilbert_scan_order
 from rssr.ops.mlstm import mlstm
@@ -330,7 +330,7 @@ class LongShortGroup(nn.Module):
 
 
 @register_arch()
-class LSTMConvSR(nn.Module):
+class LSTMConvSR(SwinIRTail, nn.Module):
     """LSTMConvSR: shallow conv, groups of long/short-range blocks, SwinIR-style reconstruction head.
 
     Args:
@@ -348,7 +348,6 @@ class LSTMConvSR(nn.Module):
         mlstm_backend: rssr extension; 'parallel' or 'chunkwise' forces the mLSTM form (None: by length).
     """
 
-    num_feat = 64
     size_requirements = SizeRequirements(multiple_of=2, min_side=4, square=True, power_of_two=True, pad_mode='reflect')
 
     def __init__(self, upscale: int = 2, img_range: float = 1., in_chans: int = 3, embed_dim: int = 96,
@@ -373,15 +372,7 @@ class LSTMConvSR(nn.Module):
             LongShortGroup(embed_dim, depth, mlp_ratio, CNN_num, resi_connection, use_checkpoint, mlstm_backend)
             for depth in depths)
         self.conv_after_body = resi_connection_conv(embed_dim, resi_connection)
-        if upsampler == 'pixelshuffle':
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, self.num_feat, 3, 1, 1),
-                                                      nn.LeakyReLU(inplace=True))
-            self.upsample = Upsample(upscale, self.num_feat)
-            self.conv_last = nn.Conv2d(self.num_feat, in_chans, 3, 1, 1)
-        elif upsampler == 'pixelshuffledirect':
-            self.upsample = UpsampleOneStep(upscale, embed_dim, in_chans)
-        else:
-            self.conv_last = nn.Conv2d(embed_dim, in_chans, 3, 1, 1)
+        self.build_tail(upsampler, upscale, embed_dim, in_chans)
         self.apply(init_linear_and_layernorm)
 
     @property
@@ -414,12 +405,7 @@ class LSTMConvSR(nn.Module):
         x = (x - mean) * self.img_range
         shallow = self.conv_first(x)
         body = self.conv_after_body(self.forward_features(shallow)) + shallow
-        if self.upsampler == 'pixelshuffle':
-            out = self.conv_last(self.upsample(self.conv_before_upsample(body)))
-        elif self.upsampler == 'pixelshuffledirect':
-            out = self.upsample(body)
-        else:
-            out = x + self.conv_last(body)
+        out = self.reconstruct(body, x)
         return crop_output(out / self.img_range + mean, height, width, self.scale)
 
 

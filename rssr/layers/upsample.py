@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import warnings
 
-from torch import nn
+from torch import Tensor, nn
 
 from rssr.layers.residual_group import RESI_CONNECTIONS
 
@@ -70,3 +70,35 @@ def check_swinir_head(arch: str, upsampler: str, upscale: int, resi_connection: 
     if upsampler not in SWINIR_UPSAMPLERS:
         warnings.warn(f'{arch}: upsampler {upsampler!r} is not one of {SWINIR_UPSAMPLERS}; as in the official '
                       f'code it means no upsampling (output size = input size)', stacklevel=3)
+
+
+class SwinIRTail:
+    """Mixin building and running SwinIR's reconstruction tail on the model itself.
+
+    The layers are attributes of the model, so checkpoints keep the official keys
+    (``conv_before_upsample.0``, ``upsample.0``, ``conv_last``):
+    'pixelshuffle': conv 3x3 -> 64 + LeakyReLU(0.01), :class:`Upsample`, conv 3x3 -> out bands;
+    'pixelshuffledirect': :class:`UpsampleOneStep`; anything else: no upsampling, a conv 3x3 -> out
+    bands added to the (normalised) input.
+    """
+
+    tail_features = 64
+
+    def build_tail(self, upsampler: str, upscale: int, embed_dim: int, out_chans: int) -> None:
+        if upsampler == 'pixelshuffle':
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, self.tail_features, 3, 1, 1),
+                                                      nn.LeakyReLU(inplace=True))
+            self.upsample = Upsample(upscale, self.tail_features)
+            self.conv_last = nn.Conv2d(self.tail_features, out_chans, 3, 1, 1)
+        elif upsampler == 'pixelshuffledirect':
+            self.upsample = UpsampleOneStep(upscale, embed_dim, out_chans)
+        else:
+            self.conv_last = nn.Conv2d(embed_dim, out_chans, 3, 1, 1)
+
+    def reconstruct(self, body: Tensor, normalised_input: Tensor) -> Tensor:
+        """Deep features (B, C, H, W) -> output in the normalised range."""
+        if self.upsampler == 'pixelshuffle':
+            return self.conv_last(self.upsample(self.conv_before_upsample(body)))
+        if self.upsampler == 'pixelshuffledirect':
+            return self.upsample(body)
+        return normalised_input + self.conv_last(body)
