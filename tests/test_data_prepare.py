@@ -11,7 +11,7 @@ from affine import Affine
 
 import rssr  # noqa: F401
 from basicsr.utils.matlab_functions import imresize
-from rs_helpers import REPO, SHARED_S2
+from rs_helpers import REPO, SENTINEL2
 
 
 def recipe(name):
@@ -24,7 +24,7 @@ def recipe(name):
 
 def class_folders(root, classes, per_class, size):
     """Class folders of small JPEG crops of the Sentinel-2 RGB PNG (real texture)."""
-    source = cv2.imread(str(SHARED_S2 / 'train_rgb.png'))
+    source = cv2.imread(str(SENTINEL2 / 'train_rgb.png'))
     for c in range(classes):
         (root / f'class{c}').mkdir(parents=True)
         for i in range(per_class):
@@ -82,27 +82,27 @@ def test_test_set_recipe_draws_a_seeded_subset(tmp_path):
 def test_tiling_recipe_keeps_georeference_bands_and_splits_by_source(tmp_path):
     src = tmp_path / 'scenes'
     src.mkdir()
-    (src / 'val_B02_B03_B04_B08.tif').symlink_to(SHARED_S2 / 'val_B02_B03_B04_B08.tif')
-    (src / 'train_B02_B03_B04_B08.tif').symlink_to(SHARED_S2 / 'train_B02_B03_B04_B08.tif')
+    (src / 'val_B02_B03_B04_B08.tif').symlink_to(SENTINEL2 / 'val_B02_B03_B04_B08.tif')
+    (src / 'train_B02_B03_B04_B08.tif').symlink_to(SENTINEL2 / 'train_B02_B03_B04_B08.tif')
     recipe('prepare_tiles')(['--dataset', 'potsdam', '--input', str(src), '--output', str(tmp_path / 'out'),
-                             '--scales', '4', '--tile', '256', '--val-names', 'val_B02_B03_B04_B08',
+                             '--scales', '4', '--tile', '128', '--val-names', 'val_B02_B03_B04_B08',
                              '--bands', '3', '2', '1', '4'])
     out = tmp_path / 'out'
     assert len(names(out / 'train' / 'HR')) == 16 and len(names(out / 'val' / 'HR')) == 4
-    with rasterio.open(SHARED_S2 / 'val_B02_B03_B04_B08.tif') as source:
-        transform, expected = source.transform, source.read([3, 2, 1, 4], window=((256, 512), (0, 256)))
+    with rasterio.open(SENTINEL2 / 'val_B02_B03_B04_B08.tif') as source:
+        transform, expected = source.transform, source.read([3, 2, 1, 4], window=((128, 256), (0, 128)))
     with rasterio.open(out / 'val' / 'HR' / 'val_B02_B03_B04_B08_s003.tif') as tile:
         assert tile.descriptions == ('B04', 'B03', 'B02', 'B08') and tile.dtypes[0] == 'uint16'
-        assert tile.transform == transform @ Affine.translation(0, 256)
+        assert tile.transform == transform @ Affine.translation(0, 128)
         np.testing.assert_array_equal(tile.read(), expected)
     with rasterio.open(out / 'val' / 'LR_bicubic' / 'X4' / 'val_B02_B03_B04_B08_s003.tif') as lr:
-        assert lr.shape == (64, 64) and lr.transform == transform @ Affine.translation(0, 256) @ Affine.scale(4)
+        assert lr.shape == (32, 32) and lr.transform == transform @ Affine.translation(0, 128) @ Affine.scale(4)
 
 
 def test_df2k_recipe_aligns_lr_sub_images_with_hr_sub_images(tmp_path):
     src = tmp_path / 'DF2K_HR'
     src.mkdir()
-    cv2.imwrite(str(src / '0001.png'), cv2.imread(str(SHARED_S2 / 'val_rgb.png'))[:150, :130])
+    cv2.imwrite(str(src / '0001.png'), cv2.imread(str(SENTINEL2 / 'val_rgb.png'))[:150, :130])
     recipe('prepare_df2k')(['--input', str(src), '--output', str(tmp_path / 'out'), '--crop', '64', '--step', '32',
                             '--qualities', '10'])
     out = tmp_path / 'out' / 'train'

@@ -4,7 +4,7 @@ import pytest
 import rasterio
 from affine import Affine
 
-from rs_helpers import CRS_UTM18N, SHARED_S2, TRANSFORM, smooth_dn, write_geotiff
+from rs_helpers import CRS_UTM18N, SENTINEL2, TRANSFORM, smooth_dn, write_geotiff
 from rssr.io import (RADIOMETRY_PRESETS, Radiometry, RasterError, output_georeference, read_raster,
                      read_raster_info, resolve_radiometry, write_raster)
 
@@ -91,7 +91,7 @@ def test_valid_pixels_equal_to_nodata_are_kept_valid_when_written(tmp_path):
 
 def test_png_reads_in_rgb_order_and_writes_back_identically(tmp_path):
     import cv2
-    src = SHARED_S2 / 'val_rgb.png'
+    src = SENTINEL2 / 'val_rgb.png'
     rgb = read_raster(src, window=(0, 0, 32, 48))
     bgr = cv2.imread(str(src))[:32, :48]
     np.testing.assert_allclose(rgb.values * 255, bgr[..., ::-1].transpose(2, 0, 1), atol=1e-3)
@@ -103,6 +103,6 @@ def test_png_reads_in_rgb_order_and_writes_back_identically(tmp_path):
 def test_jpeg_decodes_like_opencv_and_pil(tmp_path):
     import cv2
     path = tmp_path / 'x.jpg'
-    cv2.imwrite(str(path), cv2.imread(str(SHARED_S2 / 'val_rgb.png'))[:40, :40], [cv2.IMWRITE_JPEG_QUALITY, 20])
+    cv2.imwrite(str(path), cv2.imread(str(SENTINEL2 / 'val_rgb.png'))[:40, :40], [cv2.IMWRITE_JPEG_QUALITY, 20])
     ours = read_raster(path, window=(4, 8, 16, 20), radiometry=resolve_radiometry('uint8', 3, scale=1.0))
     np.testing.assert_array_equal(ours.values, cv2.imread(str(path))[4:20, 8:28, ::-1].transpose(2, 0, 1))
