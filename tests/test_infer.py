@@ -11,7 +11,7 @@ from torch import nn
 
 from rssr import infer
 from rssr.inference import InferenceError, OutputOptions, TilingOptions, super_resolve_scene
-from rssr.inference.tiling import TileGrid, blend_weights
+from rssr.inference.tiling import TileGrid, blend_weights, tile_starts
 from rssr.io import RasterError, read_raster
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,6 +63,15 @@ def test_blend_weights_cover_every_pixel_and_vanish_in_margins():
         if tile.left > 0:
             assert np.all(weights[:, :8] == 0)
     assert total.min() > 0
+
+
+@pytest.mark.parametrize('length,tile,overlap,align', [(4096, 256, 32, 32), (1000, 256, 32, 32), (70, 32, 16, 1),
+                                                       (300, 256, 32, 32), (333, 64, 8, 16)])
+def test_tile_starts_cover_with_overlap_and_align_to_output_blocks(length, tile, overlap, align):
+    starts = tile_starts(length, tile, overlap, align)
+    assert starts[0] == 0 and starts[-1] == length - tile
+    assert all(0 < b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+    assert all(start % align == 0 for start in starts[:-1])
 
 
 def test_tiled_equals_whole_image_without_seams(tmp_path):

@@ -2,11 +2,11 @@
 
 Peak memory is set by the tile size, the batch size and the scene width, never by the scene
 height: tiles are read as windows, and each output cell is written as soon as every tile touching
-it has run (see :class:`TileGrid`). What waits in memory is (1) the blended overlap strips of the
-next row of cells (``overlap * scale`` output rows across the width), and (2) GDAL's block cache for
-the output, capped at one row of cells plus two block rows across the width: output blocks that
-straddle two rows of cells are completed only by the next row, and a smaller cache would write
-them half-filled and rewrite them (GDAL's default cap, 5% of RAM, would fill with finished blocks).
+it has run (see :class:`TileGrid`). What waits in memory is the blended overlap strips of the next
+row of cells (``overlap * scale`` output rows across the width). Tile starts are multiples of
+``TILE_ALIGN`` LR pixels and output blocks are ``TILE_ALIGN * scale`` pixels, so cells cover whole
+blocks and GDAL writes them straight through; only the blocks straddling the last, unaligned cell
+border wait in GDAL's cache, which is capped (its default, 5% of RAM, would hold finished blocks).
 """
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ from rssr.io import (GeoReference, Radiometry, RasterError, output_georeference,
 from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
 
 logger = logging.getLogger('rssr')
-OUTPUT_BLOCK = 256  # output GeoTIFF block side (pixels)
+TILE_ALIGN = 32  # LR pixels: tile starts (but the last) are multiples of this, output blocks TILE_ALIGN * scale
+UNALIGNED_OUTPUT_BLOCK = 256  # output block side when tiles are too small to align
 
 
 class InferenceError(RuntimeError):
@@ -169,7 +170,9 @@ def super_resolve_scene(model: nn.Module, source: str | os.PathLike, destination
         logger.info('Scene %s (%d x %d) is smaller than a %d-pixel tile: running it as one tile.',
                     source, info.height, info.width, tile_size)
     scale = model_scale(model, len(band_numbers), device)
-    grid = TileGrid(info.height, info.width, tile_size, min(tiling.overlap, max(tile_size - 1, 0)))
+    overlap = min(tiling.overlap, max(tile_size - 1, 0))
+    align = TILE_ALIGN if tile_size - overlap >= TILE_ALIGN else 1
+    grid = TileGrid(info.height, info.width, tile_size, overlap, align)
     georef = output_georeference(source, zoom=scale, bands=band_numbers)
     if output.dtype == 'float32':
         georef = GeoReference(georef.crs, georef.transform, georef.descriptions,
@@ -201,12 +204,13 @@ def _run(model: nn.Module, source: Path, partial: Path, band_numbers: List[int],
          requirements: SizeRequirements, device: torch.device, amp: Optional[str], progress: bool) -> None:
     accumulator = _CellAccumulator(grid, scale, len(band_numbers))
     valid_cells: Dict[Tuple[int, int], np.ndarray] = {}
+    block = grid.align * scale if grid.align > 1 else UNALIGNED_OUTPUT_BLOCK
     profile = dict(driver='GTiff', height=grid.height * scale, width=grid.width * scale, count=len(band_numbers),
                    dtype=georef.dtype, crs=georef.crs, transform=georef.transform, nodata=georef.nodata,
-                   tiled=True, blockxsize=OUTPUT_BLOCK, blockysize=OUTPUT_BLOCK, compress='deflate',
+                   tiled=True, blockxsize=block, blockysize=block, compress='deflate',
                    BIGTIFF='IF_SAFER')
     tiles = list(grid)
-    cache = _output_cache_bytes(grid, scale, len(band_numbers), georef.dtype)
+    cache = _output_cache_bytes(grid, scale, len(band_numbers), georef.dtype, block)
     with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=cache):
         warnings.simplefilter('ignore', NotGeoreferencedWarning)
         with rasterio.open(partial, 'w', **profile) as dst:
@@ -229,11 +233,11 @@ def _run(model: nn.Module, source: Path, partial: Path, band_numbers: List[int],
                               window=Window(left * scale, top * scale, width * scale, height * scale))
 
 
-def _output_cache_bytes(grid: TileGrid, scale: int, bands: int, dtype: str) -> int:
+def _output_cache_bytes(grid: TileGrid, scale: int, bands: int, dtype: str, block: int) -> int:
     """GDAL block cache for writing the output: the tallest row of cells plus two block rows across the
     width (so no half-written block is evicted; see the module docstring), and 64 MiB for input blocks."""
     tallest = max(grid.cell(row, 0)[2] for row in range(len(grid.row_starts)))
-    rows = tallest * scale + 2 * OUTPUT_BLOCK
+    rows = tallest * scale + 2 * block
     return rows * grid.width * scale * bands * np.dtype(dtype).itemsize + 64 * 2 ** 20
 
 

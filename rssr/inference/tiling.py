@@ -19,12 +19,21 @@ from typing import Iterator, List, Tuple
 import numpy as np
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> List[int]:
-    """Start offsets of tiles of size ``tile`` covering ``length`` pixels with ``overlap``."""
+def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> List[int]:
+    """Start offsets of tiles of size ``tile`` covering ``length`` pixels with at least ``overlap``.
+
+    Every start but the last (``length - tile``) is a multiple of ``align``, so that cell borders fall
+    on output-block borders and blocks are written whole (see :mod:`rssr.inference.scene`).
+    """
     if tile >= length:
         return [0]
     count = math.ceil((length - overlap) / (tile - overlap))  # strides of at most tile - overlap
-    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+    while True:
+        starts = sorted({i * (length - tile) // (count - 1) // align * align for i in range(count - 1)}
+                        | {length - tile})
+        if all(b - a <= tile - overlap for a, b in zip(starts, starts[1:])):
+            return starts
+        count += 1
 
 
 @dataclass(frozen=True)
@@ -52,18 +61,22 @@ class TileGrid:
     width: int
     tile: int
     overlap: int
+    align: int = 1
 
     def __post_init__(self) -> None:
         if not 0 <= self.overlap < self.tile:
             raise ValueError(f'Tile overlap must be in [0, tile size {self.tile}); got {self.overlap}.')
+        if not 1 <= self.align <= self.tile - self.overlap:
+            raise ValueError(f'Tile alignment must be in [1, tile - overlap = {self.tile - self.overlap}]; '
+                             f'got {self.align}.')
 
     @property
     def row_starts(self) -> List[int]:
-        return tile_starts(self.height, self.tile, self.overlap)
+        return tile_starts(self.height, self.tile, self.overlap, self.align)
 
     @property
     def col_starts(self) -> List[int]:
-        return tile_starts(self.width, self.tile, self.overlap)
+        return tile_starts(self.width, self.tile, self.overlap, self.align)
 
     def __len__(self) -> int:
         return len(self.row_starts) * len(self.col_starts)
