@@ -175,7 +175,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         jobs.append((None, args.arch, json.loads(args.kwargs)))
     for name, arch, kwargs in jobs:
         first_time = None
-        for backend in args.scan_backends:
+        uses_scan = name is None or 'selective_scan' in model_card(name).kernels
+        for backend in args.scan_backends if uses_scan else [None]:
             model_kwargs = {**kwargs, **overrides}
             if backend is not None:
                 model_kwargs['scan_backend'] = backend
