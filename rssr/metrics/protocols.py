@@ -9,7 +9,7 @@ Use one from YAML by adding ``protocol`` to a metric; explicit keys still overri
 
 Every protocol works on [0, 1] images (as BasicSR reads 8-bit files). ``to_8bit: round`` is
 BasicSR's ``tensor2img`` (clamp to [0, 1], x255, round); ``clip`` clamps and scales without rounding.
-Sources: the official option files and evaluation scripts summarised in ``/work/shared/archs``.
+Sources: the official option files and evaluation scripts of each paper's repository.
 """
 from __future__ import annotations
 
