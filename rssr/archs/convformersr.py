@@ -34,7 +34,7 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 
 from rssr.layers.init import init_linear_and_layernorm
-from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
+from rssr.layers.padding import SizeRequirements, check_bands, crop_output, pad_to_valid
 from rssr.layers.residual_group import BasicLayer
 from rssr.layers.tokens import PatchEmbed, to_map, to_tokens
 from rssr.layers.upsample import Upsample, is_power_of_two
@@ -301,9 +301,7 @@ class ConvFormerSR(nn.Module):
         return cnn
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f'ConvFormerSR expects (B, {self.in_chans}, H, W) input (in_chans={self.in_chans}), '
-                             f'got shape {tuple(x.shape)}')
+        check_bands(x, self.in_chans, 'ConvFormerSR')
         height, width = x.shape[2:]
         x = pad_to_valid(x, self.size_requirements)
         mean = self.mean.type_as(x)

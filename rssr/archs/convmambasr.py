@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from rssr.layers.init import init_linear_and_layernorm
+from rssr.layers.padding import check_bands
 from rssr.layers.residual import residual_blocks
 from rssr.layers.residual_group import ResidualGroup, resi_connection_conv
 from rssr.layers.ss2d import VSSBlock
@@ -221,9 +222,7 @@ class ConvMambaSR(SwinIRTail, nn.Module):
         return out / self.img_range + mean
 
     def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f'ConvMambaSR expects (B, {self.in_chans}, H, W) input (in_chans={self.in_chans}), '
-                             f'got shape {tuple(x.shape)}')
+        check_bands(x, self.in_chans, 'ConvMambaSR')
         if x.shape[-2] * x.shape[-1] < 2:
             raise ValueError('ConvMambaSR needs at least 2 pixels per image: its SimAM attention divides by '
                              f'H*W - 1, so a {x.shape[-2]}x{x.shape[-1]} input gives NaN')

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from rssr.layers.init import init_linear_and_layernorm
-from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
+from rssr.layers.padding import SizeRequirements, check_bands, crop_output, pad_to_valid
 from rssr.layers.residual_group import resi_connection_conv
 from rssr.layers.tokens import to_map, to_tokens
 from rssr.layers.upsample import SwinIRTail, check_swinir_head
@@ -396,9 +396,7 @@ class LSTMConvSR(SwinIRTail, nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, in_chans, H, W), any H and W -> (B, in_chans, H * scale, W * scale)."""
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f'LSTMConvSR expects (B, {self.in_chans}, H, W) input (in_chans={self.in_chans}), '
-                             f'got shape {tuple(x.shape)}')
+        check_bands(x, self.in_chans, 'LSTMConvSR')
         height, width = x.shape[-2:]
         x = pad_to_valid(x, self.size_requirements)
         mean = self.mean.to(x.dtype)

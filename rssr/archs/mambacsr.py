@@ -35,7 +35,7 @@ from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
 
 from rssr.layers.init import init_linear_and_layernorm
-from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
+from rssr.layers.padding import SizeRequirements, check_bands, crop_output, pad_to_valid
 from rssr.layers.residual_group import ResidualGroup, resi_connection_conv
 from rssr.layers.ss2d import SS2D
 from rssr.layers.tokens import PatchEmbed, to_map
@@ -360,8 +360,7 @@ class MambaCSR(nn.Module):
         return to_map(self.norm(tokens), x_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f'MambaCSR expects (B, {self.in_chans}, H, W) input, got {tuple(x.shape)}')
+        check_bands(x, self.in_chans, 'MambaCSR')
         height, width = x.shape[-2:]
         x = pad_to_valid(x, self.size_requirements)
         mean = self.mean.type_as(x)

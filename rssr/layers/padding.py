@@ -51,6 +51,13 @@ class SizeRequirements:
         return self.valid_size(height, width) == (height, width)
 
 
+def check_bands(x: Tensor, in_chans: int, arch: str) -> None:
+    """Raise a clear error unless x is a (B, in_chans, H, W) batch (the archs' first conv would fail obscurely)."""
+    if x.dim() != 4 or x.shape[1] != in_chans:
+        raise ValueError(f'{arch} expects (B, {in_chans}, H, W) input (in_chans={in_chans}), '
+                         f'got shape {tuple(x.shape)}')
+
+
 def pad_to_valid(x: Tensor, requirements: SizeRequirements) -> Tensor:
     """Pad x (B, C, H, W) at the bottom and right to ``requirements.valid_size``."""
     height, width = x.shape[-2:]
