@@ -13,8 +13,7 @@ import os
 import sys
 from typing import Callable, List, Optional
 
-EXIT_BAD_OPTIONS = 2
-EXIT_NON_FINITE = 3
+from rssr.errors import EXIT_BAD_OPTIONS, EXIT_NON_FINITE, user_errors  # noqa: F401  (re-exported)
 
 
 def normalize_argv(argv: List[str]) -> List[str]:
@@ -23,27 +22,23 @@ def normalize_argv(argv: List[str]) -> List[str]:
 
 
 def run(pipeline: Callable[[str], None], is_train: bool, argv: Optional[List[str]] = None) -> None:
-    """Validate the options named by ``-opt``, then run ``pipeline(os.getcwd())`` with BasicSR's argv."""
-    import rssr  # noqa: F401  (registers rssr into BasicSR)
-    from rssr.distributed import patch_basicsr
-    from rssr.models.sr_model import NonFiniteLossError
-    from rssr.options import OptionsError, check_options
+    """Import ``--import`` packages, validate the options named by ``-opt``, set threads, then run
+    ``pipeline(os.getcwd())`` with BasicSR's argv; user errors end in one paragraph."""
+    from rssr.plugins import import_plugins, pop_import_args
 
-    args = normalize_argv(sys.argv[1:] if argv is None else argv)
-    sys.argv = [sys.argv[0]] + args
-    known, _ = _opt_parser().parse_known_args(args)
-    if known.opt is not None:
-        try:
-            check_options(known.opt, is_train=is_train)
-        except OptionsError as err:
-            sys.stderr.write(f'{err}\n')
-            raise SystemExit(EXIT_BAD_OPTIONS) from None
-    patch_basicsr()
-    try:
+    with user_errors('rssr.train' if is_train else 'rssr.test'):
+        args, packages = pop_import_args(normalize_argv(sys.argv[1:] if argv is None else argv))
+        import_plugins(packages)
+        from rssr.distributed import patch_basicsr
+        from rssr.options import check_options
+        from rssr.threads import configure_threads
+
+        sys.argv = [sys.argv[0]] + args
+        known, _ = _opt_parser().parse_known_args(args)
+        opt = check_options(known.opt, is_train=is_train) if known.opt is not None else None
+        configure_threads(opt)
+        patch_basicsr()
         pipeline(os.getcwd())
-    except NonFiniteLossError as err:
-        sys.stderr.write(f'{err}\n')
-        raise SystemExit(EXIT_NON_FINITE) from None
 
 
 def _opt_parser() -> argparse.ArgumentParser:
