@@ -4,9 +4,15 @@ Accepted: raw state_dicts; BasicSR checkpoints (``params_ema`` preferred over ``
 ``state_dict`` / ``model`` / ``net`` wrappers; keys prefixed by ``module.`` (DDP) or ``_orig_mod.``
 (torch.compile); ``.pth``/``.pt``/``.ckpt`` files via ``torch.load(weights_only=True)``, which refuses
 pickles that would run code, and ``.safetensors`` files.
+
+Checkpoints saved by ``RSSRModel`` also carry the band normalisation the network was trained with
+(:mod:`rssr.models.band_normalization`): a ``band_normalization`` entry next to ``params`` in .pth
+files, a JSON ``band_normalization`` metadata field in .safetensors files. :func:`read_checkpoint`
+returns it as a ``band_normalization`` entry either way; :func:`stored_band_normalization` reads it.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import OrderedDict
@@ -16,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 WRAPPER_KEYS = ('params_ema', 'params', 'state_dict', 'model', 'net')
+NORMALIZATION_KEY = 'band_normalization'
 STRIPPED_PREFIXES = ('module.', '_orig_mod.')
 
 
@@ -41,16 +48,70 @@ def read_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
 
 def _read_safetensors(path: str) -> Dict[str, Any]:
     """A .safetensors file as a flat state_dict, or as ``{param_key: state_dict}`` when its metadata
-    lists ``param_keys`` (how RSSRModel saves ``params`` and ``params_ema`` in one file)."""
-    from safetensors import safe_open
+    lists ``param_keys`` (how RSSRModel saves ``params`` and ``params_ema`` in one file), plus the
+    ``band_normalization`` entry when its metadata has one (the tensors then under ``params``)."""
     from safetensors.torch import load_file
-    with safe_open(path, framework='pt') as handle:
-        groups = (handle.metadata() or {}).get('param_keys')
+    metadata = _safetensors_metadata(path)
+    groups = metadata.get('param_keys')
     flat = load_file(path, device='cpu')
-    if not groups:
-        return flat
-    return {group: OrderedDict((name[len(group) + 1:], tensor) for name, tensor in flat.items()
-                               if name.startswith(f'{group}.')) for group in groups.split(',')}
+    checkpoint: Dict[str, Any]
+    if groups:
+        checkpoint = {group: OrderedDict((name[len(group) + 1:], tensor) for name, tensor in flat.items()
+                                         if name.startswith(f'{group}.')) for group in groups.split(',')}
+    else:
+        checkpoint = flat
+    if NORMALIZATION_KEY in metadata:
+        checkpoint = checkpoint if groups else {'params': flat}
+        checkpoint[NORMALIZATION_KEY] = _parse_normalization(metadata[NORMALIZATION_KEY], path)
+    return checkpoint
+
+
+def _safetensors_metadata(path: str) -> Dict[str, str]:
+    from safetensors import safe_open
+    with safe_open(path, framework='pt') as handle:
+        return dict(handle.metadata() or {})
+
+
+def _parse_normalization(text: str, path: str) -> Dict[str, Any]:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f'Checkpoint {path}: its band_normalization metadata is not valid JSON ({err})') from None
+
+
+def normalization_metadata(entry: Mapping[str, Any]) -> str:
+    """The .safetensors metadata text of a ``band_normalization`` entry."""
+    return json.dumps(dict(entry), sort_keys=True)
+
+
+def stored_band_normalization(path_or_checkpoint: str | os.PathLike | Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    """The ``band_normalization`` entry stored with a checkpoint, or None (trained without one).
+    For a .safetensors path only its header is read."""
+    if not isinstance(path_or_checkpoint, Mapping):
+        path = os.fspath(path_or_checkpoint)
+        if path.endswith('.safetensors') and os.path.isfile(path):
+            text = _safetensors_metadata(path).get(NORMALIZATION_KEY)
+            return None if text is None else _parse_normalization(text, path)
+        path_or_checkpoint = read_checkpoint(path)
+    entry = path_or_checkpoint.get(NORMALIZATION_KEY)
+    return dict(entry) if isinstance(entry, Mapping) else None
+
+
+def describe_checkpoint(path: str | os.PathLike) -> str:
+    """Lines describing a checkpoint: format, parameter groups and counts, band normalisation."""
+    from rssr.models.band_normalization import BandNormalization
+
+    checkpoint = read_checkpoint(path)
+    lines = [f'checkpoint: {os.fspath(path)}']
+    groups = {key: value for key, value in checkpoint.items() if isinstance(value, Mapping) and _is_state_dict(value)}
+    if not groups and _is_state_dict(checkpoint):
+        groups = {'(state_dict)': checkpoint}
+    for name, state in groups.items():
+        count = sum(t.numel() for t in state.values() if t.is_floating_point())
+        lines.append(f'  {name}: {len(state)} tensors, {count:,} values')
+    normalization = BandNormalization.from_metadata(stored_band_normalization(checkpoint))
+    lines.append(f'  band normalisation: {normalization.describe()}')
+    return '\n'.join(lines)
 
 
 def extract_state_dict(checkpoint: Mapping[str, Any], key: Optional[str] = None) -> Dict[str, Tensor]:

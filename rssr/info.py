@@ -1,13 +1,16 @@
 """``python -m rssr.info``: what this machine gives rssr (versions, kernels, scan backends, names).
 
-Paste its output into bug reports.
+Paste its output into bug reports. ``python -m rssr.info --weights net_g.pth`` describes a checkpoint
+instead (parameter groups and the band normalisation stored with it); ``--model NAME`` a zoo model card.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.metadata
 import platform
-from typing import Dict, List, Tuple
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -82,12 +85,26 @@ def report() -> Dict[str, object]:
     }
 
 
-def main() -> None:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m rssr.info', description=__doc__.splitlines()[0])
+    parser.add_argument('--weights', help='describe this checkpoint (.pth/.safetensors) instead')
+    parser.add_argument('--model', help='print the card of this zoo model instead')
+    args = parser.parse_args(argv)
+    if args.weights or args.model:
+        from rssr.checkpoint import CheckpointError, describe_checkpoint
+        from rssr.zoo import describe_card
+        try:
+            print(describe_checkpoint(args.weights) if args.weights else describe_card(args.model))
+        except (CheckpointError, KeyError) as err:
+            print(f'rssr.info: error: {err.args[0] if err.args else err}', file=sys.stderr)
+            return 2
+        return 0
     entries = report()
     width = max(map(len, entries))
     for key, value in entries.items():
         print(f'{key:<{width}}  {value}')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -1,13 +1,17 @@
 """Model zoo in the style of timm: named configurations with model cards, and ``create_model``.
 
 Each arch module registers a :class:`ModelCard` per named configuration (its official settings)
-with :func:`register_card`. ``create_model(name, scale=..., in_chans=..., **overrides)`` builds it.
+with :func:`register_card`. ``create_model(name, scale=..., in_chans=..., **overrides)`` builds it;
+``pretrained=path`` (or ``True`` for the weights a card ships) loads weights and, when they were
+trained with band normalisation, returns the network inside it (:mod:`rssr.models.band_normalization`).
 """
 from __future__ import annotations
 
 import fnmatch
+import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from torch import nn
 
@@ -30,6 +34,11 @@ class ModelCard:
         params: parameter count per scale at the official configuration.
         flops: MACs per scale at 64x64 LR, with what is counted.
         scale_kwarg / chans_kwarg: the constructor kwarg names for scale and band count.
+        weights: trained weights shipped with rssr (a path relative to the rssr package, or absolute),
+            loaded by ``create_model(name, pretrained=True)``; they store their band normalisation.
+        weights_scale: the scale those weights were trained for.
+        weights_info: what users should know about them: training data, iterations, validation
+            metrics, quality grade.
     """
 
     name: str
@@ -49,6 +58,16 @@ class ModelCard:
     flops: Mapping[int, str] = field(default_factory=dict)
     scale_kwarg: str = 'upscale'
     chans_kwarg: str = 'in_chans'
+    weights: str = ''
+    weights_scale: int = 4
+    weights_info: str = ''
+
+    def weights_path(self) -> Optional[Path]:
+        """Where the shipped weights are, or None when the card ships none."""
+        if not self.weights:
+            return None
+        path = Path(self.weights)
+        return path if path.is_absolute() else Path(__file__).resolve().parent / path
 
 
 _CARDS: Dict[str, ModelCard] = {}
@@ -78,16 +97,50 @@ def model_card(name: str) -> ModelCard:
         raise KeyError(f'No model named {name!r} in the rssr zoo.{hint} Known: {", ".join(list_models())}') from None
 
 
-def create_model(name: str, scale: int = 4, in_chans: Optional[int] = None, pretrained: Optional[str] = None,
-                 **overrides: Any) -> nn.Module:
-    """Build the named configuration at ``scale`` with ``in_chans`` bands; optionally load weights."""
+def create_model(name: str, scale: Optional[int] = None, in_chans: Optional[int] = None,
+                 pretrained: Union[None, bool, str, os.PathLike] = None, **overrides: Any) -> nn.Module:
+    """Build the named configuration at ``scale`` (default 4, or the shipped weights' scale with
+    ``pretrained=True``) with ``in_chans`` bands; optionally load weights (a path, or True for the
+    card's shipped weights). Weights stored with a band normalisation come back inside it."""
     card = model_card(name)
+    if pretrained is True:
+        pretrained = card.weights_path()
+        if pretrained is None:
+            raise KeyError(f'The rssr zoo model {name!r} ships no weights; pass pretrained=<path to a checkpoint>. '
+                           f'Models with weights: {", ".join(n for n in list_models() if _CARDS[n].weights) or "none"}')
+        scale = card.weights_scale if scale is None else scale
     kwargs = dict(card.kwargs)
-    kwargs[card.scale_kwarg] = scale
+    kwargs[card.scale_kwarg] = 4 if scale is None else scale
     kwargs[card.chans_kwarg] = card.in_chans if in_chans is None else in_chans
     kwargs.update(overrides)
     model = ARCHS.get(card.arch)(**kwargs)
-    if pretrained is not None:
-        from rssr.checkpoint import load_weights
-        load_weights(model, pretrained)
-    return model
+    if pretrained in (None, False):
+        return model
+    from rssr.checkpoint import load_weights, stored_band_normalization
+    from rssr.models.band_normalization import BandNormalization, with_normalization
+    load_weights(model, pretrained)
+    return with_normalization(model, BandNormalization.from_metadata(stored_band_normalization(pretrained)))
+
+
+def describe_card(name: str) -> str:
+    """A model card as text: the configuration, its paper and code, and the shipped weights with their
+    band normalisation."""
+    card = model_card(name)
+    lines = [f'{card.name}: {card.arch} {dict(card.kwargs)}',
+             f'  paper: {card.paper or "-"}' + (f' (doi:{card.doi})' if card.doi else ''),
+             f'  code: {card.repo or "-"} ({card.repo_license or "license unknown"})',
+             f'  scales: {", ".join(map(str, card.scales))}; bands by default: {card.in_chans}; {card.size_requirements}']
+    if card.params:
+        lines.append('  params: ' + ', '.join(f'x{s}: {n:,}' for s, n in sorted(card.params.items())))
+    path = card.weights_path()
+    if path is None:
+        lines.append('  weights: none shipped (train with the recipe, or pass your own checkpoint)')
+        return '\n'.join(lines)
+    from rssr.checkpoint import stored_band_normalization
+    from rssr.models.band_normalization import BandNormalization
+    lines.append(f'  weights: {path} (x{card.weights_scale})')
+    if card.weights_info:
+        lines.append(f'  about the weights: {card.weights_info}')
+    normalization = BandNormalization.from_metadata(stored_band_normalization(path)) if path.is_file() else None
+    lines.append(f'  band normalisation: {normalization.describe() if normalization else "(weights file missing)"}')
+    return '\n'.join(lines)

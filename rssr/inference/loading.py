@@ -7,13 +7,14 @@ from typing import Any, Dict, Optional
 import yaml
 from torch import nn
 
-from rssr.checkpoint import load_weights
+from rssr.checkpoint import load_weights, stored_band_normalization
 from rssr.inference.scene import InferenceError
+from rssr.models.band_normalization import resolve_band_normalization, with_normalization
 from rssr.registry import ARCHS
-from rssr.zoo import create_model
+from rssr.zoo import create_model, model_card
 
 
-def _from_options(path: str) -> tuple[nn.Module, Optional[str]]:
+def _from_options(path: str) -> tuple[nn.Module, Optional[str], Optional[Dict[str, Any]]]:
     if not Path(path).is_file():
         raise InferenceError(f'Options file not found: {path}')
     try:
@@ -25,7 +26,7 @@ def _from_options(path: str) -> tuple[nn.Module, Optional[str]]:
         raise InferenceError(f'Options file {path} has no network_g.type to build the network from.')
     arch = network.pop('type')
     weights = ((options.get('path') or {}).get('pretrain_network_g'))
-    return _build_arch(arch, network), weights
+    return _build_arch(arch, network), weights, options.get('band_normalization')
 
 
 def _build_arch(arch: str, kwargs: Dict[str, Any]) -> nn.Module:
@@ -47,18 +48,28 @@ def load_model(options: Optional[str] = None, arch: Optional[str] = None, arch_k
                zoo_name: Optional[str] = None, scale: int = 4, in_chans: Optional[int] = None,
                weights: Optional[str] = None) -> nn.Module:
     """Exactly one of ``options``, ``arch`` or ``zoo_name`` says what to build; ``weights`` (or the options'
-    ``path.pretrain_network_g``) are loaded strictly."""
+    ``path.pretrain_network_g``, or the weights a zoo card ships) are loaded strictly. The network comes
+    back inside the band normalisation stored with the weights (or given by the options'
+    ``band_normalization``) as a :class:`~rssr.models.band_normalization.BandNormalizedSR`, bare without one."""
     if sum(x is not None for x in (options, arch, zoo_name)) != 1:
         raise InferenceError('Give exactly one of an options file (--opt), an arch name (--arch) or a zoo model '
                              '(--model).')
+    normalization_options = None
     if options is not None:
-        model, option_weights = _from_options(options)
+        model, option_weights, normalization_options = _from_options(options)
         weights = weights or option_weights
     elif arch is not None:
         model = _build_arch(arch, dict(arch_kwargs or {}))
     else:
         model = create_model(zoo_name, scale=scale, in_chans=in_chans)
+        shipped = model_card(zoo_name).weights_path()
+        weights = weights or (None if shipped is None else str(shipped))
     if weights is None:
         raise InferenceError('No weights: pass --weights (or set path.pretrain_network_g in the options file); '
                              'an untrained network would produce noise.')
-    return load_weights(model, weights)
+    load_weights(model, weights)
+    normalization = resolve_band_normalization(normalization_options, stored_band_normalization(weights))
+    if normalization.needs_statistics:
+        raise InferenceError(f'band_normalization mode dataset in {options} has no mean/std and {weights} stores '
+                             f'none: add them to the options (scripts/compute_band_stats.py computes them).')
+    return with_normalization(model, normalization)

@@ -7,6 +7,10 @@ row of cells (``overlap * scale`` output rows across the width). Tile starts are
 ``TILE_ALIGN`` LR pixels and output blocks are ``TILE_ALIGN * scale`` pixels, so cells cover whole
 blocks and GDAL writes them straight through; only the blocks straddling the last, unaligned cell
 border wait in GDAL's cache, which is capped (its default, 5% of RAM, would hold finished blocks).
+
+A model inside :class:`~rssr.models.band_normalization.BandNormalizedSR` gets each tile's nodata
+mask. In mode ``image`` its statistics are those of the whole scene (one streamed, decimated read
+before the tiles), not of each tile, so that every tile is normalised alike and no seam appears.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from rssr.inference.tiling import Tile, TileGrid, blend_weights
 from rssr.io import (GeoReference, Radiometry, RasterError, output_georeference, read_raster, read_raster_info,
                      resolve_bands, resolve_radiometry, values_to_dn)
 from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
+from rssr.models.band_normalization import BandNormalizedSR
 
 logger = logging.getLogger('rssr')
 TILE_ALIGN = 32  # LR pixels: tile starts (but the last) are multiples of this, output blocks TILE_ALIGN * scale
@@ -156,7 +161,7 @@ def super_resolve_scene(model: nn.Module, source: str | os.PathLike, destination
     band_numbers = resolve_bands(info, bands)
     radiometry = radiometry or resolve_radiometry(info.dtype, len(band_numbers), preset=radiometry_preset)
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    model = model.to(device).eval()
+    model = _with_scene_statistics(model.to(device).eval(), source, band_numbers, radiometry)
     in_chans = _model_in_chans(model)
     if in_chans is not None and in_chans != len(band_numbers):
         raise InferenceError(f'The model takes {in_chans} bands but {len(band_numbers)} bands are selected from '
@@ -194,6 +199,22 @@ def super_resolve_scene(model: nn.Module, source: str | os.PathLike, destination
     return destination
 
 
+def _with_scene_statistics(model: nn.Module, source: Path, band_numbers: List[int],
+                           radiometry: Radiometry) -> nn.Module:
+    """For band normalisation mode image: the model with the statistics of the whole scene fixed."""
+    if not isinstance(model, BandNormalizedSR) or model.normalization.mode != 'image' \
+            or model.fixed_statistics is not None:
+        return model
+    from rssr.data.band_statistics import scene_band_statistics
+
+    statistics = scene_band_statistics(str(source), band_numbers, radiometry)
+    logger.info('Band normalisation (mode image) with the statistics of %s (%d valid pixels read): mean %s, std %s',
+                source, statistics.pixels, [round(v, 6) for v in statistics.mean],
+                [round(v, 6) for v in statistics.std])
+    shape = (1, len(statistics.mean), 1, 1)
+    return model.with_statistics(torch.tensor(statistics.mean).view(shape), torch.tensor(statistics.std).view(shape))
+
+
 def _model_in_chans(model: nn.Module) -> Optional[int]:
     first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     return None if first_conv is None else first_conv.in_channels
@@ -221,7 +242,8 @@ def _run(model: nn.Module, source: Path, partial: Path, band_numbers: List[int],
                               disable=not progress):
                 lr = [read_raster(source, band_numbers, window=(t.top, t.left, t.height, t.width),
                                   radiometry=radiometry) for t in batch]
-                outputs = _forward(model, [a.values for a in lr], requirements, scale, device, amp)
+                outputs = _forward(model, [a.values for a in lr], [a.valid for a in lr], requirements, scale, device,
+                                   amp)
                 for tile, lr_tile, sr in zip(batch, lr, outputs):
                     accumulator.add(tile, sr, blend_weights(tile, grid, scale, tiling.margin))
                     for cell_index in grid.cells_touched(tile):
@@ -251,13 +273,18 @@ def _store_validity(valid_cells: Dict, grid: TileGrid, cell_index: Tuple[int, in
     mask[r0 - top:r1 - top, c0 - left:c1 - left] = tile_valid[r0 - tile.top:r1 - tile.top, c0 - tile.left:c1 - tile.left]
 
 
-def _forward(model: nn.Module, tiles: List[np.ndarray], requirements: SizeRequirements, scale: int,
-             device: torch.device, amp: Optional[str]) -> List[np.ndarray]:
-    """Run a batch of equally sized (C, h, w) tiles; pads to the model's valid size and crops back."""
+def _forward(model: nn.Module, tiles: List[np.ndarray], valid: List[np.ndarray], requirements: SizeRequirements,
+             scale: int, device: torch.device, amp: Optional[str]) -> List[np.ndarray]:
+    """Run a batch of equally sized (C, h, w) tiles with their (h, w) validity masks; pads to the model's
+    valid size and crops back."""
     height, width = tiles[0].shape[1:]
-    batch = torch.from_numpy(np.stack(tiles)).to(device)
+    batch = pad_to_valid(torch.from_numpy(np.stack(tiles)).to(device), requirements)
     with torch.no_grad(), _autocast(device, amp):
-        sr = model(pad_to_valid(batch, requirements))
+        if isinstance(model, BandNormalizedSR):
+            masks = torch.from_numpy(np.stack(valid)[:, None].astype(np.float32)).to(device)
+            sr = model(batch, pad_to_valid(masks, requirements))
+        else:
+            sr = model(batch)
     sr = crop_output(sr, height, width, scale).float().cpu().numpy()
     return list(sr)
 

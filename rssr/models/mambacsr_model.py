@@ -66,7 +66,8 @@ def partitioned_forward(net: Callable[[Tensor], Tensor], lq: Tensor, scale: int,
 class MambaCSRModel(RSSRModel):
     """:class:`RSSRModel` whose validation/test runs :func:`partitioned_forward` (the official protocol).
 
-    Reads the official top-level option ``padding_size`` (default 64). Training is unchanged.
+    Reads the official top-level option ``padding_size`` (default 64). Training is unchanged. With
+    ``band_normalization``, every partition is normalised with the statistics of the whole input.
     """
 
     def test(self) -> None:
@@ -74,6 +75,6 @@ class MambaCSRModel(RSSRModel):
         was_training = net.training
         net.eval()
         with torch.no_grad():
-            self.output = partitioned_forward(net, self.lq, int(self.opt.get('scale', 1)),
+            self.output = partitioned_forward(self.whole_input_network(net), self.lq, int(self.opt.get('scale', 1)),
                                               padding_size=int(self.opt.get('padding_size', OFFICIAL_PADDING_SIZE)))
         net.train(was_training)

@@ -14,6 +14,10 @@ Use it with ``model_type: RSSRModel``. Beside what SRModel does, it
       spectral_opt:        # a spectral loss added to the pixel loss, e.g. RatioIndexLoss / SAMLoss
         type: RatioIndexLoss
 
+* reads top-level ``band_normalization`` (per-band standardisation around the network, optionally a
+  bicubic residual; see :mod:`rssr.models.band_normalization`): the pixel loss compares normalised
+  output and GT, spectral and perceptual losses, validation and saved images physical values; the
+  normalisation is saved with every checkpoint and taken from ``pretrain_network_g`` when testing;
 * reads top-level ``deterministic: true`` (deterministic kernels; with ``manual_seed``, reruns give
   identical losses) and ``logger.checkpoint_format: safetensors`` (network weights as .safetensors);
 * saves the random state of every rank in its training states, so that ``--auto_resume`` (with
@@ -25,7 +29,7 @@ import os
 import warnings
 from collections import OrderedDict
 from contextlib import nullcontext
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch.nn.parallel import DataParallel, DistributedDataParallel
@@ -34,6 +38,8 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 
+from rssr.models.band_normalization import (METADATA_KEY, BandNormalization, BandNormalizedSR,
+                                            resolve_band_normalization)
 from rssr.models.multiband_validation import MultibandValidationMixin
 from rssr.options import TRAIN_KEYS
 from rssr.registry import register_model
@@ -80,6 +86,7 @@ class RSSRModel(MultibandValidationMixin, SRModel):
 
     train_option_keys = TRAIN_KEYS | {'amp', 'grad_clip_norm', 'grad_accum_steps', 'nan_guard', 'spectral_opt'}
     optimizers_by_name = OPTIMIZERS
+    top_level_option_keys = ('band_normalization',)
 
     def __init__(self, opt: Dict[str, Any]) -> None:
         if opt.get('num_gpu', 0) not in (0, None) and not torch.cuda.is_available():
@@ -87,7 +94,60 @@ class RSSRModel(MultibandValidationMixin, SRModel):
             opt['num_gpu'] = 0
         if opt.get('deterministic'):
             make_deterministic()
+        self.stored_band_normalization: Optional[Dict[str, Any]] = None  # set by load_network
         super().__init__(opt)
+        self.band_normalization = self._resolve_band_normalization()
+
+    # ---- band normalisation --------------------------------------------------------------------
+    def _resolve_band_normalization(self) -> BandNormalization:
+        """The options' ``band_normalization``, else the one stored with ``pretrain_network_g``. Mode
+        dataset without mean/std takes them from that checkpoint, else (training) from datasets.train."""
+        normalization = resolve_band_normalization(self.opt.get('band_normalization'), self.stored_band_normalization)
+        if normalization.needs_statistics and not self.is_train:
+            raise ValueError('band_normalization mode dataset needs mean and std: give them in the options, or set '
+                             'path.pretrain_network_g to a checkpoint trained with them (it stores them)')
+        if normalization.needs_statistics:
+            normalization = self._training_set_statistics(normalization)
+        get_root_logger().info(f'Band normalisation: {normalization.describe()}')
+        return normalization
+
+    def _training_set_statistics(self, normalization: BandNormalization) -> BandNormalization:
+        """Per-band mean/std of datasets.train's GT, computed on rank 0 and broadcast to every rank."""
+        from rssr.data.band_statistics import dataset_band_statistics
+
+        dataset_opt = (self.opt.get('datasets') or {}).get('train')
+        if dataset_opt is None:
+            raise ValueError('band_normalization mode dataset without mean/std needs datasets.train to compute them')
+        found: List[Any] = [None]
+        if get_dist_info()[0] == 0:
+            get_root_logger().info('Band normalisation: computing the per-band mean/std of datasets.train ...')
+            found = [dataset_band_statistics(dataset_opt)]
+        if self.opt['dist']:
+            torch.distributed.broadcast_object_list(found, src=0)
+        statistics = found[0]
+        return normalization.with_statistics(
+            statistics.mean, statistics.std,
+            f'datasets.train {dataset_opt.get("name", dataset_opt["type"])} ({statistics.pixels} valid GT pixels)')
+
+    def normalized_network(self, net: torch.nn.Module) -> BandNormalizedSR:
+        """``net`` (bare or DDP-wrapped) between this model's band normalisation and its inverse."""
+        return BandNormalizedSR(net, self.band_normalization)
+
+    def whole_input_network(self, net: torch.nn.Module) -> torch.nn.Module:
+        """:meth:`normalized_network` with the statistics of the whole current ``lq`` fixed, so that the
+        parts of a partitioned test are normalised alike (mode image)."""
+        network = self.normalized_network(net)
+        statistics = network.statistics(self.lq, getattr(self, 'lq_valid', None))
+        return network if statistics is None else network.with_statistics(*statistics)
+
+    def test(self) -> None:
+        """SRModel's test through the band normalisation: ``self.output`` in physical units."""
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output = self.normalized_network(net)(self.lq, getattr(self, 'lq_valid', None))
+        net.train(was_training)
 
     # ---- devices -------------------------------------------------------------------------------
     def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
@@ -126,13 +186,19 @@ class RSSRModel(MultibandValidationMixin, SRModel):
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def _losses(self, output: torch.Tensor, gt: torch.Tensor, weight: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """SRModel's pixel and perceptual losses, by name; ``weight`` masks nodata pixels."""
+    def _losses(self, output: torch.Tensor, gt: torch.Tensor, weight: Optional[torch.Tensor],
+                normalized: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
+        """SRModel's pixel and perceptual losses and the spectral loss, by name; ``weight`` masks nodata
+        pixels. The pixel loss compares ``normalized`` (band-normalised output and GT) when given; the
+        spectral and perceptual losses compare physical values (``output``, ``gt``)."""
         losses = OrderedDict()
+        pixel_output, pixel_gt = normalized if normalized is not None else (output, gt)
         if self.cri_pix:
-            losses['l_pix'] = self.cri_pix(output, gt) if weight is None else self.cri_pix(output, gt, weight=weight)
+            losses['l_pix'] = self.cri_pix(pixel_output, pixel_gt) if weight is None else \
+                self.cri_pix(pixel_output, pixel_gt, weight=weight)
         if self.cri_spectral is not None:
-            losses['l_spectral'] = self.cri_spectral(output, gt)
+            losses['l_spectral'] = self.cri_spectral(output, gt) if weight is None else \
+                self.cri_spectral(output, gt, weight=weight)
         if self.cri_perceptual:
             l_percep, l_style = self.cri_perceptual(output, gt)
             if l_percep is not None:
@@ -144,19 +210,24 @@ class RSSRModel(MultibandValidationMixin, SRModel):
     def optimize_parameters(self, current_iter: int) -> None:
         """One optimizer step on the current batch, computed in ``grad_accum_steps`` micro-batches."""
         self.optimizer_g.zero_grad(set_to_none=True)
+        network = self.normalized_network(self.net_g)
         micro_lq = self.lq.chunk(self.grad_accum_steps)
         micro_gt = self.gt.chunk(self.grad_accum_steps)
-        weights = self.pixel_weight
-        micro_weight = weights.chunk(self.grad_accum_steps) if weights is not None else [None] * len(micro_lq)
+        micro_weight = _chunks(self.pixel_weight, len(micro_lq))
+        micro_lq_valid = _chunks(getattr(self, 'lq_valid', None), len(micro_lq))
         summed: Dict[str, torch.Tensor] = OrderedDict()
         outputs = []
-        for index, (lq, gt, weight) in enumerate(zip(micro_lq, micro_gt, micro_weight)):
+        for index, (lq, gt, weight, lq_valid) in enumerate(zip(micro_lq, micro_gt, micro_weight, micro_lq_valid)):
             last = index == len(micro_lq) - 1
             sync = nullcontext() if last or not isinstance(self.net_g, DistributedDataParallel) else self.net_g.no_sync()
             with sync:
+                statistics = network.statistics(lq, lq_valid)
                 with self._autocast():
-                    output = self.net_g(lq)
-                losses = self._losses(output.float(), gt, weight)
+                    normalized_output = network.predict_normalized(network.normalize(lq, statistics, lq_valid))
+                normalized_output = normalized_output.float()
+                output = network.denormalize(normalized_output, statistics)
+                normalized = None if statistics is None else (normalized_output, network.normalize(gt, statistics))
+                losses = self._losses(output, gt, weight, normalized)
                 total = sum(losses.values())
                 self._check_finite(total, current_iter, 'loss', losses)
                 share = lq.shape[0] / self.lq.shape[0]
@@ -204,27 +275,39 @@ class RSSRModel(MultibandValidationMixin, SRModel):
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def save_network(self, net: Any, net_label: str, current_iter: int, param_key: Any = 'params') -> None:
-        """BasicSR's ``save_network``, or with ``logger.checkpoint_format: safetensors`` one .safetensors
-        file holding every param key (as ``<param_key>.<name>``, keys listed in its metadata)."""
-        if checkpoint_suffix(self.opt) == '.pth':
-            return super().save_network(net, net_label, current_iter, param_key)
+        """BasicSR's .pth checkpoint (``{param_key: state_dict}``), or with ``logger.checkpoint_format:
+        safetensors`` one .safetensors file holding every param key (as ``<param_key>.<name>``, keys
+        listed in its metadata); both carry the band normalisation (see :mod:`rssr.checkpoint`).
+        Rank 0 writes, atomically."""
         if get_dist_info()[0] != 0:
             return None
-        from safetensors.torch import save_file
         nets = net if isinstance(net, list) else [net]
         keys = param_key if isinstance(param_key, list) else [param_key]
-        nested = {key: {name: tensor.detach().cpu() for name, tensor in self.get_bare_model(n).state_dict().items()}
-                  for n, key in zip(nets, keys)}
+        nested = {key: OrderedDict((name, tensor.detach().cpu()) for name, tensor in
+                                   self.get_bare_model(n).state_dict().items()) for n, key in zip(nets, keys)}
         label = 'latest' if current_iter == -1 else current_iter
-        path = os.path.join(self.opt['path']['models'], f'{net_label}_{label}.safetensors')
-        save_file(_flatten(nested), path, metadata={'param_keys': ','.join(keys)})  # read by rssr.checkpoint
+        suffix = checkpoint_suffix(self.opt)
+        path = os.path.join(self.opt['path']['models'], f'{net_label}_{label}{suffix}')
+        normalization = getattr(self, 'band_normalization', BandNormalization())
+        stored = None if normalization.is_identity else normalization.to_metadata()
+        if suffix == '.pth':
+            torch.save({**nested, **({METADATA_KEY: stored} if stored else {})}, path + '.tmp')
+        else:
+            from safetensors.torch import save_file
+            from rssr.checkpoint import normalization_metadata
+            metadata = {'param_keys': ','.join(keys)}  # read by rssr.checkpoint
+            if stored:
+                metadata[METADATA_KEY] = normalization_metadata(stored)
+            save_file(_flatten(nested), path + '.tmp', metadata=metadata)
+        os.replace(path + '.tmp', path)
         return None
 
     def load_network(self, net: torch.nn.Module, load_path: str, strict: bool = True,
                      param_key: Optional[str] = 'params') -> None:
         """Load ``param_key`` (falling back to ``params``) from a .pth or .safetensors file, safely."""
-        from rssr.checkpoint import load_weights, read_checkpoint
+        from rssr.checkpoint import load_weights, read_checkpoint, stored_band_normalization
         checkpoint = read_checkpoint(load_path)
+        self.stored_band_normalization = stored_band_normalization(checkpoint)
         if param_key is not None and param_key not in checkpoint and 'params' in checkpoint:
             param_key = 'params'
         if param_key not in checkpoint:
@@ -253,6 +336,11 @@ class RSSRModel(MultibandValidationMixin, SRModel):
         super().resume_training(resume_state)
         if resume_state.get('grad_scaler'):
             self.grad_scaler.load_state_dict(resume_state['grad_scaler'])
+
+
+def _chunks(tensor: Optional[torch.Tensor], count: int) -> Sequence[Optional[torch.Tensor]]:
+    """``tensor`` split into ``count`` micro-batches along the batch axis, or ``count`` Nones."""
+    return [None] * count if tensor is None else tensor.chunk(count)
 
 
 def make_deterministic() -> None:
