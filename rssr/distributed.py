@@ -11,12 +11,24 @@ points (:func:`patch_basicsr`):
 * The training sampler restarts a resumed epoch from its first batch. rssr's
   :class:`ResumableSampler` skips the batches already trained on and restores the random state
   saved with them, so a resumed run sees the same batches as an uninterrupted one.
+
+It also replaces two methods of every BasicSR model (SRModel, SRGANModel, ESRGANModel, HATModel,
+rssr's models, ...):
+
+* ``BaseModel.model_to_device`` wraps in DDP with ``device_ids=[current CUDA device]`` even on the
+  CPU; :func:`model_to_device` passes ``device_ids`` only on CUDA, so ``net_g`` and ``net_d`` train
+  under gloo too.
+* ``SRModel.dist_validation`` validates on rank 0 through the DDP-wrapped network while the other
+  ranks train on: DDP's forward then broadcasts buffers on one rank alone (gloo fails with
+  "Connection closed by peer", NCCL can hang). :func:`validate_on_rank_zero` validates on rank 0
+  with the unwrapped networks (no collective), then every rank waits at a barrier.
 """
 from __future__ import annotations
 
 import math
 import os
 import random
+from datetime import timedelta
 from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
@@ -24,6 +36,8 @@ import torch
 import torch.distributed as dist
 
 _pending_resume: Optional[Dict[str, Any]] = None
+_validation_wait_group: Optional[Any] = None
+VALIDATION_WAIT_TIMEOUT = timedelta(hours=24)  # ranks > 0 wait this long for rank 0's validation
 
 
 def local_rank() -> int:
@@ -178,13 +192,64 @@ def _use_checkpoint_format(opt: Dict[str, Any]) -> None:
             opt['path'][key] = value[:-len('.pth')] + suffix
 
 
+def model_to_device(model: Any, net: torch.nn.Module) -> torch.nn.Module:
+    """``BaseModel.model_to_device`` for any device: move ``net`` to ``model.device``; wrap it in DDP
+    (``device_ids`` only on CUDA) when distributed, in DataParallel for several GPUs in one process."""
+    net = net.to(model.device)
+    if model.opt['dist']:
+        device_ids = None
+        if model.device.type == 'cuda':
+            device_ids = [model.device.index if model.device.index is not None else torch.cuda.current_device()]
+        return torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=device_ids, find_unused_parameters=model.opt.get('find_unused_parameters', False))
+    if model.opt['num_gpu'] > 1:
+        return torch.nn.DataParallel(net)
+    return net
+
+
+def _wait_for_all_ranks() -> None:
+    """A barrier with a long timeout (validation on rank 0 may take long): a gloo group of its own,
+    made on first use (every rank reaches it together), so NCCL's shorter watchdog never fires."""
+    global _validation_wait_group
+    if _validation_wait_group is None:
+        _validation_wait_group = dist.new_group(backend='gloo', timeout=VALIDATION_WAIT_TIMEOUT)
+    dist.barrier(group=_validation_wait_group)
+
+
+def validate_on_rank_zero(model: Any, dataloader: Any, current_iter: int, tb_logger: Any, save_img: bool) -> None:
+    """``SRModel.dist_validation`` without collectives on one rank: rank 0 runs ``nondist_validation``
+    with every DDP/DataParallel-wrapped network of ``model`` temporarily unwrapped (``net_g_ema`` is
+    never wrapped), its random state restored afterwards (validation does not change training), and
+    every rank then waits for it. Metrics are those of a single-process run on the same weights."""
+    if dist.get_rank() == 0:
+        wrapped = {name: net for name, net in vars(model).items()
+                   if isinstance(net, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel))}
+        state = rng_state()
+        try:
+            for name, net in wrapped.items():
+                setattr(model, name, net.module)
+            model.nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            for name, net in wrapped.items():
+                setattr(model, name, net)
+            set_rng_state(state)
+    _wait_for_all_ranks()
+
+
 def patch_basicsr() -> None:
     """Install the CPU/GPU-agnostic replacements into BasicSR's pipeline modules (idempotent)."""
     import basicsr.train
     import basicsr.utils.dist_util
     import basicsr.utils.options
+    from basicsr.models.base_model import BaseModel
+    from basicsr.models.sr_model import SRModel
+
+    from rssr.basicsr_guards import install as install_error_guards
 
     basicsr.utils.dist_util.init_dist = init_dist
     basicsr.utils.options.init_dist = init_dist
     basicsr.train.load_resume_state = load_resume_state
     basicsr.train.EnlargedSampler = ResumableSampler
+    BaseModel.model_to_device = model_to_device
+    SRModel.dist_validation = validate_on_rank_zero
+    install_error_guards()  # rssr.basicsr_guards: one-paragraph errors, no partial checkpoints

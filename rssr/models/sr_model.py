@@ -32,7 +32,7 @@ from contextlib import nullcontext
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
-from torch.nn.parallel import DataParallel, DistributedDataParallel
+from torch.nn.parallel import DistributedDataParallel
 
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
@@ -40,6 +40,7 @@ from basicsr.utils.dist_util import get_dist_info
 
 from rssr.models.band_normalization import (METADATA_KEY, BandNormalization, BandNormalizedSR,
                                             resolve_band_normalization)
+from rssr import distributed
 from rssr.models.multiband_validation import MultibandValidationMixin
 from rssr.options import TRAIN_KEYS
 from rssr.registry import register_model
@@ -150,17 +151,8 @@ class RSSRModel(MultibandValidationMixin, SRModel):
         net.train(was_training)
 
     # ---- devices -------------------------------------------------------------------------------
-    def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
-        """Move to this process's device; wrap in DDP (``device_ids`` only on CUDA) or DataParallel."""
-        net = net.to(self.device)
-        if self.opt['dist']:
-            device_ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
-                if self.device.type == 'cuda' else None
-            return DistributedDataParallel(
-                net, device_ids=device_ids, find_unused_parameters=self.opt.get('find_unused_parameters', False))
-        if self.opt['num_gpu'] > 1:
-            return DataParallel(net)
-        return net
+    model_to_device = distributed.model_to_device  # DDP with device_ids only on CUDA
+    dist_validation = distributed.validate_on_rank_zero  # rank 0 on the unwrapped nets, the others wait
 
     # ---- training settings ---------------------------------------------------------------------
     def init_training_settings(self) -> None:
