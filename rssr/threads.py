@@ -1,8 +1,128 @@
-"""How many intra-op threads each rssr process uses (one place, so processes never oversubscribe)."""
+"""How many intra-op threads each rssr process uses (one place, so processes never oversubscribe).
+
+The cores this process may run on (``os.sched_getaffinity``) are shared evenly by the processes
+torchrun started on this node (``LOCAL_WORLD_SIZE``). DataLoader workers (only the training loader
+has any: BasicSR validates with ``num_workers=0``) run with one torch and one OpenCV thread each and
+are not subtracted: they prepare a batch ahead and then wait, and giving their cores up for good
+would halve a 2-core run's compute (``scripts/benchmark_threads.py`` compares both). Explicit choices win,
+in this order: ``RSSR_NUM_THREADS`` in the environment, ``num_threads:`` in the option file, then
+``OMP_NUM_THREADS`` set by the user. torchrun sets ``OMP_NUM_THREADS=1`` itself when it starts
+several processes and the variable was unset; rssr cannot tell that value from a user's, so under
+torchrun with more than one local process ``OMP_NUM_THREADS=1`` counts as torchrun's default and
+rssr makes its own choice (use ``RSSR_NUM_THREADS=1`` to insist on one thread).
+"""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import functools
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+from rssr.options import declare_option_keys
+
+ENV_VARIABLE = 'RSSR_NUM_THREADS'
+OPTION_KEY = 'num_threads'
+declare_option_keys('', [OPTION_KEY])
 
 
-def configure_threads(opt: Optional[Dict[str, Any]]) -> None:
-    """Set torch's intra-op thread count for this process from the options (``None``: leave torch's)."""
+@dataclass(frozen=True)
+class ThreadChoice:
+    """The intra-op thread count of this process and why it was chosen."""
+
+    threads: int
+    reason: str
+
+    def message(self) -> str:
+        plural = 's' if self.threads != 1 else ''
+        return f'rssr: {self.threads} intra-op thread{plural} per process ({self.reason})'
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask; all cores where that is unknown)."""
+    if hasattr(os, 'sched_getaffinity'):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def local_world_size() -> int:
+    """Processes torchrun started on this node (1 when not launched by it)."""
+    return int(os.environ.get('LOCAL_WORLD_SIZE', 1))
+
+
+def dataloader_workers(opt: Optional[Mapping[str, Any]]) -> int:
+    """DataLoader workers per process: those of the training datasets (BasicSR's phase is the key up to
+    the first ``_``; validation and test loaders run in the main process)."""
+    datasets = (opt or {}).get('datasets') or {}
+    return max((int(spec.get('num_worker_per_gpu') or 0) for key, spec in datasets.items()
+                if key.split('_')[0] == 'train' and isinstance(spec, Mapping)), default=0)
+
+
+def _positive_int(value: Any, source: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise ValueError(f'{source} must be a positive whole number of threads, not {value!r}.')
+    return number
+
+
+def choose_threads(cores: int, world_size: int, workers: int, override: Optional[Tuple[Any, str]] = None,
+                   omp_num_threads: Optional[str] = None) -> ThreadChoice:
+    """Threads for one of ``world_size`` processes on ``cores`` cores, each with ``workers`` DataLoader
+    workers; ``override`` is an explicit (value, where it was set) and wins, then ``omp_num_threads``
+    (the environment's OMP_NUM_THREADS) unless it is torchrun's default of 1 for several processes."""
+    if override is not None:
+        value, source = override
+        return ThreadChoice(_positive_int(value, source), f'set by {source}')
+    if omp_num_threads and not (world_size > 1 and omp_num_threads.strip() == '1'):
+        return ThreadChoice(_positive_int(omp_num_threads, 'OMP_NUM_THREADS'), 'set by OMP_NUM_THREADS')
+    share = max(1, cores // max(1, world_size))
+    reason = f'{cores} cores / {world_size} process{"es" if world_size != 1 else ""} on this node'
+    if workers:
+        reason += f'; {workers} DataLoader worker{"s" if workers != 1 else ""} per process at 1 thread each'
+    return ThreadChoice(share, reason)
+
+
+def one_thread_per_worker(worker_init: Callable[..., None]) -> Callable[..., None]:
+    """``worker_init`` that first limits the DataLoader worker to one torch and one OpenCV thread."""
+
+    @functools.wraps(worker_init)
+    def init(*args: Any, **kwargs: Any) -> None:
+        import cv2
+        import torch
+
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
+        worker_init(*args, **kwargs)
+
+    init.limits_threads = True
+    return init
+
+
+def explicit_threads(opt: Optional[Mapping[str, Any]], environ: Mapping[str, str]) -> Optional[Tuple[Any, str]]:
+    """The explicit thread count and where it was set: ``RSSR_NUM_THREADS``, then ``num_threads:``."""
+    if environ.get(ENV_VARIABLE, '').strip():
+        return environ[ENV_VARIABLE], ENV_VARIABLE
+    if opt and opt.get(OPTION_KEY) is not None:
+        return opt[OPTION_KEY], f'`{OPTION_KEY}:` in the option file'
+    return None
+
+
+def configure_threads(opt: Optional[Dict[str, Any]]) -> ThreadChoice:
+    """Set torch's (and OpenCV's) intra-op thread count for this process, one thread in each DataLoader
+    worker, and say so once per node."""
+    import basicsr.data
+    import cv2
+    import torch
+
+    choice = choose_threads(available_cores(), local_world_size(), dataloader_workers(opt),
+                            explicit_threads(opt, os.environ), os.environ.get('OMP_NUM_THREADS'))
+    torch.set_num_threads(choice.threads)
+    cv2.setNumThreads(choice.threads)
+    if not getattr(basicsr.data.worker_init_fn, 'limits_threads', False):  # BasicSR's train loaders call it
+        basicsr.data.worker_init_fn = one_thread_per_worker(basicsr.data.worker_init_fn)
+    if int(os.environ.get('LOCAL_RANK', 0)) == 0:
+        print(choice.message(), file=sys.stderr, flush=True)
+    return choice
