@@ -129,7 +129,8 @@ def describe_card(name: str) -> str:
     lines = [f'{card.name}: {card.arch} {dict(card.kwargs)}',
              f'  paper: {card.paper or "-"}' + (f' (doi:{card.doi})' if card.doi else ''),
              f'  code: {card.repo or "-"} ({card.repo_license or "license unknown"})',
-             f'  scales: {", ".join(map(str, card.scales))}; bands by default: {card.in_chans}; {card.size_requirements}']
+             f'  scales: {", ".join(map(str, card.scales))}; bands by default: {card.in_chans}; '
+             f'{card.size_requirements}']
     if card.params:
         lines.append('  params: ' + ', '.join(f'x{s}: {n:,}' for s, n in sorted(card.params.items())))
     path = card.weights_path()

@@ -28,6 +28,7 @@ from _foundation_data import runtime_options, write_pairs
 from rssr.checkpoint import read_checkpoint, stored_band_normalization
 from rssr.data import band_statistics
 from rssr.data.band_statistics import dataset_band_statistics, scene_band_statistics
+from rssr.errors import UserError
 from rssr.inference import load_model
 from rssr.io import read_raster, resolve_radiometry
 from rssr.losses.spectral import SAMLoss
@@ -38,6 +39,7 @@ SENTINEL2 = REPO / 'datasets' / 'sentinel2_demo'
 NODATA = 0
 SCALE = 2
 NET = {'type': 'MSRResNet', 'num_in_ch': 4, 'num_out_ch': 4, 'num_feat': 8, 'num_block': 1, 'upscale': SCALE}
+NET_KWARGS = {k: v for k, v in NET.items() if k != 'type'}
 
 
 def sentinel2_crop(path: Path, size: int = 48, with_nodata: bool = True, source: str = 'train') -> Path:
@@ -172,10 +174,10 @@ def test_normalize_denormalize_round_trip(mode):
 
 
 def test_wrapper_adds_no_checkpoint_keys_and_loads_strictly():
-    net = MSRResNet(num_in_ch=4, num_out_ch=4, num_feat=8, num_block=1, upscale=SCALE)
+    net = MSRResNet(**NET_KWARGS)
     wrapper = BandNormalizedSR(net, BandNormalization(mode='image', residual='bicubic'))
     assert list(wrapper.state_dict()) == list(net.state_dict())
-    fresh = MSRResNet(num_in_ch=4, num_out_ch=4, num_feat=8, num_block=1, upscale=SCALE)
+    fresh = MSRResNet(**NET_KWARGS)
     BandNormalizedSR(fresh, BandNormalization(mode='image')).load_state_dict(wrapper.state_dict(), strict=True)
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), net.state_dict().values()))
 
@@ -203,7 +205,7 @@ def test_bicubic_residual_output_is_the_bicubic_upsampling_of_the_input(mode):
 
 
 def test_options_are_checked_with_names():
-    with pytest.raises(ValueError, match=r"band_normalization.residul is not an option; did you mean 'residual'"):
+    with pytest.raises(UserError, match=r"band_normalization.residul is not an option; did you mean 'residual'"):
         BandNormalization.from_options({'mode': 'dataset', 'residul': 'bicubic'})
     with pytest.raises(ValueError, match='mode must be one of none, dataset, image'):
         BandNormalization.from_options({'mode': 'batch'})
@@ -248,7 +250,7 @@ def test_checkpoint_round_trip_keeps_statistics_and_the_arch_keys(tmp_path, fmt)
     assert stored == model.band_normalization and stored.mode == 'dataset' and len(stored.mean) == 4
     checkpoint = read_checkpoint(path)
     assert sorted(checkpoint['params']) == sorted(model.net_g.state_dict())
-    net = MSRResNet(num_in_ch=4, num_out_ch=4, num_feat=8, num_block=1, upscale=SCALE)
+    net = MSRResNet(**NET_KWARGS)
     net.load_state_dict(checkpoint['params'], strict=True)
 
 
@@ -284,7 +286,7 @@ def test_rssr_infer_uses_the_stored_statistics(tmp_path):
     normalization = trained.band_normalization
     scene = sentinel2_crop(tmp_path / 'scene.tif', size=40, with_nodata=False, source='val')
     from rssr import infer
-    code = infer.main(['--arch', 'MSRResNet', '--arch-kwargs', json.dumps({k: v for k, v in NET.items() if k != 'type'}),
+    code = infer.main(['--arch', 'MSRResNet', '--arch-kwargs', json.dumps(NET_KWARGS),
                        '--weights', str(weights), '--input', str(scene), '--output', str(tmp_path / 'sr.tif'),
                        '--radiometry', 'sentinel2', '--out-dtype', 'float32', '--tile', '64', '--device', 'cpu'])
     assert code == 0
@@ -293,7 +295,7 @@ def test_rssr_infer_uses_the_stored_statistics(tmp_path):
     lq = torch.from_numpy(read_raster(scene, radiometry=resolve_radiometry('uint16', 4, 'sentinel2')).values)[None]
     expected = manual_forward(trained.net_g.eval(), lq, normalization.mean, normalization.std)
     np.testing.assert_allclose(sr, expected[0].numpy(), atol=1e-5)
-    model = load_model(arch='MSRResNet', arch_kwargs={k: v for k, v in NET.items() if k != 'type'},
+    model = load_model(arch='MSRResNet', arch_kwargs=NET_KWARGS,
                        weights=str(weights))
     assert isinstance(model, BandNormalizedSR) and model.normalization == normalization
 
@@ -302,7 +304,7 @@ def test_image_mode_at_inference_uses_the_statistics_of_the_whole_scene(tmp_path
     weights, trained = trained_checkpoint(tmp_path / 'train', normalization={'mode': 'image'})
     scene = sentinel2_crop(tmp_path / 'scene.tif', size=40, with_nodata=False, source='val')
     from rssr.inference import OutputOptions, TilingOptions, super_resolve_scene
-    model = load_model(arch='MSRResNet', arch_kwargs={k: v for k, v in NET.items() if k != 'type'},
+    model = load_model(arch='MSRResNet', arch_kwargs=NET_KWARGS,
                        weights=str(weights))
     super_resolve_scene(model, scene, tmp_path / 'sr.tif', radiometry_preset='sentinel2', device='cpu',
                         tiling=TilingOptions(tile=24, overlap=16, margin=6), output=OutputOptions(dtype='float32'),

@@ -30,12 +30,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rssr.errors import UserError
+
 MODES = ('none', 'dataset', 'image')
 RESIDUALS = ('none', 'bicubic')
 OPTION_KEYS = ('mode', 'mean', 'std', 'residual', 'eps')
 DEFAULT_EPS = 1e-3
 METADATA_KEY = 'band_normalization'
 """Name of the checkpoint entry (.pth) / metadata field (.safetensors) holding the normalisation."""
+
+class BandNormalizationError(UserError, ValueError):
+    """The ``band_normalization`` options (or stored metadata) are malformed or incomplete."""
+
 
 Statistics = Tuple[Tensor, Tensor]
 """(mean, std), each (N or 1, C, 1, 1), in physical units."""
@@ -45,7 +51,8 @@ def _floats(values: Optional[Sequence[Any]], what: str) -> Optional[Tuple[float,
     if values is None:
         return None
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise ValueError(f'band_normalization.{what} must be a list of numbers, one per band, not {values!r}')
+        raise BandNormalizationError(f'band_normalization.{what} must be a list of numbers, one per band, '
+                                     f'not {values!r}')
     return tuple(float(v) for v in values)
 
 
@@ -63,22 +70,25 @@ class BandNormalization:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f'band_normalization.mode must be one of {", ".join(MODES)}, not {self.mode!r}')
+            raise BandNormalizationError(f'band_normalization.mode must be one of {", ".join(MODES)}, '
+                                         f'not {self.mode!r}')
         if self.residual not in RESIDUALS:
-            raise ValueError(f'band_normalization.residual must be one of {", ".join(RESIDUALS)}, '
+            raise BandNormalizationError(f'band_normalization.residual must be one of {", ".join(RESIDUALS)}, '
                              f'not {self.residual!r}')
         if (self.mean is None) != (self.std is None):
-            raise ValueError('band_normalization needs both mean and std, or neither (then they are computed '
-                             'from datasets.train)')
+            raise BandNormalizationError('band_normalization needs both mean and std, or neither (then they are '
+                                         'computed from datasets.train)')
         if self.mean is not None:
             if self.mode != 'dataset':
-                raise ValueError(f'band_normalization.mean/std are only used with mode: dataset, not mode: {self.mode}')
+                raise BandNormalizationError(f'band_normalization.mean/std are only used with mode: dataset, '
+                                             f'not mode: {self.mode}')
             if len(self.mean) != len(self.std):
-                raise ValueError(f'band_normalization.mean has {len(self.mean)} values but std has {len(self.std)}')
+                raise BandNormalizationError(f'band_normalization.mean has {len(self.mean)} values but std has '
+                                             f'{len(self.std)}')
             if min(self.std) <= 0:
-                raise ValueError(f'band_normalization.std must be positive, got {list(self.std)}')
+                raise BandNormalizationError(f'band_normalization.std must be positive, got {list(self.std)}')
         if self.eps <= 0:
-            raise ValueError(f'band_normalization.eps must be positive, got {self.eps}')
+            raise BandNormalizationError(f'band_normalization.eps must be positive, got {self.eps}')
 
     @classmethod
     def from_options(cls, spec: Optional[Mapping[str, Any]]) -> 'BandNormalization':
@@ -86,12 +96,13 @@ class BandNormalization:
         if spec is None:
             return cls()
         if not isinstance(spec, Mapping):
-            raise ValueError(f'band_normalization must be a mapping (mode:, mean:, std:, residual:), not {spec!r}')
+            raise BandNormalizationError(f'band_normalization must be a mapping (mode:, mean:, std:, residual:), '
+                                         f'not {spec!r}')
         for key in spec:
             if key not in OPTION_KEYS:
                 close = difflib.get_close_matches(str(key), OPTION_KEYS, n=1)
                 hint = f'; did you mean {close[0]!r}?' if close else f'; valid: {", ".join(OPTION_KEYS)}'
-                raise ValueError(f'band_normalization.{key} is not an option{hint}')
+                raise BandNormalizationError(f'band_normalization.{key} is not an option{hint}')
         return cls(mode=str(spec.get('mode', 'none')), mean=_floats(spec.get('mean'), 'mean'),
                    std=_floats(spec.get('std'), 'std'), residual=str(spec.get('residual', 'none')),
                    eps=float(spec.get('eps', DEFAULT_EPS)), source='options' if spec.get('mean') is not None else '')
@@ -167,9 +178,9 @@ class BandNormalizedSR(nn.Module):
                  fixed_statistics: Optional[Statistics] = None) -> None:
         super().__init__()
         if normalization.needs_statistics and fixed_statistics is None:
-            raise ValueError('band_normalization mode dataset has no mean/std: give them in the options, compute '
-                             'them with scripts/compute_band_stats.py, or train (they are computed from '
-                             'datasets.train at the start)')
+            raise BandNormalizationError('band_normalization mode dataset has no mean/std: give them in the options, '
+                                         'compute them with scripts/compute_band_stats.py, or train (they are '
+                                         'computed from datasets.train at the start)')
         self.net = net
         self.normalization = normalization
         self.fixed_statistics = fixed_statistics
@@ -205,8 +216,8 @@ class BandNormalizedSR(nn.Module):
         if statistics is None:
             return x
         if statistics[0].shape[1] != x.shape[1]:
-            raise ValueError(f'band_normalization has statistics for {statistics[0].shape[1]} bands but the input '
-                             f'has {x.shape[1]} bands')
+            raise BandNormalizationError(f'band_normalization has statistics for {statistics[0].shape[1]} bands but '
+                                         f'the input has {x.shape[1]} bands')
         normalized = (x - statistics[0]) / statistics[1]
         return normalized if valid is None else normalized * (valid > 0.5).to(normalized.dtype)
 
@@ -260,5 +271,5 @@ def with_normalization(net: nn.Module, normalization: BandNormalization) -> nn.M
     return net if normalization.is_identity else BandNormalizedSR(net, normalization)
 
 
-__all__ = ['BandNormalization', 'BandNormalizedSR', 'masked_band_statistics', 'resolve_band_normalization',
-           'with_normalization', 'METADATA_KEY', 'MODES', 'RESIDUALS']
+__all__ = ['BandNormalization', 'BandNormalizationError', 'BandNormalizedSR', 'masked_band_statistics',
+           'resolve_band_normalization', 'with_normalization', 'METADATA_KEY', 'MODES', 'RESIDUALS']

@@ -38,9 +38,9 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 
-from rssr.models.band_normalization import (METADATA_KEY, BandNormalization, BandNormalizedSR,
-                                            resolve_band_normalization)
 from rssr import distributed
+from rssr.models.band_normalization import (METADATA_KEY, BandNormalization, BandNormalizationError,
+                                            BandNormalizedSR, resolve_band_normalization)
 from rssr.models.multiband_validation import MultibandValidationMixin
 from rssr.options import TRAIN_KEYS
 from rssr.registry import register_model
@@ -105,8 +105,9 @@ class RSSRModel(MultibandValidationMixin, SRModel):
         dataset without mean/std takes them from that checkpoint, else (training) from datasets.train."""
         normalization = resolve_band_normalization(self.opt.get('band_normalization'), self.stored_band_normalization)
         if normalization.needs_statistics and not self.is_train:
-            raise ValueError('band_normalization mode dataset needs mean and std: give them in the options, or set '
-                             'path.pretrain_network_g to a checkpoint trained with them (it stores them)')
+            raise BandNormalizationError('band_normalization mode dataset needs mean and std: give them in the '
+                                         'options, or set path.pretrain_network_g to a checkpoint trained with them '
+                                         '(it stores them)')
         if normalization.needs_statistics:
             normalization = self._training_set_statistics(normalization)
         get_root_logger().info(f'Band normalisation: {normalization.describe()}')
@@ -118,7 +119,8 @@ class RSSRModel(MultibandValidationMixin, SRModel):
 
         dataset_opt = (self.opt.get('datasets') or {}).get('train')
         if dataset_opt is None:
-            raise ValueError('band_normalization mode dataset without mean/std needs datasets.train to compute them')
+            raise BandNormalizationError('band_normalization mode dataset without mean/std needs datasets.train to '
+                                         'compute them')
         found: List[Any] = [None]
         if get_dist_info()[0] == 0:
             get_root_logger().info('Band normalisation: computing the per-band mean/std of datasets.train ...')
