@@ -3,36 +3,61 @@
 BasicSR and the official archs silently swallow unknown keys, and a wrong ``type:`` or a missing
 folder surfaces as a traceback from deep inside the pipeline. :func:`check_options` reads the YAML
 and reports, all at once: a missing or malformed file, missing required keys, unknown ``type:``
-names (with the registry and the closest names), misspelled keys in ``network_g`` (checked against
-the arch constructor's signature), ``train`` (the model's options, losses, optimizer, scheduler),
-``datasets``, ``val`` and ``logger`` (with the closest valid name), and missing dataset folders.
-Unknown keys with no close valid name only warn: they may be meant for a custom component.
+names (with the registry and the closest names), unknown keys (with the closest valid name) and
+missing dataset folders and checkpoints.
+
+Which keys are valid is not a fixed list: it is what the code that will run reads. rssr derives it
+(:mod:`rssr.option_reads`) from the source of BasicSR's train/test pipelines, of the model class
+(``model_type``, with its base classes and the helpers it hands options to), of each dataset
+class, and takes the keyword arguments of archs, losses, metrics, optimizers and schedulers from
+their signatures. An unknown key is an **error** only where every key the component reads is known:
+the derivation found no computed key and no hand-over to code it cannot follow, or the signature
+has no ``**kwargs``. Elsewhere it is a **warning** (naming the closest valid key), so a valid file of
+another BasicSR project is never refused. Top-level keys are open (other projects' pipelines may
+read their own): an unknown one is an error only when it is a near-miss of a known key.
+
+Components declare keys their source does not show (read through a helper the derivation cannot
+follow, or reserved for later) with class attributes, each an iterable of key names:
+
+* a model class (``model_type``): ``train_option_keys`` (``train:``), ``val_option_keys``
+  (``val:``), ``top_level_option_keys``, and ``optimizers_by_name`` (a mapping ``name -> optimizer
+  class`` for ``train.optim_*.type``, when its ``get_optimizer`` is not BasicSR's ``if optim_type ==
+  'Adam'`` chain);
+* a dataset class: ``option_keys`` (its ``datasets.<phase>:`` keys) and ``top_level_option_keys``;
+
+and code that is no component (e.g. a start-up hook reading a top-level key) calls
+:func:`declare_option_keys`. Keys that BasicSR's own option files carry but BasicSR 1.4.2 no
+longer reads (:data:`IGNORED_LEGACY_KEYS`) warn that they have no effect.
 """
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import os
 import warnings
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
-import torch
 import yaml
 
-TOP_LEVEL_KEYS = {'name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'deterministic', 'datasets', 'network_g',
-                  'network_d', 'path', 'train', 'val', 'logger', 'dist_params', 'find_unused_parameters'}
-# SRModel's train keys; a model class may declare its own as ``train_option_keys`` (and
-# ``optimizers_by_name``, ``val_option_keys``, ``top_level_option_keys``), a dataset class its
-# extra keys as ``option_keys``.
+from rssr.option_reads import OptionPath, OptionReads, class_reads, compared_names, function_reads
+
+# SRModel's train keys (RSSRModel declares them with its own; kept for that declaration).
 TRAIN_KEYS = {'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt'}
-DATASET_KEYS = {'name', 'type', 'phase', 'scale', 'dataroot_gt', 'dataroot_lq', 'meta_info_file', 'io_backend',
-                'filename_tmpl', 'gt_size', 'use_hflip', 'use_rot', 'use_flip', 'color', 'mean', 'std',
-                'num_worker_per_gpu', 'batch_size_per_gpu', 'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory',
-                'persistent_workers', 'num_prefetch_queue'}
-VAL_KEYS = {'val_freq', 'save_img', 'suffix', 'pbar', 'metrics'}
-LOGGER_KEYS = {'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb', 'checkpoint_format'}
-SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')
-METRIC_KEYS = {'type', 'better'}
+# Keys in BasicSR's and its derived projects' option files that BasicSR 1.4.2 reads nowhere.
+IGNORED_LEGACY_KEYS: Dict[OptionPath, Set[str]] = {('datasets', '*'): {'use_shuffle'}}
+_DECLARED = OptionReads()
+
+
+def declare_option_keys(section: str, keys: Iterable[str]) -> None:
+    """Declare option keys read by code that is neither a model nor a dataset class.
+
+    ``section`` is a dotted option path: ``''`` for the top level, ``'train'``, ``'logger'``,
+    ``'datasets.*'`` (every dataset phase), ...
+    """
+    path = tuple(part for part in section.split('.') if part)
+    for key in keys:
+        _DECLARED.read(path, key)
 
 
 class OptionsError(ValueError):
@@ -63,23 +88,67 @@ def signature_keys(target: Callable, skip: Tuple[str, ...] = ()) -> Tuple[Set[st
 
 
 class _Checker:
+    """Collects the problems (errors) and notes (warnings) found in one option file."""
+
     def __init__(self, path: str) -> None:
         self.path = path
         self.problems: List[str] = []
         self.notes: List[str] = []
 
-    def keys(self, where: str, given: Mapping[str, Any], valid: Set[str], owner: str, open_ended: bool = True,
-             ignore: Iterable[str] = ('type',)) -> None:
-        """Unknown keys: an error when a valid key is close (a typo) or nothing else may read them."""
+    def unknown_keys(self, where: str, given: Mapping[str, Any], accepts: Callable[[str], bool], known: Set[str],
+                     owner: str, why_open: Optional[str], read_elsewhere: Callable[[str], Optional[str]],
+                     legacy: Iterable[str] = ()) -> None:
+        """Report the keys of ``given`` that ``accepts`` rejects.
+
+        A key is an error only when it is a near-miss of a key ``owner`` reads, every key ``owner``
+        reads is known (``why_open`` is None) and no other registered component reads it
+        (``read_elsewhere`` names one that does): a typo. Any other unknown key is a warning, since
+        code rssr cannot see (another project's copy of a class, a newer BasicSR) may read it.
+        """
         for key in given:
-            if key in valid or key in ignore:
+            if accepts(str(key)):
+                continue
+            if key in legacy:
+                self.notes.append(f'{where}.{key} is read by no code of BasicSR {_basicsr_version()} (a key of '
+                                  f'older versions): it has no effect')
+                continue
+            hint = _did_you_mean(str(key), known)
+            reader = read_elsewhere(str(key))
+            if why_open is None and hint and reader is None:
+                self.problems.append(f'{where}.{key} is not an option of {owner}{hint}')
+            elif reader is not None:
+                self.notes.append(f'{where}.{key} is read by {reader}, not by {owner}: it has no effect here')
+            else:
+                reason = f' ({why_open})' if why_open else ''
+                self.notes.append(f'{where}.{key} is not read by {owner} as far as rssr can tell{reason}{hint}; '
+                                  f'it is passed on but may be ignored')
+
+    def section(self, where: str, given: Any, path: OptionPath, reads: OptionReads, owner: str,
+                registry: Any) -> None:
+        """Check the keys of the mapping at option ``path`` against what the code that runs reads;
+        ``registry`` holds the other components whose reads excuse an unknown key."""
+        if not isinstance(given, Mapping):
+            return
+        why_open = None if reads.confident(path) else _why_open(reads, path)
+        self.unknown_keys(where, given, functools.partial(reads.accepts, path), reads.known(path), owner, why_open,
+                          functools.partial(_reader_elsewhere, registry, path), IGNORED_LEGACY_KEYS.get(path, ()))
+
+    def constructor_kwargs(self, where: str, spec: Mapping[str, Any], target: Callable, owner: str,
+                           skip: Tuple[str, ...] = (), extra: Iterable[str] = ()) -> None:
+        """Check ``spec``'s keys (less ``type``) against ``target``'s signature (plus ``extra``): without
+        ``**kwargs`` any other key would end the run with a TypeError, so it is an error."""
+        names, has_var_kwargs = signature_keys(target, skip)
+        valid = names | set(extra) | {'type'}
+        for key in spec:
+            if key in valid:
                 continue
             hint = _did_you_mean(str(key), valid)
-            message = f'{where}.{key} is not an option of {owner}{hint}'
-            if hint or not open_ended:
-                self.problems.append(message if hint else f'{message}; valid: {", ".join(sorted(valid))}')
+            if has_var_kwargs:
+                self.notes.append(f'{where}.{key} is not a named argument of {owner} (which takes **kwargs){hint}; '
+                                  f'it is passed on but may be ignored')
             else:
-                self.notes.append(f'{message}; it is passed on but may be ignored')
+                listing = hint or f'; valid: {", ".join(sorted(valid))}'
+                self.problems.append(f'{where}.{key} is not an option of {owner}{listing}')
 
     def registered(self, where: str, spec: Any, registry: Any, kind: str) -> Optional[Any]:
         """Look up ``spec['type']`` in a BasicSR registry; report unknown names with the closest ones."""
@@ -89,18 +158,15 @@ class _Checker:
         return self.lookup(f'{where}.type', spec['type'], registry)
 
     def lookup(self, key: str, name: Any, registry: Any) -> Optional[Any]:
-        """The object registered as ``name``, or None with a problem naming the registry and close names."""
-        if name in registry._obj_map:
-            return registry._obj_map[name]
+        """The object registered as ``name`` (or, as BasicSR's ``Registry.get`` falls back, as
+        ``<name>_basicsr``), or None with a problem naming the registry and the closest names."""
+        for candidate in (name, f'{name}_basicsr'):
+            if candidate in registry._obj_map:
+                return registry._obj_map[candidate]
         close = closest(str(name), registry._obj_map)
         listing = f'closest: {", ".join(close)}' if close else f'registered: {", ".join(sorted(registry._obj_map))}'
         self.problems.append(f'{key} {name!r} is not in BasicSR\'s {registry._name} registry ({listing})')
         return None
-
-    def constructor_kwargs(self, where: str, spec: Mapping[str, Any], target: Callable, owner: str,
-                           skip: Tuple[str, ...] = (), extra: Iterable[str] = ()) -> None:
-        names, open_ended = signature_keys(target, skip)
-        self.keys(where, spec, names | set(extra), owner, open_ended=open_ended)
 
     def error(self) -> Optional[OptionsError]:
         if not self.problems:
@@ -108,6 +174,81 @@ class _Checker:
         listed = ' '.join(f'({i}) {p}.' for i, p in enumerate(self.problems, 1))
         return OptionsError(f'rssr: cannot start from option file {self.path}: {listed} Nothing was run; fix '
                             f'the file and run the same command again.')
+
+
+def _reader_elsewhere(registry: Any, path: OptionPath, key: str) -> Optional[str]:
+    """The name of a registered component (of ``registry``: models for most sections, datasets for
+    ``datasets.*``) whose source reads ``key`` under ``path``, or None."""
+    readers = _readers_by_key(registry, path)
+    return readers.get(key)
+
+
+@functools.lru_cache(maxsize=None)
+def _readers_by_key(registry: Any, path: OptionPath) -> Dict[str, str]:
+    own_section = ('datasets', '*') if path[:1] == ('datasets',) else ()
+    readers: Dict[str, str] = {}
+    for name, component in sorted(registry._obj_map.items()):
+        reads = class_reads(component, own_section).update(declared_reads(component, own_section))
+        for key in reads.known(path):
+            readers.setdefault(key, name)
+    return readers
+
+
+def _why_open(reads: OptionReads, path: OptionPath) -> str:
+    if not reads.complete:
+        return 'some of its source could not be read'
+    where = reads.open_paths.get(path, '?')
+    return f'it hands these options on at {where}'
+
+
+@functools.lru_cache(maxsize=None)
+def _basicsr_version() -> str:
+    try:
+        from basicsr.version import __version__
+        return __version__
+    except ImportError:
+        return 'installed'
+
+
+@functools.lru_cache(maxsize=None)
+def pipeline_reads() -> OptionReads:
+    """Keys read by BasicSR's train and test pipelines (options parsing, data loaders, loggers)
+    and by rssr's start-up (thread settings)."""
+    import basicsr.test
+    import basicsr.train
+    from basicsr.utils.options import parse_options
+    from rssr.threads import configure_threads
+    reads = OptionReads()
+    for function in (basicsr.train.train_pipeline, basicsr.test.test_pipeline, parse_options, configure_threads):
+        reads.update(function_reads(function))
+    return reads
+
+
+def declared_reads(component: Any, own_section: OptionPath) -> OptionReads:
+    """The keys a model or dataset class declares through the class-attribute protocol."""
+    reads = OptionReads()
+    sections = {'top_level_option_keys': (), 'train_option_keys': ('train',), 'val_option_keys': ('val',),
+                'option_keys': own_section}
+    for attribute, path in sections.items():
+        for key in getattr(component, attribute, ()) or ():
+            reads.read(path, key)
+    return reads
+
+
+def model_reads(model_class: Optional[type]) -> OptionReads:
+    """Everything that reads options when ``model_class`` runs: pipelines, the model, declarations."""
+    reads = OptionReads().update(pipeline_reads()).update(_DECLARED)
+    if model_class is None:
+        reads.complete = False
+        return reads
+    return reads.update(class_reads(model_class)).update(declared_reads(model_class, ()))
+
+
+def dataset_reads(dataset_class: type, model: OptionReads) -> OptionReads:
+    """What reads a dataset's options: the model-level readers plus the dataset class and its declarations."""
+    section = ('datasets', '*')
+    reads = OptionReads().update(model).update(class_reads(dataset_class, section))
+    return reads.update(declared_reads(dataset_class, section))
 
 
 def load_yaml(path: str) -> Dict[str, Any]:
@@ -132,12 +273,14 @@ def load_yaml(path: str) -> Dict[str, Any]:
     return opt
 
 
+
+
 def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
     """Validate the option file at ``path`` for training or testing; return the parsed options.
 
     Raises:
-        OptionsError: one paragraph listing every problem found. Keys that are merely unknown are
-        reported with :func:`warnings.warn`.
+        OptionsError: one paragraph listing every problem found. Keys that may be valid for code
+        rssr cannot follow are reported with :func:`warnings.warn`.
     """
     import rssr  # noqa: F401  (registries filled)
     from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
@@ -148,26 +291,29 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
     for key in required:
         if key not in opt:
             check.problems.append(f'the top-level key `{key}:` is missing')
-    model_class = None
-    if 'model_type' in opt:
-        model_class = check.lookup('model_type', opt['model_type'], MODEL_REGISTRY)
-    check.keys('<top level>', opt, TOP_LEVEL_KEYS | set(getattr(model_class, 'top_level_option_keys', ())),
-               'the option file')
-    if 'network_g' in opt:
-        arch = check.registered('network_g', opt['network_g'], ARCH_REGISTRY, 'arch')
-        if arch is not None:
-            check.constructor_kwargs('network_g', opt['network_g'], arch, f'arch {arch.__name__}')
-    _check_datasets(check, opt.get('datasets'), is_train, DATASET_REGISTRY)
+    model_class = check.lookup('model_type', opt['model_type'], MODEL_REGISTRY) if 'model_type' in opt else None
+    model_name = f'model {getattr(model_class, "__name__", opt.get("model_type"))}'
+    reads = model_reads(model_class)
+    check.section('<top level>', opt, (), reads, f'{model_name} or BasicSR\'s pipeline', MODEL_REGISTRY)
+    for network in ('network_g', 'network_d'):
+        if network in opt:
+            arch = check.registered(network, opt[network], ARCH_REGISTRY, 'arch')
+            if arch is not None:
+                check.constructor_kwargs(network, opt[network], arch, f'arch {arch.__name__}',
+                                         extra=reads.known((network,)))
+    _check_datasets(check, opt.get('datasets'), is_train, DATASET_REGISTRY, reads)
     if is_train and isinstance(opt.get('train'), Mapping):
-        _check_train(check, opt['train'], model_class, LOSS_REGISTRY)
+        _check_train(check, opt['train'], model_class, model_name, reads, LOSS_REGISTRY, MODEL_REGISTRY)
     if isinstance(opt.get('val'), Mapping):
-        _check_val(check, opt['val'], model_class, METRIC_REGISTRY)
-    if isinstance(opt.get('logger'), Mapping):
-        check.keys('logger', opt['logger'], LOGGER_KEYS, 'logger')
+        check.section('val', opt['val'], ('val',), reads, f'{model_name} validation', MODEL_REGISTRY)
+        _check_metrics(check, opt['val'].get('metrics'), reads, METRIC_REGISTRY)
+    if is_train and isinstance(opt.get('logger'), Mapping):
+        check.section('logger', opt['logger'], ('logger',), reads, 'BasicSR\'s training logger', MODEL_REGISTRY)
         fmt = opt['logger'].get('checkpoint_format', 'pth')
         if fmt not in ('pth', 'safetensors'):
             check.problems.append(f'logger.checkpoint_format must be pth or safetensors, not {fmt!r}')
     if isinstance(opt.get('path'), Mapping):
+        check.section('path', opt['path'], ('path',), reads, f'{model_name} or BasicSR\'s pipeline', MODEL_REGISTRY)
         for key, value in opt['path'].items():
             if (key.startswith('pretrain_network') or key == 'resume_state') and value and not os.path.isfile(
                     os.path.expanduser(str(value))):
@@ -180,7 +326,7 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
     return opt
 
 
-def _check_datasets(check: _Checker, datasets: Any, is_train: bool, registry: Any) -> None:
+def _check_datasets(check: _Checker, datasets: Any, is_train: bool, registry: Any, model: OptionReads) -> None:
     if datasets is None:
         return
     if not isinstance(datasets, Mapping) or not datasets:
@@ -197,58 +343,76 @@ def _check_datasets(check: _Checker, datasets: Any, is_train: bool, registry: An
         dataset_class = check.registered(where, spec, registry, 'dataset')
         if dataset_class is None:
             continue
-        valid = DATASET_KEYS | set(getattr(dataset_class, 'option_keys', ()))
-        check.keys(where, spec, valid, f'dataset type {spec["type"]}')
-        if kind == 'train':
+        check.section(where, spec, ('datasets', '*'), dataset_reads(dataset_class, model),
+                      f'dataset {dataset_class.__name__} or BasicSR\'s data loader', registry)
+        if kind == 'train' and is_train:
             for key in ('batch_size_per_gpu', 'num_worker_per_gpu'):
                 if key not in spec:
                     check.problems.append(f'{where}.{key} is missing')
         for key, value in spec.items():
             if (str(key).startswith('dataroot') or key == 'meta_info_file') and value is not None:
-                if not os.path.exists(os.path.expanduser(str(value))):
-                    check.problems.append(f'{where}.{key}: {value} does not exist (relative paths are read from '
-                                          f'{os.getcwd()})')
+                for item in value if isinstance(value, list) else [value]:
+                    if not os.path.exists(os.path.expanduser(str(item))):
+                        check.problems.append(f'{where}.{key}: {item} does not exist (relative paths are read '
+                                              f'from {os.getcwd()})')
 
 
-def _check_train(check: _Checker, train: Mapping[str, Any], model_class: Any, losses: Any) -> None:
-    valid = set(getattr(model_class, 'train_option_keys', TRAIN_KEYS))
-    check.keys('train', train, valid, f'model {getattr(model_class, "__name__", "?")} training')
+def _check_train(check: _Checker, train: Mapping[str, Any], model_class: Optional[type], model_name: str,
+                 reads: OptionReads, losses: Any, models: Any) -> None:
+    check.section('train', train, ('train',), reads, f'{model_name} training', models)
+    known = reads.known(('train',))
     for key, spec in train.items():
-        if str(key).endswith('_opt') and spec is not None:
+        if str(key).endswith('_opt') and isinstance(spec, Mapping):
             loss = check.registered(f'train.{key}', spec, losses, 'loss')
             if loss is not None:
                 check.constructor_kwargs(f'train.{key}', spec, loss, f'loss {spec["type"]}')
     if 'total_iter' not in train:
         check.problems.append('train.total_iter is missing')
-    optimizers = getattr(model_class, 'optimizers_by_name', {'Adam': torch.optim.Adam})  # SRModel: Adam only
-    optim = train.get('optim_g')
-    if not isinstance(optim, Mapping) or 'type' not in optim:
-        check.problems.append('train.optim_g needs a `type:` and `lr:`')
-    elif optim['type'] not in optimizers:
-        check.problems.append(f'train.optim_g.type {optim["type"]!r} is not offered by '
-                              f'{getattr(model_class, "__name__", "this model")} (choose from {", ".join(optimizers)})'
-                              f'{_did_you_mean(str(optim["type"]), optimizers)}')
-    else:
-        check.constructor_kwargs('train.optim_g', optim, optimizers[optim['type']], f'optimizer {optim["type"]}',
-                                 skip=('params',))
-    scheduler = train.get('scheduler')
+    optimizers = optimizers_offered(model_class)
+    for key in sorted(k for k in known | set(train) if str(k).startswith('optim_')):
+        optim = train.get(key)
+        if optim is None and key == 'optim_g' and key in known:
+            check.problems.append('train.optim_g needs a `type:` and `lr:`')
+        elif isinstance(optim, Mapping) and 'type' not in optim:
+            check.problems.append(f'train.{key} needs a `type:` and `lr:`')
+        elif isinstance(optim, Mapping) and optimizers:
+            if optim['type'] not in optimizers:
+                check.problems.append(f'train.{key}.type {optim["type"]!r} is not offered by {model_name} '
+                                      f'(choose from {", ".join(optimizers)}){_did_you_mean(str(optim["type"]), optimizers)}')
+            else:
+                check.constructor_kwargs(f'train.{key}', optim, optimizers[optim['type']],
+                                         f'optimizer {optim["type"]}', skip=('params',))
+    _check_scheduler(check, train.get('scheduler'), model_class, 'scheduler' in known)
+
+
+def optimizers_offered(model_class: Optional[type]) -> Dict[str, Any]:
+    """``optim_*.type`` names the model's ``get_optimizer`` accepts, each with its optimizer class:
+    declared as ``optimizers_by_name``, else derived from the ``optim_type == 'Adam'`` branches."""
+    declared = getattr(model_class, 'optimizers_by_name', None)
+    if declared:
+        return dict(declared)
+    found = compared_names(getattr(model_class, 'get_optimizer', None), 'optim_type')
+    return {name: target for name, target in found.items() if target is not None}
+
+
+def _check_scheduler(check: _Checker, scheduler: Any, model_class: Optional[type], read: bool) -> None:
+    schedulers = {name: target for name, target in compared_names(
+        getattr(model_class, 'setup_schedulers', None), 'scheduler_type').items() if target is not None}
+    if not read or not schedulers:
+        return
     if not isinstance(scheduler, Mapping) or 'type' not in scheduler:
-        check.problems.append(f'train.scheduler needs a `type:` ({", ".join(SCHEDULERS)})')
-    elif scheduler['type'] not in SCHEDULERS:
-        check.problems.append(f'train.scheduler.type {scheduler["type"]!r} is not one of {", ".join(SCHEDULERS)}'
-                              f'{_did_you_mean(str(scheduler["type"]), SCHEDULERS)}')
+        check.problems.append(f'train.scheduler needs a `type:` ({", ".join(schedulers)})')
+    elif scheduler['type'] not in schedulers:
+        check.problems.append(f'train.scheduler.type {scheduler["type"]!r} is not one of {", ".join(schedulers)}'
+                              f'{_did_you_mean(str(scheduler["type"]), schedulers)}')
     else:
-        from basicsr.models import lr_scheduler
-        target = getattr(lr_scheduler, 'MultiStepRestartLR' if scheduler['type'] == 'MultiStepLR' else scheduler['type'])
-        check.constructor_kwargs('train.scheduler', scheduler, target, f'scheduler {scheduler["type"]}',
-                                 skip=('optimizer',))
+        check.constructor_kwargs('train.scheduler', scheduler, schedulers[scheduler['type']],
+                                 f'scheduler {scheduler["type"]}', skip=('optimizer',))
 
 
-def _check_val(check: _Checker, val: Mapping[str, Any], model_class: Any, metrics: Any) -> None:
-    valid = VAL_KEYS | set(getattr(model_class, 'val_option_keys', ()))
-    check.keys('val', val, valid, 'validation')
-    for name, spec in (val.get('metrics') or {}).items():
-        metric = check.registered(f'val.metrics.{name}', spec, metrics, 'metric')
+def _check_metrics(check: _Checker, metrics: Any, reads: OptionReads, registry: Any) -> None:
+    for name, spec in (metrics or {}).items():
+        metric = check.registered(f'val.metrics.{name}', spec, registry, 'metric')
         if metric is not None:
             check.constructor_kwargs(f'val.metrics.{name}', spec, metric, f'metric {spec["type"]}',
-                                     skip=('img', 'img2'), extra=METRIC_KEYS)
+                                     skip=('img', 'img2'), extra=reads.known(('val', 'metrics', '*')))
