@@ -15,6 +15,7 @@ before the tiles), not of each tile, so that every tile is normalised alike and 
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import warnings
@@ -139,8 +140,16 @@ def _batches(tiles: Sequence[Tile], size: int) -> Iterator[List[Tile]]:
         yield list(tiles[start:start + size])
 
 
+PARTIAL_MARK = '.rssr-partial-'  # a temporary output is named .<name>.rssr-partial-<pid>.tif until complete
+
+
 def _temporary_path(destination: Path) -> Path:
-    return destination.with_name(f'.{destination.name}.rssr-partial-{os.getpid()}.tif')
+    return destination.with_name(f'.{destination.name}{PARTIAL_MARK}{os.getpid()}.tif')
+
+
+def stale_partial_outputs(destination: Path) -> List[Path]:
+    """Temporary files of ``destination`` left by processes that were killed while writing it."""
+    return sorted(destination.parent.glob(f'.{glob.escape(destination.name)}{PARTIAL_MARK}*'))
 
 
 def super_resolve_scene(model: nn.Module, source: str | os.PathLike, destination: str | os.PathLike, *,
