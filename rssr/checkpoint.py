@@ -21,12 +21,14 @@ from typing import Any, Dict, Iterable, Mapping, Optional
 import torch
 from torch import Tensor, nn
 
+from rssr.errors import CannotWriteError, UserError
+
 WRAPPER_KEYS = ('params_ema', 'params', 'state_dict', 'model', 'net')
 NORMALIZATION_KEY = 'band_normalization'
 STRIPPED_PREFIXES = ('module.', '_orig_mod.')
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError):
     """A checkpoint cannot be read or does not fit the model."""
 
 
@@ -44,6 +46,27 @@ def read_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
             f'Cannot read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0]}. rssr loads '
             f'weights with torch.load(weights_only=True), which refuses files that would execute arbitrary '
             f'code; re-save trusted weights as a plain state_dict or as .safetensors.') from None
+
+
+def save_atomically(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)`` through a temporary file renamed into place: a run killed or failing while
+    saving leaves the previous file (or none), never a truncated one."""
+    path = os.fspath(path)
+    partial = f'{path}.partial-{os.getpid()}'
+    try:
+        torch.save(obj, partial)
+        os.replace(partial, path)
+    except OSError as err:
+        raise CannotWriteError(f'Cannot write checkpoint {path}: {err.strerror or err}. Free disk space or make '
+                               f'the experiments folder writable.') from err
+    except RuntimeError as err:  # torch's zip writer reports a failed write (e.g. disk full) as a RuntimeError
+        if 'PytorchStreamWriter' not in str(err):
+            raise
+        raise CannotWriteError(f'Cannot write checkpoint {path}: {str(err).splitlines()[0]}. Free disk space or '
+                               f'make the experiments folder writable.') from err
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 def _read_safetensors(path: str) -> Dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import rssr  # noqa: F401  (makes basicsr importable)
 from rssr.data.preparation import (add_common_arguments, center_crop, images_by_class, load_image,
                                    seeded_class_split, write_sr_split)
+from rssr.errors import user_errors
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -24,6 +25,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--test-per-class', type=int, default=30)
     parser.add_argument('--crop', type=int, default=512, help='centre crop side')
     args = parser.parse_args(argv)
+    with user_errors('scripts/prepare_aid.py'):
+        prepare(args)
+
+
+def prepare(args: argparse.Namespace) -> None:
     counts = {'train': args.train_per_class, 'test': args.test_per_class}
     for split, items in seeded_class_split(images_by_class(args.input), counts, args.seed).items():
         images = (center_crop(load_image(path, f'{cls}_{path.stem}'), args.crop) for cls, path in items)

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 import rssr  # noqa: F401  (makes basicsr importable)
 from rssr.data.preparation import add_common_arguments, images_by_class, load_image, seeded_class_split, write_sr_split
+from rssr.errors import user_errors
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -20,6 +21,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     add_common_arguments(parser)
     parser.add_argument('--val-per-class', type=int, default=20)
     args = parser.parse_args(argv)
+    with user_errors('scripts/prepare_rsscn7.py'):
+        prepare(args)
+
+
+def prepare(args: argparse.Namespace) -> None:
     splits = seeded_class_split(images_by_class(args.input), {'val': args.val_per_class, 'train': None}, args.seed)
     for split, items in splits.items():
         images = (load_image(path, f'{cls}_{path.stem}') for cls, path in items)

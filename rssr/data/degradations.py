@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rssr.errors import DataError
+
 Param = Union[float, Sequence[float]]
 
 
@@ -58,7 +60,7 @@ def sensor_sigma(mtf_at_nyquist: float, scale: int) -> float:
     cycles per HR pixel gives sigma = scale * sqrt(-2 ln mtf) / pi.
     """
     if not 0 < mtf_at_nyquist < 1:
-        raise ValueError(f'mtf must be in (0, 1), got {mtf_at_nyquist}')
+        raise DataError(f'mtf must be in (0, 1), got {mtf_at_nyquist}')
     return scale * math.sqrt(-2 * math.log(mtf_at_nyquist)) / math.pi
 
 
@@ -78,7 +80,7 @@ def jpeg_compress(img: torch.Tensor, quality: int, data_range: float = 1.0) -> t
     import cv2
 
     if not 1 <= int(quality) <= 100:
-        raise ValueError(f'JPEG quality must be in 1..100, got {quality}')
+        raise DataError(f'JPEG quality must be in 1..100, got {quality}')
     params = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)]
     arr = img.detach().cpu().double().numpy() / data_range
     arr = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
@@ -102,7 +104,7 @@ def _draw(value: Param, rng: np.random.Generator, name: str) -> float:
     if np.ndim(value) == 0:
         return float(value)
     if len(value) != 2 or value[0] > value[1]:
-        raise ValueError(f'degradation parameter {name} must be a number or [low, high], got {value!r}')
+        raise DataError(f'degradation parameter {name} must be a number or [low, high], got {value!r}')
     return float(rng.uniform(value[0], value[1]))
 
 
@@ -116,11 +118,11 @@ class DegradationPipeline:
         self.steps = [dict(step) for step in (steps or [{'type': 'bicubic'}])]
         for step in self.steps:
             if step.get('type') not in self.STEPS:
-                raise ValueError(f'Unknown degradation step {step!r}; each needs type one of {", ".join(self.STEPS)}.')
+                raise DataError(f'Unknown degradation step {step!r}; each needs type one of {", ".join(self.STEPS)}.')
             if step['type'] == 'blur' and step.get('kind', 'gaussian') not in ('gaussian', 'sensor'):
-                raise ValueError(f'blur kind must be gaussian or sensor, got {step.get("kind")!r}')
+                raise DataError(f'blur kind must be gaussian or sensor, got {step.get("kind")!r}')
         if sum(step['type'] == 'bicubic' for step in self.steps) != 1:
-            raise ValueError(f'The degradation pipeline needs exactly one bicubic (downsampling) step: {self.steps}')
+            raise DataError(f'The degradation pipeline needs exactly one bicubic (downsampling) step: {self.steps}')
 
     def blur_radius(self) -> int:
         """Widest HR-pixel reach of the blur steps (for nodata mask propagation)."""

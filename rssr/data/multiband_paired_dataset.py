@@ -10,6 +10,7 @@ from torch.utils import data
 from rssr.data.raster_source import (RASTER_OPTION_KEYS, RasterReader, check_band_counts, list_rasters, pair_paths,
                                      read_headers)
 from rssr.data.transforms import augment, check_pair_sizes, mod_crop_size, paired_random_windows, to_tensor
+from rssr.errors import DataError
 from rssr.registry import register_dataset
 
 
@@ -63,8 +64,8 @@ class MultibandPairedDataset(data.Dataset):
             gt, lq = self.reader.info(pair['gt_path']), self.reader.info(pair['lq_path'])
             check_pair_sizes((gt.height, gt.width), (lq.height, lq.width), self.scale, gt.path, lq.path)
             if min(lq.height, lq.width) < lq_patch:
-                raise ValueError(f'LQ {lq.path} is {lq.height} x {lq.width}, smaller than the LQ patch '
-                                 f'{lq_patch} x {lq_patch} (gt_size {self.opt["gt_size"]} / scale {self.scale}).')
+                raise DataError(f'LQ {lq.path} is {lq.height} x {lq.width}, smaller than the LQ patch '
+                                f'{lq_patch} x {lq_patch} (gt_size {self.opt["gt_size"]} / scale {self.scale}).')
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         gt_path, lq_path = self.paths[index]['gt_path'], self.paths[index]['lq_path']
@@ -80,8 +81,8 @@ class MultibandPairedDataset(data.Dataset):
             gt_window = (0, 0, *mod_crop_size(gt_info.height, gt_info.width, self.scale))
         lq, gt = self.reader.read(lq_path, lq_window), self.reader.read(gt_path, gt_window)
         if lq.values.shape[0] != gt.values.shape[0]:
-            raise ValueError(f'Band count mismatch: LQ {lq_path} gives {lq.values.shape[0]} bands, '
-                             f'GT {gt_path} gives {gt.values.shape[0]}.')
+            raise DataError(f'Band count mismatch: LQ {lq_path} gives {lq.values.shape[0]} bands, '
+                            f'GT {gt_path} gives {gt.values.shape[0]}.')
         arrays = [lq.values, gt.values, lq.valid[None], gt.valid[None]]
         if self.opt['phase'] == 'train':
             arrays = augment(arrays, self.opt.get('use_hflip', False), self.opt.get('use_rot', False), random)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from rssr.io import (RASTER_EXTENSIONS, GeoReference, Radiometry, output_georeference, read_raster, read_raster_info,
                      write_raster)
+from rssr.errors import DataError, DataNotFoundError
 
 
 @dataclass
@@ -57,19 +58,22 @@ def list_images(folder: Path, recursive: bool = True) -> List[Path]:
     """Raster files under ``folder``, sorted; an error naming the folder when there are none."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f'Input folder not found: {folder}')
+        raise DataNotFoundError(f'Input folder not found: {folder}')
     pattern = folder.rglob('*') if recursive else folder.glob('*')
     found = sorted(p for p in pattern if p.is_file() and p.suffix.lower() in RASTER_EXTENSIONS)
     if not found:
-        raise FileNotFoundError(f'No images ({", ".join(RASTER_EXTENSIONS)}) found in {folder}.')
+        raise DataNotFoundError(f'No images ({", ".join(RASTER_EXTENSIONS)}) found in {folder}.')
     return found
 
 
 def images_by_class(root: Path) -> Dict[str, List[Path]]:
     """``{class folder name: sorted images}`` for a scene-classification dataset (one folder per class)."""
+    if not Path(root).is_dir():
+        raise DataNotFoundError(f'Input folder not found: {root} (expected <root>/<class>/<image>: the downloaded '
+                                f'dataset, unpacked).')
     classes = {d.name: list_images(d) for d in sorted(Path(root).iterdir()) if d.is_dir()}
     if not classes:
-        raise FileNotFoundError(f'No class folders in {root}: expected <root>/<class>/<image>.')
+        raise DataNotFoundError(f'No class folders in {root}: expected <root>/<class>/<image>.')
     return classes
 
 
@@ -83,7 +87,7 @@ def seeded_class_split(classes: Dict[str, List[Path]], counts: Dict[str, Optiona
         random.Random(f'{seed}-{class_name}').shuffle(order)
         needed = sum(n for n in counts.values() if n is not None)
         if needed > len(order):
-            raise ValueError(f'Class {class_name} has {len(order)} images, fewer than the {needed} the split needs.')
+            raise DataError(f'Class {class_name} has {len(order)} images, fewer than the {needed} the split needs.')
         start = 0
         for split, count in counts.items():
             stop = len(order) if count is None else start + count
@@ -102,7 +106,7 @@ def seeded_subset(paths: Sequence[Path], count: Optional[int], seed: int) -> Lis
 def center_crop(image: Image, size: int) -> Image:
     _, height, width = image.dn.shape
     if min(height, width) < size:
-        raise ValueError(f'{image.name} is {height} x {width}, smaller than the centre crop {size} x {size}.')
+        raise DataError(f'{image.name} is {height} x {width}, smaller than the centre crop {size} x {size}.')
     return image.crop((height - size) // 2, (width - size) // 2, size, size)
 
 

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from rssr.io import (RASTER_EXTENSIONS, Radiometry, RasterArray, RasterInfo, read_raster, read_raster_info,
                      resolve_bands, resolve_radiometry)
+from rssr.errors import DataError, DataNotFoundError
 
 
 @dataclass
@@ -72,10 +73,10 @@ def list_rasters(folder: str) -> List[str]:
     if os.path.isfile(folder) and Path(folder).suffix.lower() in RASTER_EXTENSIONS:
         return [folder]
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f'Dataset folder not found: {folder}')
+        raise DataNotFoundError(f'Dataset folder not found: {folder}')
     found = sorted(str(p) for p in Path(folder).rglob('*') if p.suffix.lower() in RASTER_EXTENSIONS and p.is_file())
     if not found:
-        raise FileNotFoundError(f'No images ({", ".join(RASTER_EXTENSIONS)}) found in {folder}.')
+        raise DataNotFoundError(f'No images ({", ".join(RASTER_EXTENSIONS)}) found in {folder}.')
     return found
 
 
@@ -96,7 +97,7 @@ def pair_paths(gt_folder: str, lq_folder: str, filename_tmpl: str = '{}',
         with open(meta_info_file) as handle:
             gt_paths = [os.path.join(gt_folder, line.split()[0]) for line in handle if line.strip()]
         if not gt_paths:
-            raise FileNotFoundError(f'meta_info_file {meta_info_file} lists no images.')
+            raise DataNotFoundError(f'meta_info_file {meta_info_file} lists no images.')
     else:
         gt_paths = list_rasters(gt_folder)
         list_rasters(lq_folder)
@@ -105,7 +106,7 @@ def pair_paths(gt_folder: str, lq_folder: str, filename_tmpl: str = '{}',
         candidates = _lq_candidates(lq_folder, Path(os.path.relpath(gt_path, gt_folder)), filename_tmpl)
         lq_path = next((p for p in candidates.values() if os.path.isfile(p)), None)
         if lq_path is None:
-            raise FileNotFoundError(f'No LQ image for GT {gt_path}: expected {candidates[Path(gt_path).suffix]} '
+            raise DataNotFoundError(f'No LQ image for GT {gt_path}: expected {candidates[Path(gt_path).suffix]} '
                                     f'(or the same name with another raster extension).')
         pairs.append({'gt_path': gt_path, 'lq_path': lq_path})
     return pairs
@@ -120,8 +121,10 @@ def check_band_counts(reader: RasterReader, paths: Sequence[Tuple[str, str]], ex
     reference = expected if expected is not None else counts[(reference_role, reference_path)]
     for (role, path), count in counts.items():
         if count != reference:
-            raise ValueError(f'Band count mismatch: {role} {path} gives {count} bands but '
-                             f'{reference_role} {reference_path} gives {reference}.')
+            raise DataError(f'Band count mismatch: {role} {path} gives {count} bands but '
+                            f'{reference_role} {reference_path} gives {reference}. Every file must have the same '
+                            f'bands: remove or convert the odd file, or read common bands with the dataset option '
+                            f'`bands`.')
     return reference
 
 

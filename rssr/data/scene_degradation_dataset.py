@@ -10,6 +10,7 @@ from torch.utils import data
 from rssr.data.degradations import DegradationPipeline
 from rssr.data.raster_source import RASTER_OPTION_KEYS, RasterReader, check_band_counts, list_rasters, read_headers
 from rssr.data.transforms import augment, mod_crop_size, random_window, to_tensor
+from rssr.errors import DataError, DataNotFoundError
 from rssr.registry import register_dataset
 
 
@@ -57,7 +58,7 @@ class SceneDegradationDataset(data.Dataset):
         root = opt['dataroot_gt']
         if isinstance(root, (list, tuple)):
             if not root:
-                raise FileNotFoundError('dataroot_gt is an empty list of scenes.')
+                raise DataNotFoundError('dataroot_gt is an empty list of scenes.')
             return [str(p) for p in root]
         return list_rasters(root)
 
@@ -68,12 +69,12 @@ class SceneDegradationDataset(data.Dataset):
     def _check_sizes(self) -> None:
         minimum = self.gt_size or self.scale
         if self.gt_size is not None and self.gt_size % self.scale:
-            raise ValueError(f'gt_size {self.gt_size} is not a multiple of scale {self.scale}.')
+            raise DataError(f'gt_size {self.gt_size} is not a multiple of scale {self.scale}.')
         for path in self.scenes:
             info = self.reader.info(path)
             if min(info.height, info.width) < minimum:
-                raise ValueError(f'Scene {path} is {info.height} x {info.width}, smaller than the HR patch '
-                                 f'{minimum} x {minimum}.')
+                raise DataError(f'Scene {path} is {info.height} x {info.width}, smaller than the HR patch '
+                                f'{minimum} x {minimum}.')
 
     def __len__(self) -> int:
         if self.gt_size is None:
@@ -100,8 +101,8 @@ class SceneDegradationDataset(data.Dataset):
             hr = self.reader.read(path, window)
             if hr.valid.mean() >= min_valid:
                 return path, window, hr
-        raise ValueError(f'No {self.gt_size} x {self.gt_size} window with at least {min_valid:.0%} valid pixels '
-                         f'found in 20 tries in {", ".join(self.scenes)}; lower min_valid_fraction.')
+        raise DataError(f'No {self.gt_size} x {self.gt_size} window with at least {min_valid:.0%} valid pixels '
+                        f'found in 20 tries in {", ".join(self.scenes)}; lower min_valid_fraction.')
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         rng = self._generator(index)

@@ -11,6 +11,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from rssr.errors import DataError
+
 Window = Tuple[int, int, int, int]  # (row_off, col_off, height, width)
 
 
@@ -23,16 +25,27 @@ def check_pair_sizes(gt_hw: Tuple[int, int], lq_hw: Tuple[int, int], scale: int,
     """GT mod-cropped to ``scale`` must be exactly ``scale`` × LQ; raise naming both files otherwise."""
     cropped = mod_crop_size(*gt_hw, scale)
     if cropped != (lq_hw[0] * scale, lq_hw[1] * scale):
-        raise ValueError(
+        raise DataError(
             f'LQ/GT sizes do not match scale {scale}: GT {gt_path} is {gt_hw[0]} x {gt_hw[1]} '
             f'(mod-cropped {cropped[0]} x {cropped[1]}) but LQ {lq_path} is {lq_hw[0]} x {lq_hw[1]}, '
-            f'which x{scale} is {lq_hw[0] * scale} x {lq_hw[1] * scale}.')
+            f'which x{scale} is {lq_hw[0] * scale} x {lq_hw[1] * scale}. '
+            f'{pair_size_advice(gt_hw, lq_hw, scale)}')
+
+
+def pair_size_advice(gt_hw: Tuple[int, int], lq_hw: Tuple[int, int], scale: int) -> str:
+    """What to do about an LQ/GT pair whose sizes do not match ``scale``."""
+    if lq_hw[0] > gt_hw[0] or lq_hw[1] > gt_hw[1]:
+        return 'The LQ image is larger than the GT: dataroot_gt and dataroot_lq are probably swapped.'
+    factor = gt_hw[0] // lq_hw[0]
+    if factor != scale and mod_crop_size(*gt_hw, factor) == (lq_hw[0] * factor, lq_hw[1] * factor):
+        return f'The data is x{factor}: set scale: {factor} (and the arch\'s upscale), or make LQ x{scale}.'
+    return f'Make the LQ images with scale {scale} from the GT images (e.g. scripts/prepare_tiles.py).'
 
 
 def random_window(height: int, width: int, size: int, rng: random.Random, path: str = '') -> Window:
     """A random ``size`` × ``size`` window inside a ``height`` × ``width`` raster."""
     if height < size or width < size:
-        raise ValueError(f'{path or "Image"} is {height} x {width}, smaller than the patch size {size} x {size}.')
+        raise DataError(f'{path or "Image"} is {height} x {width}, smaller than the patch size {size} x {size}.')
     return rng.randint(0, height - size), rng.randint(0, width - size), size, size
 
 
@@ -40,7 +53,7 @@ def paired_random_windows(lq_hw: Tuple[int, int], gt_patch: int, scale: int, rng
                           lq_path: str = '') -> Tuple[Window, Window]:
     """Aligned (LQ window, GT window): the GT window covers exactly the LQ window's ground at ``scale``."""
     if gt_patch % scale:
-        raise ValueError(f'gt_size {gt_patch} is not a multiple of scale {scale}.')
+        raise DataError(f'gt_size {gt_patch} is not a multiple of scale {scale}.')
     row, col, size, _ = random_window(*lq_hw, gt_patch // scale, rng, lq_path)
     return (row, col, size, size), (row * scale, col * scale, gt_patch, gt_patch)
 

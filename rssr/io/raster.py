@@ -10,6 +10,7 @@ description (e.g. ``'B08'``).
 """
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
+
+from rssr.errors import DataError
 
 BandSpec = Union[int, str]
 WindowSpec = Tuple[int, int, int, int]  # (row_off, col_off, height, width) in pixels
@@ -39,7 +42,7 @@ RADIOMETRY_PRESETS = {
 }
 
 
-class RasterError(ValueError):
+class RasterError(DataError):
     """A raster cannot be read or does not match what was asked of it; the message names the file."""
 
 
@@ -132,7 +135,7 @@ def _per_band(value: Union[float, Sequence[float]], num_bands: int, what: str) -
         return (float(value),) * num_bands
     values = tuple(float(v) for v in value)
     if len(values) != num_bands:
-        raise ValueError(f'{what} has {len(values)} values but {num_bands} bands are read.')
+        raise DataError(f'{what} has {len(values)} values but {num_bands} bands are read.')
     return values
 
 
@@ -146,9 +149,9 @@ def resolve_radiometry(dtype: str, num_bands: int, preset: Optional[str] = None,
     """
     if preset is not None:
         if scale is not None or offset is not None:
-            raise ValueError(f'Give either the radiometry preset {preset!r} or dn_scale/dn_offset, not both.')
+            raise DataError(f'Give either the radiometry preset {preset!r} or dn_scale/dn_offset, not both.')
         if preset not in RADIOMETRY_PRESETS:
-            raise ValueError(f'Unknown radiometry preset {preset!r}; known: {", ".join(RADIOMETRY_PRESETS)}.')
+            raise DataError(f'Unknown radiometry preset {preset!r}; known: {", ".join(RADIOMETRY_PRESETS)}.')
         scale, offset = RADIOMETRY_PRESETS[preset]
     if scale is None:
         scale = 1.0 / np.iinfo(dtype).max if np.issubdtype(np.dtype(dtype), np.integer) else 1.0
@@ -201,8 +204,8 @@ def read_raster(path: Union[str, Path], bands: Optional[Sequence[BandSpec]] = No
         valid &= np.all(np.isfinite(dn), axis=0)
     radiometry = radiometry or resolve_radiometry(info.dtype, len(numbers))
     if len(radiometry.scale) != len(numbers):
-        raise ValueError(f'Radiometry has {len(radiometry.scale)} bands but {len(numbers)} bands are read '
-                         f'from {path}.')
+        raise DataError(f'Radiometry has {len(radiometry.scale)} bands but {len(numbers)} bands are read '
+                        f'from {path}.')
     values = radiometry.to_physical(np.where(valid, dn, 0))
     values[:, ~valid] = 0.0
     return RasterArray(values=values, valid=valid, info=info, band_numbers=numbers)
@@ -273,7 +276,8 @@ def values_to_dn(values: np.ndarray, georef: GeoReference, radiometry: Radiometr
 
 def write_raster(path: Union[str, Path], values: np.ndarray, georef: GeoReference, radiometry: Radiometry,
                  valid: Optional[np.ndarray] = None, driver: str = 'GTiff') -> Path:
-    """Write ``(C, H, W)`` physical ``values`` as ``georef.dtype`` DN to ``path``.
+    """Write ``(C, H, W)`` physical ``values`` as ``georef.dtype`` DN to ``path`` (through a temporary file
+    renamed into place, so a failed or killed write leaves no truncated file).
 
     ``driver`` 'GTiff' keeps CRS, transform, band descriptions and nodata (invalid pixels get the
     nodata value); 'PNG' writes 1- or 3-band 8/16-bit images without georeference.
@@ -282,14 +286,28 @@ def write_raster(path: Union[str, Path], values: np.ndarray, georef: GeoReferenc
     path.parent.mkdir(parents=True, exist_ok=True)
     if values.ndim != 3:
         raise ValueError(f'write_raster expects (C, H, W) values, got shape {values.shape} for {path}.')
-    num_bands, height, width = values.shape
+    num_bands = values.shape[0]
     if len(georef.descriptions) != num_bands:
         raise ValueError(f'{path}: {num_bands} bands to write but the georeference describes '
                          f'{len(georef.descriptions)} bands.')
     dn = values_to_dn(values, georef, radiometry, valid)
-    if driver == 'PNG':
-        _write_png(path, dn)
-        return path
+    if driver == 'PNG' and (dn.shape[0] not in (1, 3) or dn.dtype not in (np.uint8, np.uint16)):
+        raise DataError(f'PNG holds 1 or 3 bands of uint8/uint16; got {dn.shape[0]} bands of {dn.dtype} '
+                       f'for {path}. Write a GeoTIFF instead.')
+    partial = path.with_name(f'.{path.stem}.partial{path.suffix}')  # OpenCV picks the encoder by the suffix
+    try:
+        if driver == 'PNG':
+            _write_png(partial, dn)
+        else:
+            _write_geotiff(partial, dn, georef)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def _write_geotiff(path: Path, dn: np.ndarray, georef: GeoReference) -> None:
+    num_bands, height, width = dn.shape
     profile = dict(driver='GTiff', height=height, width=width, count=num_bands, dtype=georef.dtype,
                    crs=georef.crs, transform=georef.transform, nodata=georef.nodata,
                    tiled=height >= 256 and width >= 256, compress='deflate')
@@ -300,15 +318,11 @@ def write_raster(path: Union[str, Path], values: np.ndarray, georef: GeoReferenc
             for band, description in enumerate(georef.descriptions, start=1):
                 if description:
                     dst.set_band_description(band, description)
-    return path
 
 
 def _write_png(path: Path, dn: np.ndarray) -> None:
     import cv2
 
-    if dn.shape[0] not in (1, 3) or dn.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f'PNG holds 1 or 3 bands of uint8/uint16; got {dn.shape[0]} bands of {dn.dtype} '
-                         f'for {path}. Write a GeoTIFF instead.')
     image = dn[0] if dn.shape[0] == 1 else dn[::-1].transpose(1, 2, 0)  # RGB -> OpenCV's BGR
     if not cv2.imwrite(str(path), np.ascontiguousarray(image)):
         raise RasterError(f'OpenCV could not write {path}.')

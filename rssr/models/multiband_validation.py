@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from rssr.errors import DataError
+
 NETWORK_IN_CHANNEL_KEYS = ('in_chans', 'num_in_ch', 'in_nc', 'in_channels', 'n_colors')
 SAVE_FORMATS = ('auto', 'tif', 'png')
 AGGREGATIONS = ('images', 'class_folder', 'class_prefix')
@@ -64,7 +66,7 @@ class MultibandValidationMixin:
         for phase, dataset_opt in (self.opt.get('datasets') or {}).items():
             count = dataset_band_count(dataset_opt)
             if count is not None and count != expected:
-                raise ValueError(
+                raise DataError(
                     f'Band count mismatch: dataset {phase} ({dataset_opt.get("name", dataset_opt["type"])}) yields '
                     f'{count} bands but network_g ({self.opt["network_g"]["type"]}) takes {expected} '
                     f'(set its in_chans / num_in_ch to {count}, or select bands with the dataset option `bands`).')
@@ -73,8 +75,8 @@ class MultibandValidationMixin:
         expected = self.network_in_chans()
         if expected is not None and data['lq'].shape[1] != expected:
             where = data.get('lq_path', ['?'])[0]
-            raise ValueError(f'Band count mismatch: {where} gives {data["lq"].shape[1]} bands but network_g '
-                             f'takes {expected}.')
+            raise DataError(f'Band count mismatch: {where} gives {data["lq"].shape[1]} bands but network_g '
+                            f'takes {expected}.')
         super().feed_data(data)
         self.gt_valid = data['gt_valid'].to(self.device) if 'gt_valid' in data else None
         self.lq_valid = data['lq_valid'].to(self.device) if 'lq_valid' in data else None
