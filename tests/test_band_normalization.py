@@ -362,3 +362,24 @@ def test_ddp_two_gloo_processes_share_the_statistics_of_rank_zero(tmp_path):
     assert ranks[0] == ranks[1] and ranks[0]['mode'] == 'dataset'
     mean, _, _ = numpy_statistics(Path(opt['datasets']['train']['dataroot_gt']))
     np.testing.assert_allclose(ranks[0]['mean'], mean, rtol=1e-6)
+
+
+# ---- model cards and rssr.info ----------------------------------------------------------------------
+def test_zoo_card_with_shipped_weights_loads_them_inside_their_normalisation(tmp_path, monkeypatch, capsys):
+    from rssr import info, zoo
+    weights, trained = trained_checkpoint(tmp_path, 'safetensors')
+    card = zoo.ModelCard(name='tiny_s2', arch='MSRResNet', kwargs={'num_out_ch': 4, 'num_feat': 8, 'num_block': 1},
+                         scale_kwarg='upscale', chans_kwarg='num_in_ch', in_chans=4, scales=(SCALE,),
+                         weights=str(weights), weights_scale=SCALE, weights_info='demo grade, 1 iteration')
+    monkeypatch.setitem(zoo._CARDS, card.name, card)
+    monkeypatch.setattr(zoo.ARCHS, 'get', lambda name: MSRResNet)
+    model = zoo.create_model('tiny_s2', pretrained=True)
+    assert isinstance(model, BandNormalizedSR) and model.normalization == trained.band_normalization
+    lq = reflectance_batch()['lq']
+    expected = manual_forward(trained.net_g.eval(), lq, trained.band_normalization.mean, trained.band_normalization.std)
+    torch.testing.assert_close(model(lq).detach(), expected, rtol=0, atol=1e-6)
+    assert info.main(['--model', 'tiny_s2']) == 0
+    card_text = capsys.readouterr().out
+    assert 'demo grade, 1 iteration' in card_text and 'band normalisation: mode dataset, mean [' in card_text
+    assert info.main(['--weights', str(weights)]) == 0
+    assert trained.band_normalization.describe() in capsys.readouterr().out
