@@ -229,9 +229,9 @@ class BandNormalizedSR(nn.Module):
     def predict_normalized(self, lq_normalized: Tensor) -> Tensor:
         """The network's output in normalised space (plus the bicubic upsampling with residual: bicubic)."""
         output = self.net(lq_normalized)
-        if self.normalization.residual == 'bicubic':
-            output = output + F.interpolate(lq_normalized.to(output.dtype), size=output.shape[-2:], mode='bicubic',
-                                            align_corners=False)
+        if self.normalization.residual == 'bicubic':  # in float32, also under autocast
+            output = output.float() + F.interpolate(lq_normalized.float(), size=output.shape[-2:], mode='bicubic',
+                                                    align_corners=False)
         return output
 
     def forward(self, lq: Tensor, valid: Optional[Tensor] = None) -> Tensor:
