@@ -87,6 +87,16 @@ def signature_keys(target: Callable, skip: Tuple[str, ...] = ()) -> Tuple[Set[st
     return names - {'self'}, any(p.kind == p.VAR_KEYWORD for p in params)
 
 
+def required_keys(target: Callable, skip: Tuple[str, ...] = ()) -> Set[str]:
+    """Keyword names ``target`` requires (no default), without ``skip`` and ``self``."""
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.default is p.empty and p.name not in skip and p.name != 'self'}
+
+
 class _Checker:
     """Collects the problems (errors) and notes (warnings) found in one option file."""
 
@@ -136,14 +146,19 @@ class _Checker:
     def constructor_kwargs(self, where: str, spec: Mapping[str, Any], target: Callable, owner: str,
                            skip: Tuple[str, ...] = (), extra: Iterable[str] = ()) -> None:
         """Check ``spec``'s keys (less ``type``) against ``target``'s signature (plus ``extra``): without
-        ``**kwargs`` any other key would end the run with a TypeError, so it is an error."""
+        ``**kwargs`` any other key would end the run with a TypeError, so it is an error. With ``**kwargs``
+        an unknown key is an error only as a near-miss of a required argument the spec lacks."""
         names, has_var_kwargs = signature_keys(target, skip)
         valid = names | set(extra) | {'type'}
+        missing = required_keys(target, skip) - set(spec)
         for key in spec:
             if key in valid:
                 continue
             hint = _did_you_mean(str(key), valid)
-            if has_var_kwargs:
+            if has_var_kwargs and set(closest(str(key), missing)):
+                self.problems.append(f'{where}.{key} is not an option of {owner}{_did_you_mean(str(key), missing)} '
+                                     f'(a required argument, missing)')
+            elif has_var_kwargs:
                 self.notes.append(f'{where}.{key} is not a named argument of {owner} (which takes **kwargs){hint}; '
                                   f'it is passed on but may be ignored')
             else:
@@ -294,6 +309,8 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
     model_class = check.lookup('model_type', opt['model_type'], MODEL_REGISTRY) if 'model_type' in opt else None
     model_name = f'model {getattr(model_class, "__name__", opt.get("model_type"))}'
     reads = model_reads(model_class)
+    for key in _dataset_top_level_keys(opt.get('datasets'), DATASET_REGISTRY):
+        reads.read((), key)
     check.section('<top level>', opt, (), reads, f'{model_name} or BasicSR\'s pipeline', MODEL_REGISTRY)
     for network in ('network_g', 'network_d'):
         if network in opt:
@@ -326,6 +343,13 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
     return opt
 
 
+def _dataset_top_level_keys(datasets: Any, registry: Any) -> Set[str]:
+    """Top-level keys the file's dataset classes declare (``top_level_option_keys``)."""
+    specs = datasets.values() if isinstance(datasets, Mapping) else ()
+    classes = [registry._obj_map.get(spec.get('type')) for spec in specs if isinstance(spec, Mapping)]
+    return {key for cls in classes for key in getattr(cls, 'top_level_option_keys', ()) or ()}
+
+
 def _check_datasets(check: _Checker, datasets: Any, is_train: bool, registry: Any, model: OptionReads) -> None:
     if datasets is None:
         return
@@ -344,7 +368,7 @@ def _check_datasets(check: _Checker, datasets: Any, is_train: bool, registry: An
         if dataset_class is None:
             continue
         check.section(where, spec, ('datasets', '*'), dataset_reads(dataset_class, model),
-                      f'dataset {dataset_class.__name__} or BasicSR\'s data loader', registry)
+                      f'dataset type {spec["type"]}', registry)
         if kind == 'train' and is_train:
             for key in ('batch_size_per_gpu', 'num_worker_per_gpu'):
                 if key not in spec:
