@@ -108,7 +108,7 @@ def trained_checkpoint(tmp_path: Path, fmt: str = 'pth', normalization=None) -> 
 def test_dataset_statistics_match_numpy_and_leave_nodata_out(tmp_path, monkeypatch):
     crop = sentinel2_crop(tmp_path / 'crop.tif')
     mean, std, pixels = numpy_statistics(crop)
-    monkeypatch.setattr(band_statistics, 'STRIP_ROWS', 5)  # several strips merged
+    monkeypatch.setattr(band_statistics, 'STRIP_PIXELS', 5 * 48)  # 5-row strips, merged
     opt = {'type': 'SceneDegradationDataset', 'dataroot_gt': str(crop), 'radiometry': 'sentinel2', 'gt_size': 16,
            'phase': 'train', 'scale': SCALE}
     statistics = dataset_band_statistics(opt)

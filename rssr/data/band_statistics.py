@@ -23,7 +23,7 @@ import numpy as np
 from rssr.io import Radiometry, RasterArray, read_raster, read_raster_info, resolve_bands
 
 logger = logging.getLogger('rssr')
-STRIP_ROWS = 256
+STRIP_PIXELS = 2 ** 22  # pixels per strip read: memory stays bounded on wide scenes
 DEFAULT_SCENE_PIXELS = 4_000_000  # decimate scenes larger than this for mode image at inference
 
 
@@ -82,7 +82,7 @@ def decimation_stride(height: int, width: int, max_pixels: Optional[int]) -> int
 def raster_strips(read_window: Callable[[Tuple[int, int, int, int]], RasterArray], height: int, width: int,
                   stride: int = 1) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
     """(values, valid) of a raster read in strips of rows, keeping every ``stride``-th row and column."""
-    rows_per_strip = stride * max(1, STRIP_ROWS // stride)
+    rows_per_strip = stride * max(1, STRIP_PIXELS // (width * stride))
     for top in range(0, height, rows_per_strip):
         strip = read_window((top, 0, min(rows_per_strip, height - top), width))
         yield strip.values[:, ::stride, ::stride], strip.valid[::stride, ::stride]
