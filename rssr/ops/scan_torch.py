@@ -1,30 +1,69 @@
 """The ``torch`` selective-scan backend: fast, exact and stable in plain eager PyTorch, on any device.
 
 The recurrence ``h_t = a_t * h_{t-1} + x_t`` (a_t = exp(dt_t * A), x_t = dt_t * u_t * B_t) is solved
-for all d * n state channels at once, time-major, by recursive pairing (a work-efficient parallel
-scan): neighbours are combined pairwise in place, the half-length problem is solved recursively and
-the other half is filled in, so there are about 3 * log2(l) tensor ops per segment and no Python
-loop over time steps. Only products of decays are ever formed, never quotients, so nothing can
-overflow however large delta * A gets (decays just underflow to 0, as in the sequential recurrence).
+for all b * d * n state channels at once by recursive pairing (a work-efficient parallel scan):
+neighbours are combined pairwise in place, the half-length problem is solved recursively and the
+other half is filled in, so there are about 3 * log2(l) tensor ops per segment and no Python loop
+over time steps. Only products of decays are ever formed, never quotients, so nothing can overflow
+however large delta * A gets (decays just underflow to 0, as in the sequential recurrence).
 
-Time is cut into segments sized for the CPU cache; the state is carried from one segment to the
-next, so the (l, b, d, n) state tensor is never materialised. The backward pass is hand-written:
-it recomputes each segment's states from the segment-start states saved by the forward pass and
-runs the adjoint recurrence in reverse, so memory stays a small multiple of the inputs' size.
+Layout: every per-step tensor is batch-major and time-second, (b, l, ...), with the channels
+contiguous, so the (b, d, l) <-> (b, l, d) conversions are one cache-blocked 2-D transpose per batch
+element, and each op of the scan is a large contiguous elementwise op that torch spreads over its
+intra-op threads. Time is cut into segments sized for the CPU cache; the state is carried from one
+segment to the next, so the (b, l, d, n) state tensor is never materialised, and the segment
+buffers are allocated once per call. softplus, delta_bias and the D skip run inside the same pass
+structure (no torch ops whose CPU kernels are scalar: ``where``, ``log1p``).
+
+The backward pass is hand-written: it recomputes each segment's states from the segment-start
+states saved by the forward pass and runs the adjoint recurrence in reverse, so memory stays a small
+multiple of the inputs' size.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-_LOG2_E = 1.4426950408889634  # exp(x) == exp2(x * log2(e)); torch's exp2 is ~4x faster on CPU
+_LOG2_E = 1.4426950408889634  # exp(x) == exp2(x * log2(e)); torch's exp2 is the fastest exp on CPU
 _CPU_SEGMENT_ELEMENTS = 1 << 19  # per working tensor: 2 MiB in float32, cache-resident on a CPU
 _DEVICE_SEGMENT_ELEMENTS = 1 << 26  # on accelerators fewer, larger kernel launches are cheaper
+
+
+def _blocked_scan_(x: Tensor, links: Tensor, initial: Tensor) -> None:
+    """Solve ``x[t] += links[t] * x[t - 1]`` for t = 0 .. S-1 along dim 0 of ``x``, with x[-1] = initial,
+    in place; ``links`` (same shape as ``x``) is overwritten.
+
+    Time is cut into P blocks of T ~ sqrt(S) steps. One op per step solves every block at once from a
+    zero start while ``links`` becomes each block's running product of links; P small ops chain the
+    blocks' end states, and one op adds each block's incoming state times those products.
+    That is about 2T + P + 1 large ops per call instead of S small ones (or 6 log2(S) for pairing).
+    """
+    length = x.shape[0]
+    block = max(1, math.isqrt(length))
+    blocks = length // block
+    main = blocks * block
+    if blocks > 1:
+        xb = x[:main].unflatten(0, (blocks, block))
+        products = links[:main].unflatten(0, (blocks, block))
+        for t in range(1, block):
+            xb[:, t].addcmul_(products[:, t], xb[:, t - 1])
+            products[:, t].mul_(products[:, t - 1])
+        incoming = x.new_empty(blocks, *x.shape[1:])
+        incoming[0] = initial
+        for index in range(1, blocks):
+            torch.addcmul(xb[index - 1, -1], products[index - 1, -1], incoming[index - 1], out=incoming[index])
+        xb.addcmul_(products, incoming.unsqueeze(1))
+    else:
+        main = 0
+    previous = initial if main == 0 else x[main - 1]
+    for t in range(main, length):
+        x[t].addcmul_(links[t], previous)
+        previous = x[t]
 
 
 def _link_scan_(x: Tensor, links: Tensor, reverse: bool = False) -> None:
@@ -51,12 +90,40 @@ def _link_scan_(x: Tensor, links: Tensor, reverse: bool = False) -> None:
         evens[1:].addcmul_(cross_links, odds[:n_cross])
 
 
+def _time_major(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """(b, c, l) -> contiguous (b, l, c): one 2-D transpose per batch element (torch's blocked fast path)."""
+    x = x.to(dtype)
+    out = x.new_empty(x.shape[0], x.shape[2], x.shape[1])
+    for index in range(x.shape[0]):
+        out[index].copy_(x[index].t())
+    return out
+
+
+def _channel_major(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """(b, l, ...) -> contiguous (b, prod(...), l) in ``dtype``."""
+    flat = x.reshape(x.shape[0], x.shape[1], -1)
+    out = flat.new_empty(flat.shape[0], flat.shape[2], flat.shape[1])
+    for index in range(flat.shape[0]):
+        out[index].copy_(flat[index].t())
+    return out.to(dtype)
+
+
+def _softplus_(x: Tensor) -> Tensor:
+    """torch's softplus, in place, from ops with vectorised CPU kernels (no ``where``/``log1p``):
+    softplus(x) = max(x, 0) + log1p(w), w = exp(-|x|) in (0, 1], with log1p(w) = log(v) + (w - (v - 1)) / v
+    for v = 1 + w (the correction restores what rounding 1 + w lost, so small w stay exact)."""
+    w = torch.abs(x).mul_(-_LOG2_E).exp2_()
+    v = w + 1.0
+    correction = torch.sub(w, v - 1.0).div_(v)
+    return x.clamp_(min=0.0).add_(v.log_()).add_(correction)
+
+
 class _Coefficient:
     """B or C in the scan's working layout, with its gradient accumulator.
 
-    A time-varying ("variable") B/C, (b, n, l) or (b, g', n, l), is kept time-major as (l, b, g, n);
-    per segment it broadcasts as (S, b, g, n, 1). A time-invariant (d, n) one is kept as (g, n, d/g).
-    Either broadcasts against the segment's states (S, b, g, n, d/g).
+    A time-varying ("variable") B/C, (b, n, l) or (b, g', n, l), is kept as (b, l, g, n); per segment
+    it broadcasts as (b, S, g, n, 1). A time-invariant (d, n) one is kept as (g, n, d/g).
+    Either broadcasts against a segment's states (b, S, g, n, d/g).
     """
 
     def __init__(self, value: Tensor, groups: int, dtype: torch.dtype) -> None:
@@ -64,28 +131,31 @@ class _Coefficient:
         self.input_shape = value.shape
         if self.variable:
             grouped = value.unsqueeze(1) if value.dim() == 3 else value
-            self.input_groups = grouped.shape[1]
-            repeated = grouped.to(dtype).repeat_interleave(groups // self.input_groups, dim=1)
-            self.data = repeated.permute(3, 0, 1, 2).contiguous()
+            b, self.input_groups, n, length = grouped.shape
+            data = _time_major(grouped.reshape(b, self.input_groups * n, length), dtype)
+            data = data.view(b, length, self.input_groups, n)
+            repeats = groups // self.input_groups
+            self.data = data.repeat_interleave(repeats, dim=2) if repeats > 1 else data
         else:
             d, n = value.shape
             self.data = value.to(dtype).reshape(groups, d // groups, n).transpose(1, 2).contiguous()
         self.grad = torch.zeros_like(self.data)
 
     def segment(self, start: int, stop: int) -> Tensor:
-        """The coefficient for time steps [start, stop), broadcastable to (S, b, g, n, d/g)."""
-        return self.data[start:stop].unsqueeze(-1) if self.variable else self.data
+        """The coefficient for time steps [start, stop), broadcastable to (b, S, g, n, d/g)."""
+        return self.data[:, start:stop].unsqueeze(-1) if self.variable else self.data
 
-    def contract(self, start: int, stop: int, states: Tensor, out: Optional[Tensor] = None) -> Tensor:
-        """sum_n coef[n] * states[..., n, :] for states (S, b, g, n, d/g) -> (S, b, g, 1, d/g)."""
+    def contract(self, start: int, stop: int, states: Tensor) -> Tensor:
+        """sum_n coef[n] * states[..., n, :] for states (b, S, g, n, d/g) -> (b, S, g, 1, d/g)."""
         if self.variable:
-            return torch.matmul(self.data[start:stop].unsqueeze(-2), states, out=out)
-        return torch.sum(self.data * states, -2, keepdim=True, out=out)
+            return torch.matmul(self.data[:, start:stop].unsqueeze(-2).contiguous(), states)
+        return torch.sum(self.data * states, -2, keepdim=True)
 
     def accumulate_grad(self, start: int, stop: int, states: Tensor, weights: Tensor) -> None:
-        """Add d(sum coef * states * weights)/d coef for states (S,b,g,n,d/g), weights (S,b,g,1,d/g)."""
+        """Add d(sum coef * states * weights)/d coef for states (b,S,g,n,d/g), weights (b,S,g,1,d/g)."""
         if self.variable:
-            torch.matmul(states, weights.transpose(-1, -2), out=self.grad[start:stop].unsqueeze(-1))
+            # contiguous operands: bmm on a strided batch is ~7x slower on the CPU
+            self.grad[:, start:stop] = torch.matmul(states, weights.contiguous().transpose(-1, -2)).squeeze(-1)
         else:
             self.grad += (states * weights).sum((0, 1))
 
@@ -93,10 +163,9 @@ class _Coefficient:
         """The accumulated gradient in the caller's layout and dtype."""
         if not self.variable:
             return self.grad.transpose(1, 2).reshape(self.input_shape).to(dtype)
-        grad = self.grad.permute(1, 2, 3, 0)  # (b, g, n, l)
-        b, groups, n, length = grad.shape
-        grad = grad.reshape(b, self.input_groups, groups // self.input_groups, n, length).sum(2)
-        return grad.reshape(self.input_shape).to(dtype)
+        b, length, groups, n = self.grad.shape
+        grad = self.grad.view(b, length, self.input_groups, groups // self.input_groups, n).sum(3)
+        return _channel_major(grad, dtype).reshape(self.input_shape)
 
 
 def _layout_groups(d: int, B: Tensor, C: Tensor) -> int:
@@ -113,51 +182,21 @@ def _segment_length(step_elements: int, length: int, device: torch.device) -> in
     return max(1, min(length, budget // max(step_elements, 1)))
 
 
-def _time_major(x: Tensor, groups: int, dtype: torch.dtype) -> Tensor:
-    """(b, d, l) -> contiguous (l, b, g, d/g), one 2-D transpose per batch element (torch's fast path)."""
-    b, d, length = x.shape
-    out = x.new_empty(length, b, d, dtype=dtype)
-    for index in range(b):
-        out[:, index].copy_(x[index].t())
-    return out.view(length, b, groups, d // groups)
-
-
-def _channel_major(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """(l, b, g, d/g) -> contiguous (b, d, l)."""
-    length, b = x.shape[:2]
-    flat = x.reshape(length, b, -1)
-    out = x.new_empty(b, flat.shape[2], length, dtype=dtype)
-    for index in range(b):
-        out[index].copy_(flat[:, index].t())
-    return out
-
-
-def _softplus_(x: Tensor) -> Tensor:
-    """torch's softplus (threshold 20), in place, without torch's slow scalar log1p on the CPU: Kahan's
-    accurate log1p(w) = log(v) * w / (v - 1) with v = 1 + w, w = exp(x)."""
-    w = torch.exp(torch.clamp(x, max=20.0))
-    v = w + 1.0
-    log_v = torch.log(v)
-    v_minus_1 = v.sub_(1.0)
-    log1p_w = torch.where(v_minus_1 == 0.0, w, log_v.mul_(w).div_(v_minus_1))
-    return torch.where(x > 20.0, x, log1p_w, out=x)
-
-
 class _Problem:
-    """The scan's inputs in the working layout, shared by the forward and backward passes."""
+    """The scan's inputs in the working layout (b, l, g, d/g), shared by the forward and backward passes."""
 
     def __init__(self, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, delta_bias: Optional[Tensor],
-                 delta_softplus: bool, segment_len: Optional[int], keep_raw_delta: bool = False) -> None:
+                 delta_softplus: bool, segment_len: Optional[int]) -> None:
         self.dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
         self.batch, self.dim, self.length = u.shape
         self.state_dim = A.shape[1]
         self.groups = _layout_groups(self.dim, B, C)
         self.group_dim = self.dim // self.groups
-        self.u = _time_major(u, self.groups, self.dtype)
-        dt = _time_major(delta, self.groups, self.dtype)
+        layout = (self.batch, self.length, self.groups, self.group_dim)
+        self.u = _time_major(u, self.dtype).view(layout)
+        dt = _time_major(delta, self.dtype).view(layout)
         if delta_bias is not None:
             dt += delta_bias.to(self.dtype).view(self.groups, self.group_dim)
-        self.dt_raw = dt.clone() if keep_raw_delta and delta_softplus else None
         self.dt = _softplus_(dt) if delta_softplus else dt
         self.dtu = self.dt * self.u
         A_grouped = A.to(self.dtype).reshape(self.groups, self.group_dim, self.state_dim).transpose(1, 2)
@@ -168,40 +207,55 @@ class _Problem:
         step = self.batch * self.dim * self.state_dim
         self.segment_len = segment_len or _segment_length(step, self.length, u.device)
         self.bounds = [(s, min(s + self.segment_len, self.length)) for s in range(0, self.length, self.segment_len)]
+        self._buffers: List[Tensor] = []
 
     def state_shape(self) -> Tuple[int, ...]:
         return self.batch, self.groups, self.state_dim, self.group_dim
 
-    def decays(self, start: int, stop: int) -> Tensor:
-        """a_t = exp(dt_t * A) for t in [start, stop): (S, b, g, n, d/g)."""
-        return torch.mul(self.dt[start:stop].unsqueeze(-2), self.A_log2).exp2_()
+    def buffer(self, index: int, steps: int) -> Tensor:
+        """Reusable working tensor number ``index``, viewed as (b, steps, g, n, d/g) contiguous."""
+        shape = (self.batch, steps, self.groups, self.state_dim, self.group_dim)
+        while len(self._buffers) <= index:
+            self._buffers.append(self.u.new_empty(self.batch * self.segment_len * self.dim * self.state_dim))
+        return self._buffers[index][:math.prod(shape)].view(shape)
 
-    def states(self, start: int, stop: int, decays: Tensor, initial: Tensor) -> Tensor:
-        """h_t for t in [start, stop) given h_{start-1} = initial: (S, b, g, n, d/g)."""
-        states = torch.mul(self.dtu[start:stop].unsqueeze(-2), self.B.segment(start, stop))
-        states[0].addcmul_(decays[0], initial)
-        _link_scan_(states, decays[1:])
+    def decays(self, start: int, stop: int) -> Tensor:
+        """a_t = exp(dt_t * A) for t in [start, stop): (b, S, g, n, d/g), in working buffer 0."""
+        out = self.buffer(0, stop - start)
+        return torch.mul(self.dt[:, start:stop].unsqueeze(-2), self.A_log2, out=out).exp2_()
+
+    def states(self, start: int, stop: int, decays: Tensor, initial: Tensor, consume_decays: bool) -> Tensor:
+        """h_t for t in [start, stop) given h_{start-1} = initial: (b, S, g, n, d/g), in working buffer 1.
+        With ``consume_decays`` the decays are overwritten (the forward pass needs them no more)."""
+        states = torch.mul(self.dtu[:, start:stop].unsqueeze(-2), self.B.segment(start, stop),
+                           out=self.buffer(1, stop - start))
+        by_time, decays_by_time = states.transpose(0, 1), decays.transpose(0, 1)
+        if consume_decays:
+            _blocked_scan_(by_time, decays_by_time, initial)
+        else:
+            by_time[0].addcmul_(decays_by_time[0], initial)
+            _link_scan_(by_time, decays_by_time[1:])
         return states
 
 
 def _scan_forward(problem: _Problem, keep_segment_starts: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-    """y (l, b, g, d/g), the last state and (optionally) the state before each segment."""
+    """y (b, l, g, d/g), the last state (b, g, n, d/g) and (optionally) the state before each segment."""
     p = problem
-    y = p.u.new_empty(p.length, p.batch, p.groups, p.group_dim)
+    y = p.u.new_empty(p.batch, p.length, p.groups, p.group_dim)
     state = p.u.new_zeros(p.state_shape())
     starts = p.u.new_empty(len(p.bounds), *p.state_shape()) if keep_segment_starts else None
     for index, (start, stop) in enumerate(p.bounds):
         if starts is not None:
             starts[index] = state
-        states = p.states(start, stop, p.decays(start, stop), state)
-        p.C.contract(start, stop, states, out=y[start:stop].unsqueeze(-2))
-        state = states[-1].clone()
+        states = p.states(start, stop, p.decays(start, stop), state, consume_decays=True)
+        y[:, start:stop] = p.C.contract(start, stop, states).squeeze(-2)
+        state = states[:, -1].clone()
     return y, state, starts
 
 
 def _scan_backward(problem: _Problem, starts: Tensor, grad_y: Tensor,
                    grad_last: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
-    """Gradients w.r.t. u and dt (time-major) and A (g, n, d/g); B/C grads accumulate in problem.
+    """Gradients w.r.t. u and dt (b, l, g, d/g) and A (g, n, d/g); B/C grads accumulate in problem.
 
     With lambda_t = dL/dh_t (lambda_t = C_t g_t + a_{t+1} lambda_{t+1}), x_t = dt_t u_t B_t and
     a_t = exp(dt_t A): dL/dx_t = lambda_t and dL/d(dt_t A) = lambda_t * a_t * h_{t-1}.
@@ -215,55 +269,66 @@ def _scan_backward(problem: _Problem, starts: Tensor, grad_y: Tensor,
         start, stop = p.bounds[index]
         initial = starts[index]
         decays = p.decays(start, stop)
-        states = p.states(start, stop, decays, initial)
-        g = grad_y[start:stop].unsqueeze(-2)  # (S, b, g, 1, d/g)
+        states = p.states(start, stop, decays, initial, consume_decays=False)
+        g = grad_y[:, start:stop].unsqueeze(-2)  # (b, S, g, 1, d/g)
         p.C.accumulate_grad(start, stop, states, g)
-        adjoint = torch.mul(p.C.segment(start, stop), g)
-        adjoint[-1] += carry
-        _link_scan_(adjoint, decays[1:], reverse=True)
-        carry = decays[0] * adjoint[0]
-        dtu = p.dtu[start:stop].unsqueeze(-2)
+        adjoint = torch.mul(p.C.segment(start, stop), g, out=p.buffer(2, stop - start))
+        adjoint_by_time, decays_by_time = adjoint.transpose(0, 1), decays.transpose(0, 1)
+        adjoint_by_time[-1] += carry
+        _link_scan_(adjoint_by_time, decays_by_time[1:], reverse=True)
+        carry = decays_by_time[0] * adjoint_by_time[0]
+        dtu = p.dtu[:, start:stop].unsqueeze(-2)
         p.B.accumulate_grad(start, stop, adjoint, dtu)
         grad_dtu = p.B.contract(start, stop, adjoint).squeeze(-2)
         log_decay_grad = decays  # reuse the buffer: lambda_t * a_t * h_{t-1}
-        log_decay_grad[1:].mul_(states[:-1])
-        log_decay_grad[0].mul_(initial)
+        log_decay_grad[:, 1:].mul_(states[:, :-1])
+        log_decay_grad[:, 0].mul_(initial)
         log_decay_grad.mul_(adjoint)
-        del states, adjoint
-        dt = p.dt[start:stop]
+        dt = p.dt[:, start:stop]
         grad_A += (log_decay_grad * dt.unsqueeze(-2)).sum((0, 1))
-        torch.addcmul(log_decay_grad.mul_(p.A).sum(-2), grad_dtu, p.u[start:stop], out=grad_dt[start:stop])
-        torch.mul(grad_dtu, dt, out=grad_u[start:stop])
+        torch.addcmul(log_decay_grad.mul_(p.A).sum(-2), grad_dtu, p.u[:, start:stop], out=grad_dt[:, start:stop])
+        torch.mul(grad_dtu, dt, out=grad_u[:, start:stop])
     return grad_u, grad_dt, grad_A
 
 
 class _SelectiveScanCore(torch.autograd.Function):
-    """y_t = sum_n C_t h_t, h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t, dt = [softplus](delta + bias): (y, last h)."""
+    """y_t = sum_n C_t h_t [+ D u_t], h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t, dt = [softplus](delta + bias):
+    returns (y, last h)."""
 
     @staticmethod
-    def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, delta_bias: Optional[Tensor],
-                delta_softplus: bool, segment_len: Optional[int]) -> Tuple[Tensor, Tensor]:
+    def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+                delta_bias: Optional[Tensor], delta_softplus: bool, segment_len: Optional[int]) -> Tuple[Tensor, Tensor]:
         p = _Problem(u, delta, A, B, C, delta_bias, delta_softplus, segment_len)
         y, last, starts = _scan_forward(p, keep_segment_starts=any(ctx.needs_input_grad))
-        ctx.save_for_backward(u, delta, A, B, C, delta_bias, starts)
+        if D is not None:
+            y.addcmul_(p.u, D.to(p.dtype).view(p.groups, p.group_dim))
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, starts)
         ctx.delta_softplus, ctx.segment_len = delta_softplus, p.segment_len
         return _channel_major(y, p.dtype), last.transpose(2, 3).reshape(p.batch, p.dim, p.state_dim)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y: Optional[Tensor], grad_last: Optional[Tensor]):
-        u, delta, A, B, C, delta_bias, starts = ctx.saved_tensors
-        p = _Problem(u, delta, A, B, C, delta_bias, ctx.delta_softplus, ctx.segment_len, keep_raw_delta=True)
-        grad_y_tm = _time_major(grad_y, p.groups, p.dtype) if grad_y is not None else torch.zeros_like(p.u)
+        u, delta, A, B, C, D, delta_bias, starts = ctx.saved_tensors
+        p = _Problem(u, delta, A, B, C, delta_bias, ctx.delta_softplus, ctx.segment_len)
+        layout = (p.batch, p.length, p.groups, p.group_dim)
+        grad_y_tm = _time_major(grad_y, p.dtype).view(layout) if grad_y is not None else torch.zeros_like(p.u)
         if grad_last is not None:
             grad_last = grad_last.to(p.dtype).reshape(p.batch, p.groups, p.group_dim, p.state_dim).transpose(2, 3)
         grad_u, grad_dt, grad_A = _scan_backward(p, starts, grad_y_tm, grad_last)
-        if p.dt_raw is not None:
-            grad_dt.mul_(torch.sigmoid_(p.dt_raw))  # d softplus(x) / dx = sigmoid(x)
-        grad_bias = grad_dt.sum((0, 1)).reshape(-1).to(delta_bias.dtype) if delta_bias is not None else None
-        return (_channel_major(grad_u, u.dtype), _channel_major(grad_dt, delta.dtype),
+        grad_D = None
+        if D is not None:
+            D_grouped = D.to(p.dtype).view(p.groups, p.group_dim)
+            grad_D = (grad_y_tm * p.u).sum((0, 1)).reshape(-1).to(D.dtype)
+            grad_u.addcmul_(grad_y_tm, D_grouped)
+        grad_delta = _channel_major(grad_dt, p.dtype)
+        if ctx.delta_softplus:  # d softplus(x) / dx = sigmoid(x)
+            raw = delta.to(p.dtype) + delta_bias.to(p.dtype)[:, None] if delta_bias is not None else delta.to(p.dtype)
+            grad_delta.mul_(torch.sigmoid(raw))
+        grad_bias = grad_delta.sum((0, 2)).to(delta_bias.dtype) if delta_bias is not None else None
+        return (_channel_major(grad_u, u.dtype), grad_delta.to(delta.dtype),
                 grad_A.transpose(1, 2).reshape(A.shape).to(A.dtype),
-                p.B.input_grad(B.dtype), p.C.input_grad(C.dtype), grad_bias, None, None)
+                p.B.input_grad(B.dtype), p.C.input_grad(C.dtype), grad_D, grad_bias, None, None)
 
 
 def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor] = None,
@@ -275,11 +340,8 @@ def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
     ``segment_len`` overrides the cache-sized number of time steps processed per block (tests use
     tiny segments to exercise the state carried between them).
     """
-    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
-    y, last_state = _SelectiveScanCore.apply(u, delta, A, B, C, delta_bias, delta_softplus, segment_len)
-    if D is not None:
-        y = torch.addcmul(y, u.to(dtype), D.to(dtype)[:, None])
+    y, last_state = _SelectiveScanCore.apply(u, delta, A, B, C, D, delta_bias, delta_softplus, segment_len)
     if z is not None:
-        y = y * F.silu(z.to(dtype))
+        y = y * F.silu(z.to(y.dtype))
     y = y.to(u.dtype)
     return (y, last_state) if return_last_state else y
