@@ -1,7 +1,8 @@
 """rssr: remote-sensing image super-resolution, a BasicSR plugin model zoo.
 
 ``import rssr`` makes BasicSR 1.4.2 importable on current torch/torchvision, then registers every
-rssr arch, loss, metric, dataset and model into BasicSR's registries.
+rssr arch, loss, metric, dataset and model into BasicSR's registries. Import it before anything
+imports basicsr (see :mod:`rssr._compat`).
 """
 from rssr import _compat
 
@@ -12,6 +13,7 @@ from rssr import _basicsr  # noqa: E402
 from rssr.zoo import create_model, list_models, model_card  # noqa: E402
 
 _basicsr.register_all()
+_compat.install_basicsr_aliases()
 
 __version__ = '0.1.0'
 __all__ = ['create_model', 'list_models', 'model_card', '__version__']

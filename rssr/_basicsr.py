@@ -3,10 +3,15 @@
 Registration is idempotent (importing rssr twice is harmless). A name that BasicSR or another
 package already holds with a different object raises :class:`RegistryConflictError` naming both
 objects, instead of BasicSR's bare ``AssertionError``.
+
+rssr's aliases (official class names such as Rep-Mamba's ``SMSR``, which another published network
+also uses) are not registered: each BasicSR registry's ``get`` falls back to them only when no
+package registered the name, so ``type: SMSR`` builds Rep-Mamba while a project remains free to
+register its own ``SMSR`` (which then wins).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from rssr import registry
 
@@ -31,9 +36,37 @@ def _describe(obj: Any) -> str:
     return f'{getattr(obj, "__module__", "?")}.{getattr(obj, "__qualname__", repr(obj))}'
 
 
+def lookup(theirs: Any, name: str, suffix: str = 'basicsr') -> Optional[Any]:
+    """What BasicSR's ``Registry.get(name)`` returns (the name, else ``name_basicsr``: BasicSR
+    registers some archs with that suffix), else rssr's alias ``name``; None if none exists."""
+    found = theirs._obj_map.get(name)
+    if found is None:
+        found = theirs._obj_map.get(f'{name}_{suffix}')
+    if found is None:
+        found = getattr(theirs, 'rssr_aliases', {}).get(name)
+    return found
+
+
+class _GetWithAliases:
+    """Replacement ``get`` of one BasicSR registry: :func:`lookup`, with BasicSR's KeyError."""
+
+    def __init__(self, theirs: Any) -> None:
+        self.registry = theirs
+
+    def __call__(self, name: str, suffix: str = 'basicsr') -> Any:
+        found = lookup(self.registry, name, suffix)
+        if found is None:
+            raise KeyError(f"No object named '{name}' found in '{self.registry._name}' registry!")
+        return found
+
+
 def register_all() -> None:
-    """Copy every rssr registry entry into the matching BasicSR registry."""
+    """Copy every rssr registry entry into the matching BasicSR registry; resolve rssr's aliases
+    through BasicSR's ``get`` without registering them."""
     for ours, theirs in _basicsr_registries().items():
+        theirs.rssr_aliases = ours.aliases()
+        if not isinstance(theirs.__dict__.get('get'), _GetWithAliases):
+            theirs.get = _GetWithAliases(theirs)
         for name, obj in ours:
             existing = theirs._obj_map.get(name)
             if existing is obj:

@@ -9,9 +9,10 @@ finds them there), and turns rssr's own stop conditions into a message and a non
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 from rssr.errors import EXIT_BAD_OPTIONS, EXIT_NON_FINITE, user_errors  # noqa: F401  (re-exported)
 
@@ -21,11 +22,13 @@ def normalize_argv(argv: List[str]) -> List[str]:
     return [('--local_rank' + arg[len('--local-rank'):]) if arg.startswith('--local-rank') else arg for arg in argv]
 
 
-def run(pipeline: Callable[[str], None], is_train: bool, argv: Optional[List[str]] = None) -> None:
+def run(pipeline: str, is_train: bool, argv: Optional[List[str]] = None) -> None:
     """Import ``--import`` packages, validate the options named by ``-opt``, set threads, then run
-    ``pipeline(os.getcwd())`` with BasicSR's argv; user errors end in one paragraph."""
-    from rssr.plugins import import_plugins, pop_import_args
+    BasicSR's ``pipeline`` (``'module:function'``, imported only then) as ``function(os.getcwd())``
+    with BasicSR's argv; user errors end in one paragraph."""
+    from rssr.plugins import exit_if_rssr_shadowed, import_plugins, pop_import_args
 
+    exit_if_rssr_shadowed()
     with user_errors('rssr.train' if is_train else 'rssr.test'):
         args, packages = pop_import_args(normalize_argv(sys.argv[1:] if argv is None else argv))
         import_plugins(packages)
@@ -38,7 +41,8 @@ def run(pipeline: Callable[[str], None], is_train: bool, argv: Optional[List[str
         opt = check_options(known.opt, is_train=is_train) if known.opt is not None else None
         configure_threads(opt)
         patch_basicsr()
-        pipeline(os.getcwd())
+        module, function = pipeline.split(':')
+        getattr(importlib.import_module(module), function)(os.getcwd())
 
 
 def _opt_parser() -> argparse.ArgumentParser:

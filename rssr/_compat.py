@@ -1,8 +1,16 @@
-"""Make the PyPI basicsr 1.4.2 importable on current torchvision and Python.
+"""Make the PyPI basicsr 1.4.2 importable on current torchvision and Python, and let code written
+for BasicSR 1.3 import what moved.
 
 basicsr 1.4.2 imports ``torchvision.transforms.functional_tensor`` (removed in torchvision 0.17)
 and ``distutils`` (removed in Python 3.12). Both shims are installed only when the real module is
-missing, and must run before basicsr is first imported.
+missing, and must run before basicsr is first imported: ``python -m rssr.train/test/infer`` do this
+before any ``--import`` package, and library code must ``import rssr`` before anything imports
+basicsr.
+
+BasicSR 1.4 moved the colour conversions from ``basicsr.utils.matlab_functions`` to
+``basicsr.utils.color_util``; projects written for 1.3 (HAT, for one) still import
+``from basicsr.utils.matlab_functions import rgb2ycbcr``. :func:`install_basicsr_aliases` makes
+those names available there again.
 """
 from __future__ import annotations
 
@@ -42,6 +50,18 @@ def install_distutils_shim() -> None:
         import setuptools  # noqa: F401  setuptools' import hook makes ``distutils`` importable
     except ImportError as err:
         raise ImportError('basicsr needs `distutils`, removed in Python 3.12: pip install setuptools') from err
+
+
+COLOR_FUNCTIONS_MOVED_IN_1_4 = ('rgb2ycbcr', 'bgr2ycbcr', 'ycbcr2rgb', 'ycbcr2bgr')
+
+
+def install_basicsr_aliases() -> None:
+    """Re-export the colour conversions from ``basicsr.utils.matlab_functions`` (1.3 layout), where missing."""
+    from basicsr.utils import color_util, matlab_functions
+
+    for name in COLOR_FUNCTIONS_MOVED_IN_1_4:
+        if not hasattr(matlab_functions, name):
+            setattr(matlab_functions, name, getattr(color_util, name))
 
 
 def install() -> None:

@@ -16,7 +16,9 @@ import yaml
 
 from rssr.checkpoint import CheckpointError
 from rssr.inference import InferenceError, OutputOptions, TilingOptions, load_model, super_resolve_scene
+from rssr.inference.loading import parse_arch_kwargs
 from rssr.io import RASTER_EXTENSIONS, RasterError
+from rssr.plugins import import_plugins
 
 
 def _parse_bands(text: Optional[str]) -> Optional[List[int | str]]:
@@ -45,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument('--arch', help='registered arch name, with --arch-kwargs')
     model.add_argument('--arch-kwargs', default='{}', help='arch kwargs as a YAML/JSON mapping')
     model.add_argument('--model', help='rssr zoo name (see rssr.list_models())')
+    model.add_argument('--import', dest='imports', action='append', default=[], metavar='PKG',
+                       help='import PKG first (repeatable): archs another package registers in BasicSR')
     model.add_argument('--scale', type=int, default=4, help='scale for --model (default 4)')
     model.add_argument('--in-chans', type=int, help='band count for --model')
     model.add_argument('--weights', help='checkpoint (.pth/.safetensors; BasicSR params_ema/params understood)')
@@ -72,9 +76,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     try:
-        kwargs = yaml.safe_load(args.arch_kwargs) or {}
-        if not isinstance(kwargs, dict):
-            raise InferenceError(f'--arch-kwargs must be a mapping, got {args.arch_kwargs!r}')
+        import_plugins(args.imports)
+        kwargs = parse_arch_kwargs(args.arch_kwargs)
         model = load_model(options=args.opt, arch=args.arch, arch_kwargs=kwargs, zoo_name=args.model,
                            scale=args.scale, in_chans=args.in_chans, weights=args.weights)
         tiling = TilingOptions(tile=args.tile, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)

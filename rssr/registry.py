@@ -12,40 +12,50 @@ T = TypeVar('T')
 
 
 class Registry:
-    """A name -> object map for one kind of component (arch, loss, ...)."""
+    """A name -> object map for one kind of component (arch, loss, ...).
+
+    Aliases (e.g. an official class name such as Rep-Mamba's ``SMSR``) resolve through :meth:`get`
+    and ``in`` but are not iterated: :mod:`rssr._basicsr` copies only the primary names into
+    BasicSR's global registries, so an alias never takes a name another project may register.
+    """
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._objects: Dict[str, Any] = {}
+        self._aliases: Dict[str, Any] = {}
 
     def register(self, obj: T = None, *, name: str | None = None, aliases: Tuple[str, ...] = ()) -> Any:
         """Register ``obj`` under its ``__name__`` (or ``name``) and each alias; usable as a decorator."""
 
         def add(target: T) -> T:
-            for key in (name or target.__name__, *aliases):
-                existing = self._objects.get(key)
+            primary = name or target.__name__
+            for key, table in ((primary, self._objects), *((alias, self._aliases) for alias in aliases)):
+                existing = self._objects.get(key, self._aliases.get(key))
                 if existing is not None and existing is not target:
                     raise KeyError(f'rssr {self.kind} registry: {key!r} is already registered to '
                                    f'{_qualname(existing)}; cannot register {_qualname(target)} under the same name.')
-                self._objects[key] = target
+                table[key] = target
             return target
 
         return add if obj is None else add(obj)
 
     def get(self, key: str) -> Any:
-        try:
-            return self._objects[key]
-        except KeyError:
-            raise KeyError(f'No {self.kind} named {key!r} in rssr; known: {", ".join(sorted(self._objects))}') from None
+        if key in self:
+            return self._objects.get(key, self._aliases.get(key))
+        raise KeyError(f'No {self.kind} named {key!r} in rssr; known: {", ".join(sorted(self._objects))}')
 
     def __contains__(self, key: str) -> bool:
-        return key in self._objects
+        return key in self._objects or key in self._aliases
 
     def __iter__(self) -> Iterator[Tuple[str, Any]]:
         return iter(sorted(self._objects.items()))
 
     def names(self) -> list[str]:
         return sorted(self._objects)
+
+    def aliases(self) -> Dict[str, Any]:
+        """Alias name -> object (names rssr resolves without registering them in BasicSR)."""
+        return dict(self._aliases)
 
 
 def _qualname(obj: Any) -> str:

@@ -4,10 +4,8 @@ from typing import List, Optional
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    from basicsr.test import test_pipeline
-
     from rssr._cli import run
-    run(test_pipeline, is_train=False, argv=argv)
+    run('basicsr.test:test_pipeline', is_train=False, argv=argv)
 
 
 if __name__ == '__main__':

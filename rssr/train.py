@@ -8,10 +8,8 @@ from typing import List, Optional
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    from basicsr.train import train_pipeline
-
     from rssr._cli import run
-    run(train_pipeline, is_train=True, argv=argv)
+    run('basicsr.train:train_pipeline', is_train=True, argv=argv)
 
 
 if __name__ == '__main__':

@@ -10,7 +10,6 @@ from torch import nn
 from rssr.checkpoint import load_weights, stored_band_normalization
 from rssr.inference.scene import InferenceError
 from rssr.models.band_normalization import resolve_band_normalization, with_normalization
-from rssr.registry import ARCHS
 from rssr.zoo import create_model, model_card
 
 
@@ -26,22 +25,49 @@ def _from_options(path: str) -> tuple[nn.Module, Optional[str], Optional[Dict[st
         raise InferenceError(f'Options file {path} has no network_g.type to build the network from.')
     arch = network.pop('type')
     weights = ((options.get('path') or {}).get('pretrain_network_g'))
-    return _build_arch(arch, network), weights, options.get('band_normalization')
+    return _build_arch(arch, network, where=f'network_g in {path}'), weights, options.get('band_normalization')
 
 
-def _build_arch(arch: str, kwargs: Dict[str, Any]) -> nn.Module:
+def parse_arch_kwargs(text: str) -> Dict[str, Any]:
+    """The ``--arch-kwargs`` YAML/JSON mapping; malformed text or a non-mapping names the flag."""
+    try:
+        kwargs = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise InferenceError(f'--arch-kwargs {text!r} is not valid YAML ({" ".join(str(err).split())}); give a '
+                             f"mapping such as --arch-kwargs '{{in_chans: 4, upscale: 4}}'.") from None
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, dict):
+        raise InferenceError(f"--arch-kwargs must be a mapping such as '{{in_chans: 4, upscale: 4}}', got {text!r}.")
+    return kwargs
+
+
+def _build_arch(arch: str, kwargs: Dict[str, Any], where: str = '--arch-kwargs') -> nn.Module:
+    """Build ``arch`` as BasicSR's ``build_network`` resolves it (the name, else ``<name>_basicsr``, else
+    an rssr alias); a key the arch's signature lacks (and no ``**kwargs`` to take it) is an error
+    naming the closest valid key, as in ``rssr.train``'s option check of ``network_g``."""
     import rssr  # noqa: F401  (registers rssr archs into BasicSR)
     from basicsr.utils.registry import ARCH_REGISTRY
 
-    if arch in ARCHS:
-        return ARCHS.get(arch)(**kwargs)
-    if arch in ARCH_REGISTRY:
-        return ARCH_REGISTRY.get(arch)(**kwargs)
-    import difflib
-    known = sorted(set(ARCHS.names()) | set(ARCH_REGISTRY.keys()))
-    close = difflib.get_close_matches(arch, known, n=3)
-    raise InferenceError(f'Unknown arch {arch!r}.' + (f' Did you mean {", ".join(close)}?' if close else '') +
-                         f' Registered archs: {", ".join(known)}')
+    from rssr._basicsr import lookup
+    from rssr.options import closest, signature_keys
+
+    target = lookup(ARCH_REGISTRY, arch)
+    if target is None:
+        known = sorted(ARCH_REGISTRY.keys())
+        close = closest(arch, known)
+        raise InferenceError(f'Unknown arch {arch!r}.' + (f' Did you mean {", ".join(close)}?' if close else '') +
+                             f' Registered archs: {", ".join(known)} (add another package\'s archs with --import PKG).')
+    valid, open_ended = signature_keys(target)
+    unknown = [key for key in kwargs if key not in valid]
+    if unknown and not open_ended:
+        hints = []
+        for key in unknown:
+            close = closest(str(key), valid)
+            hints.append(f'{key!r}' + (f' (did you mean {close[0]!r}?)' if close else ''))
+        raise InferenceError(f'{where}: {", ".join(hints)} {"is not an option" if len(unknown) == 1 else "are not options"} '
+                             f'of {arch}; its options are {", ".join(sorted(valid))}.')
+    return target(**kwargs)
 
 
 def load_model(options: Optional[str] = None, arch: Optional[str] = None, arch_kwargs: Optional[Dict[str, Any]] = None,

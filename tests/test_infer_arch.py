@@ -1,0 +1,51 @@
+"""``rssr.infer --arch`` resolves names as BasicSR's ``build_network`` does, and ``--arch-kwargs``
+mistakes (unknown keys, malformed YAML) end in a message naming the flag and the closest key."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rssr  # noqa: F401
+from basicsr.archs.srvgg_arch import SRVGGNetCompact
+from rssr.archs.repmamba import RepMamba
+from rssr.inference import InferenceError, load_model
+from rssr.inference.loading import parse_arch_kwargs
+
+SRVGG = {'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 4, 'num_conv': 1, 'upscale': 2}
+
+
+def test_basicsr_suffixed_name_resolves_like_build_network(tmp_path):
+    weights = tmp_path / 'srvgg.pth'
+    torch.save({'params': SRVGGNetCompact(**SRVGG).state_dict()}, weights)
+    model = load_model(arch='SRVGGNetCompact', arch_kwargs=SRVGG, weights=str(weights))  # registered with _basicsr
+    assert isinstance(model, SRVGGNetCompact)
+
+
+def test_rssr_alias_resolves_to_its_network(tmp_path):
+    kwargs = {'upscale': 2, 'depths': [1]}
+    weights = tmp_path / 'repmamba.pth'
+    torch.save({'params': RepMamba(**kwargs).state_dict()}, weights)
+    assert isinstance(load_model(arch='SMSR', arch_kwargs=kwargs, weights=str(weights)), RepMamba)
+
+
+def test_unknown_arch_kwargs_key_names_the_closest_valid_key():
+    with pytest.raises(InferenceError, match=r"--arch-kwargs: 'num_feats' \(did you mean 'num_feat'\?\) is not an "
+                                             r'option of SRVGGNetCompact'):
+        load_model(arch='SRVGGNetCompact', arch_kwargs={**SRVGG, 'num_feats': 4}, weights='unused.pth')
+
+
+def test_unknown_arch_names_the_closest_registered_names():
+    with pytest.raises(InferenceError, match="Unknown arch 'ConvMambaSr'. Did you mean ConvMambaSR"):
+        load_model(arch='ConvMambaSr', weights='unused.pth')
+
+
+@pytest.mark.parametrize('text', ['{num_feat: [4', 'num_feat: 4: 5'])
+def test_malformed_arch_kwargs_names_the_flag(text):
+    with pytest.raises(InferenceError, match=r'^--arch-kwargs .* is not valid YAML'):
+        parse_arch_kwargs(text)
+
+
+def test_arch_kwargs_must_be_a_mapping():
+    assert parse_arch_kwargs('') == {} and parse_arch_kwargs('{upscale: 2}') == {'upscale': 2}
+    with pytest.raises(InferenceError, match='--arch-kwargs must be a mapping'):
+        parse_arch_kwargs('[1, 2]')
