@@ -28,7 +28,7 @@ import functools
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from rssr.errors import DataError, DataNotFoundError, note_batch
+from rssr.errors import DataError, DataNotFoundError, UserError, note_batch
 
 GUARD_MARK = '_rssr_guarded'
 
@@ -44,7 +44,8 @@ def _is_guarded(function: Any) -> bool:
 
 # ---- datasets -----------------------------------------------------------------------------------
 def _dataset_name(opt: Dict[str, Any]) -> str:
-    return f'dataset {opt.get("phase", "")} ({opt.get("name", opt.get("type"))})'.replace('  ', ' ')
+    phase = f'{opt["phase"]} ' if opt.get('phase') else ''
+    return f'dataset {phase}({opt.get("name", opt.get("type"))})'
 
 
 def _folders(opt: Dict[str, Any]) -> List[Tuple[str, str]]:
@@ -98,22 +99,18 @@ def guard_build_dataset(build: Callable) -> Callable:
 
     @functools.wraps(build)
     def build_dataset(dataset_opt: Dict[str, Any]) -> Any:
-        lmdb = (dataset_opt.get('io_backend') or {}).get('type') == 'lmdb'
         try:
             dataset = build(dataset_opt)
-        except AssertionError as err:
-            message = _unpaired_files_message(dataset_opt)
-            if message is None:
-                raise
-            raise DataError(message) from err
-        except (ValueError, OSError) as err:
-            if not lmdb or isinstance(err, DataError):
-                raise
-            raise DataError(_lmdb_message(dataset_opt, err)) from err
+        except UserError:
+            raise
         except Exception as err:
-            if not _is_lmdb_error(err):
-                raise
-            raise DataError(_lmdb_message(dataset_opt, err)) from err
+            unpaired = _unpaired_files_message(dataset_opt) if isinstance(err, AssertionError) else None
+            if unpaired is not None:
+                raise DataError(unpaired) from err
+            reads_lmdb = (dataset_opt.get('io_backend') or {}).get('type') == 'lmdb'
+            if reads_lmdb and (isinstance(err, (ValueError, OSError)) or _is_lmdb_error(err)):
+                raise DataError(_lmdb_message(dataset_opt, err)) from err
+            raise
         if len(dataset) == 0:
             folders = ', '.join(f'{key} {folder}' for key, folder in _folders(dataset_opt)) or 'its data roots'
             raise DataNotFoundError(f'{_dataset_name(dataset_opt)} is empty: no images in {folders}. Point the '
@@ -134,11 +131,13 @@ def guard_items(dataset_class: type) -> None:
     @functools.wraps(read_item)
     def __getitem__(self: Any, index: int) -> Any:
         pair = _disk_pair(self, index)
-        if pair is not None:
+        checked = self.__dict__.setdefault('_rssr_checked_items', set())
+        if pair is not None and index not in checked:
             _check_pair_headers(self.opt, *pair)
+            checked.add(index)
         try:
             return read_item(self, index)
-        except (DataError, DataNotFoundError):
+        except UserError:
             raise
         except Exception as err:
             if _is_lmdb_error(err):

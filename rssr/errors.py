@@ -33,7 +33,7 @@ OOM_PATTERNS = ('out of memory', 'not enough memory', "can't allocate memory", '
 CANNOT_WRITE_ERRNOS = {errno.EACCES: 'permission denied', errno.EPERM: 'operation not permitted',
                        errno.EROFS: 'read-only file system', errno.ENOSPC: 'no space left on the device',
                        errno.EDQUOT: 'disk quota exceeded'}
-WORKER_REraised = re.compile(r'^Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback', re.MULTILINE)
+WORKER_RERAISED = re.compile(r'^Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback', re.MULTILINE)
 
 
 class UserError(RuntimeError):
@@ -66,12 +66,12 @@ def note_batch(paths: Sequence[str], shape: Tuple[int, ...], network: str) -> No
 
 
 def _known_type_exit_code(err: BaseException) -> Optional[int]:
+    if isinstance(err, UserError):
+        return err.exit_code
     from rssr.inference import InferenceError
     from rssr.models.sr_model import NonFiniteLossError
     from rssr.options import OptionsError
 
-    if isinstance(err, UserError):
-        return err.exit_code
     if isinstance(err, (OptionsError, InferenceError)):
         return EXIT_BAD_OPTIONS
     if isinstance(err, NonFiniteLossError):
@@ -116,7 +116,7 @@ def worker_message(err: BaseException) -> str:
     """The message of an error as raised: a DataLoader worker's error comes back with the worker's traceback
     as its message, whose last exception line holds the original message."""
     message = str(err)
-    if not WORKER_REraised.search(message):
+    if not WORKER_RERAISED.search(message):
         return message
     marker = f'{type(err).__module__}.{type(err).__qualname__}: '
     start = message.rfind(marker)
@@ -134,7 +134,17 @@ def describe(err: BaseException, tool: str) -> Optional[Tuple[str, int]]:
         message = cannot_write_message(err)
         if message is not None:
             return message, EXIT_CANNOT_WRITE
+    if _is_gdal_write_failure(err):
+        return f'cannot write: {err}. Choose an output path in a folder you can write to.', EXIT_CANNOT_WRITE
     return None
+
+
+def _is_gdal_write_failure(err: BaseException) -> bool:
+    """GDAL (through rasterio) reports an output it cannot create as a RasterioError with the OS reason."""
+    from rasterio.errors import RasterioError
+
+    reasons = ('Permission denied', 'Operation not permitted', 'Read-only file system', 'No space left')
+    return isinstance(err, RasterioError) and any(reason in str(err) for reason in reasons)
 
 
 @contextmanager
@@ -147,6 +157,7 @@ def user_errors(tool: str) -> Iterator[None]:
         if described is None or os.environ.get('RSSR_DEBUG') == '1':
             raise
         message, code = described
+        message = re.sub(r'\n\s*\n', '\n', message.strip())  # one paragraph
         if not message.startswith('rssr'):
             message = f'{tool}: {message}'
         sys.stderr.write(f'{message}\n')

@@ -103,7 +103,7 @@ def train_run(tmp: Path, opt: Dict, **run) -> Run:
     return Run(['-opt', str(tmp / 'opt.yml')], tmp, [tmp / 'experiments'], **run)
 
 
-def test_run(tmp: Path, opt: Dict, **run) -> Run:
+def evaluation_run(tmp: Path, opt: Dict, **run) -> Run:
     write_yaml(opt, tmp / 'opt.yml')
     return Run(['-opt', str(tmp / 'opt.yml')], tmp, [tmp / 'results'], **run)
 
@@ -392,7 +392,7 @@ def _(tmp):
     network = {**TINY_MSRRESNET, 'upscale': SCALE}
     opt = rgb_test(tmp, save_weights(tmp / 'four.pth', network))
     opt['network_g'] = network
-    return test_run(tmp, opt)
+    return evaluation_run(tmp, opt)
 
 
 @case('test-sizes-off-scale', 'rssr.test', 2, r'LQ/GT sizes do not match scale 2: GT \S+/hr/00\d\.png is 30 x 30',
@@ -401,7 +401,7 @@ def _(tmp):
     opt = rgb_test(tmp)
     for path in Path(opt['datasets']['test_1']['dataroot_gt']).glob('*.png'):
         cv2.imwrite(str(path), cv2.imread(str(path))[:30, :30])
-    return test_run(tmp, opt)
+    return evaluation_run(tmp, opt)
 
 
 @case('test-wrong-scale', 'rssr.test', 2, r'do not match scale 4', r'The data is x2: set scale: 2')
@@ -409,25 +409,25 @@ def _(tmp):
     network = {**TINY_EDSR, 'upscale': 4}
     opt = rgb_test(tmp, save_weights(tmp / 'x4.pth', network))
     opt.update(scale=4, network_g=network)
-    return test_run(tmp, opt)
+    return evaluation_run(tmp, opt)
 
 
 @case('test-corrupt-image', 'rssr.test', 2, r'Cannot decode image \S+/lr/001\.png')
 def _(tmp):
     opt = rgb_test(tmp)
     Path(opt['datasets']['test_1']['dataroot_lq'], '001.png').write_bytes(b'')
-    return test_run(tmp, opt)
+    return evaluation_run(tmp, opt)
 
 
 @case('test-pretrained-other-config', 'rssr.test', 2, r'path\.pretrain_network_g: Checkpoint does not fit the model',
       r'checkpoint \(16, 3, 3, 3\) vs model \(8, 3, 3, 3\)')
 def _(tmp):
-    return test_run(tmp, rgb_test(tmp, save_weights(tmp / 'other.pth', {**TINY_EDSR, 'num_feat': 16})))
+    return evaluation_run(tmp, rgb_test(tmp, save_weights(tmp / 'other.pth', {**TINY_EDSR, 'num_feat': 16})))
 
 
 @case('test-pretrained-truncated', 'rssr.test', 2, r'path\.pretrain_network_g: Cannot read checkpoint \S+/net_g\.pth')
 def _(tmp):
-    return test_run(tmp, rgb_test(tmp, truncate(save_weights(tmp / 'net_g.pth', TINY_EDSR))))
+    return evaluation_run(tmp, rgb_test(tmp, truncate(save_weights(tmp / 'net_g.pth', TINY_EDSR))))
 
 
 @case('test-empty-folders', 'rssr.test', 2, r'dataset test \(tiny_test\) is empty')
@@ -436,19 +436,19 @@ def _(tmp):
     for folder in ('dataroot_gt', 'dataroot_lq'):
         shutil.rmtree(opt['datasets']['test_1'][folder])
         os.makedirs(opt['datasets']['test_1'][folder])
-    return test_run(tmp, opt)
+    return evaluation_run(tmp, opt)
 
 
 @case('test-out-of-memory', 'rssr.test', 4, r'out of memory while network_g \(EDSR\) ran on \S+/lr/000\.png '
       r'\(input 1 x 3 x 16 x 16\)', 'crop large validation/test images into tiles', 'rssr.infer')
 def _(tmp):
-    return test_run(tmp, rgb_test(tmp), patch=raise_in_forward(torch.OutOfMemoryError(
+    return evaluation_run(tmp, rgb_test(tmp), patch=raise_in_forward(torch.OutOfMemoryError(
         'CUDA out of memory. Tried to allocate 20.00 GiB')))
 
 
 @case('test-results-not-writable', 'rssr.test', 5, r'cannot write \S*results\S*')
 def _(tmp):
-    run = test_run(tmp, rgb_test(tmp))
+    run = evaluation_run(tmp, rgb_test(tmp))
     run.cwd = Path('/sys')
     return run
 
@@ -552,9 +552,16 @@ def _(tmp):
     return run
 
 
+@case('infer-output-file-not-writable', 'rssr.infer', 5, r'cannot write: .*/sys/\.sr\.tif\S*: Permission denied',
+      'folder you can write to')
+def _(tmp):
+    run = infer_run(tmp)
+    run.argv[run.argv.index('--output') + 1] = '/sys/sr.tif'
+    return run
+
+
 # ---- data preparation scripts -------------------------------------------------------------------
-@case('prepare-rsscn7-no-input', 'scripts/prepare_rsscn7.py', 2, r'Input folder not found: \S+/RSSCN7',
-      subprocess=True)
+@case('prepare-rsscn7-no-input', 'scripts/prepare_rsscn7.py', 2, r'Input folder not found: \S+/RSSCN7')
 def _(tmp):
     return Run(['--input', str(tmp / 'RSSCN7'), '--output', str(tmp / 'datasets/RSSCN7'), '--scales', '2', '3', '4',
                 '--seed', '0'], tmp, [tmp])
