@@ -22,7 +22,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from _foundation_data import SCALE, train_options, write_pairs, write_yaml
 from rs_helpers import make_pair_folders, smooth_dn, write_geotiff
@@ -75,13 +74,12 @@ def rgb_train(tmp: Path, **changes) -> Dict:
     return opt
 
 
-def rgb_test(tmp: Path, weights: Optional[Path] = None, **dataset_changes) -> Dict:
+def rgb_test(tmp: Path, weights: Optional[Path] = None) -> Dict:
     """BasicSR's stock SRModel testing TINY_EDSR (trained weights: random) on 2 RGB x2 pairs."""
     pairs = write_pairs(tmp / 'data' / 'test', 2, seed=3)
     if weights is None:
         weights = save_weights(tmp / 'net_g.pth', TINY_EDSR)
-    dataset = {'name': 'tiny_test', 'type': 'PairedImageDataset', **pairs, 'io_backend': {'type': 'disk'},
-               **dataset_changes}
+    dataset = {'name': 'tiny_test', 'type': 'PairedImageDataset', **pairs, 'io_backend': {'type': 'disk'}}
     return {'name': 'errs_test', 'model_type': 'SRModel', 'scale': SCALE, 'num_gpu': 0,
             'datasets': {'test_1': dataset}, 'network_g': dict(TINY_EDSR),
             'path': {'pretrain_network_g': str(weights), 'strict_load_g': True},
@@ -125,25 +123,16 @@ def multiband_train(tmp: Path, gt_size: int = 16, **dataset_changes) -> Dict:
     return opt
 
 
-def infer_inputs(tmp: Path, bands: int = 4) -> Dict[str, str]:
-    """A 4-band 40 x 40 GeoTIFF scene and TINY_MSRRESNET weights."""
-    scene = write_geotiff(tmp / 'scene.tif', smooth_dn(bands, 40, 40))
+def infer_run(tmp: Path, *flags: str, **run) -> Run:
+    """rssr.infer of a 4-band 40 x 40 GeoTIFF scene with TINY_MSRRESNET weights; ``flags`` (flag, value, ...)
+    replace or add to the defaults."""
+    scene = write_geotiff(tmp / 'scene.tif', smooth_dn(4, 40, 40))
     weights = save_weights(tmp / 'net_g.pth', TINY_MSRRESNET)
-    return {'scene': str(scene), 'weights': str(weights)}
-
-
-def infer_run(tmp: Path, *extra: str, output: str = 'sr.tif', **run) -> Run:
-    inputs = infer_inputs(tmp)
-    argv = ['--arch', 'MSRResNet', '--arch-kwargs', str({k: v for k, v in TINY_MSRRESNET.items() if k != 'type'}),
-            '--weights', inputs['weights'], '--input', inputs['scene'], '--output', str(tmp / output),
-            '--device', 'cpu', '--tile', '32', '--overlap', '8', '--margin', '2']
-    for flag_and_value in zip(extra[::2], extra[1::2]):
-        flag = flag_and_value[0]
-        if flag in argv:
-            argv[argv.index(flag) + 1] = flag_and_value[1]
-        else:
-            argv += list(flag_and_value)
-    return Run(argv, tmp, [tmp], **run)
+    options = {'--arch': 'MSRResNet', '--arch-kwargs': str({k: v for k, v in TINY_MSRRESNET.items() if k != 'type'}),
+               '--weights': str(weights), '--input': str(scene), '--output': str(tmp / 'sr.tif'), '--device': 'cpu',
+               '--tile': '32', '--overlap': '8', '--margin': '2'}
+    options.update(zip(flags[::2], flags[1::2]))
+    return Run([word for flag_and_value in options.items() for word in flag_and_value], tmp, [tmp], **run)
 
 
 def raise_in_forward(error: BaseException) -> Callable[[pytest.MonkeyPatch], None]:
@@ -484,7 +473,7 @@ def _(tmp):
 @case('infer-empty-input-folder', 'rssr.infer', 2, r'No rasters \(\.tif.*\) in folder \S+/empty')
 def _(tmp):
     (tmp / 'empty').mkdir()
-    return infer_run(tmp, '--input', str(tmp / 'empty'), output='out')
+    return infer_run(tmp, '--input', str(tmp / 'empty'), '--output', str(tmp / 'out'))
 
 
 @case('infer-band-name-missing', 'rssr.infer', 2, r"Band 'B99' not found in \S+/scene\.tif; its band descriptions are: "
@@ -511,7 +500,7 @@ def _(tmp):
 
 @case('infer-png-for-4-bands', 'rssr.infer', 2, r'A PNG holds 1 or 3 bands of uint8/uint16; this output has 4 bands')
 def _(tmp):
-    return infer_run(tmp, output='sr.png')
+    return infer_run(tmp, '--output', str(tmp / 'sr.png'))
 
 
 @case('infer-weights-truncated', 'rssr.infer', 2, r'Cannot read checkpoint \S+/net_g\.pth')
@@ -547,17 +536,13 @@ def _(tmp):
 @case('infer-output-not-writable', 'rssr.infer', 5, r'cannot write /sys/sr_out')
 def _(tmp):
     write_geotiff(tmp / 'tiles' / 'a.tif', smooth_dn(4, 40, 40))
-    run = infer_run(tmp, '--input', str(tmp / 'tiles'))
-    run.argv[run.argv.index('--output') + 1] = '/sys/sr_out'
-    return run
+    return infer_run(tmp, '--input', str(tmp / 'tiles'), '--output', '/sys/sr_out')
 
 
 @case('infer-output-file-not-writable', 'rssr.infer', 5, r'cannot write: .*/sys/\.sr\.tif\S*: Permission denied',
       'folder you can write to')
 def _(tmp):
-    run = infer_run(tmp)
-    run.argv[run.argv.index('--output') + 1] = '/sys/sr.tif'
-    return run
+    return infer_run(tmp, '--output', '/sys/sr.tif')
 
 
 # ---- data preparation scripts -------------------------------------------------------------------
