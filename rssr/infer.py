@@ -3,6 +3,10 @@
     python -m rssr.infer --opt options/test/x.yml --input scene.tif --output scene_x4.tif
     python -m rssr.infer --model convmambasr --scale 4 --weights net_g.pth --input dir/ --output out_dir/
     python -m rssr.infer --arch EDSR --arch-kwargs '{num_in_ch: 4, num_out_ch: 4, upscale: 4}' --weights w.pth ...
+    torchrun --nproc_per_node=4 -m rssr.infer --model convmambasr --weights net_g.pth --input dir/ --output out_dir/
+
+A folder run skips outputs that already exist (a killed run resumes); under torchrun every rank
+takes its share of the files on its own device (:mod:`rssr.inference.sharding`).
 """
 from __future__ import annotations
 
@@ -17,8 +21,10 @@ import yaml
 from rssr.checkpoint import CheckpointError
 from rssr.inference import InferenceError, OutputOptions, TilingOptions, load_model, super_resolve_scene
 from rssr.inference.loading import parse_arch_kwargs
+from rssr.inference.sharding import finish, run_shard, start_shard
 from rssr.io import RASTER_EXTENSIONS, RasterError
 from rssr.plugins import import_plugins
+from rssr.threads import configure_threads
 
 
 def _parse_bands(text: Optional[str]) -> Optional[List[int | str]]:
@@ -77,16 +83,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     try:
         import_plugins(args.imports)
+        configure_threads(None)
+        shard = start_shard(args.device)
         kwargs = parse_arch_kwargs(args.arch_kwargs)
         model = load_model(options=args.opt, arch=args.arch, arch_kwargs=kwargs, zoo_name=args.model,
                            scale=args.scale, in_chans=args.in_chans, weights=args.weights)
         tiling = TilingOptions(tile=args.tile, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
         output = OutputOptions(dtype=args.out_dtype, cog=args.cog, overwrite=args.overwrite)
-        for source, destination in _jobs(Path(args.input), Path(args.output)):
-            written = super_resolve_scene(model, source, destination, bands=_parse_bands(args.bands),
-                                          radiometry_preset=args.radiometry, tiling=tiling, output=output,
-                                          device=args.device, amp=args.amp)
-            print(f'wrote {written}')
+        jobs = _jobs(Path(args.input), Path(args.output))
+        results = run_shard(shard, jobs, lambda source, destination: super_resolve_scene(
+            model, source, destination, bands=_parse_bands(args.bands), radiometry_preset=args.radiometry,
+            tiling=tiling, output=output, device=shard.device, amp=args.amp),
+            skip_complete=Path(args.input).is_dir() and not args.overwrite)
+        finish(shard, results)
     except (InferenceError, RasterError, CheckpointError, yaml.YAMLError, ValueError) as err:
         print(f'rssr.infer: error: {err}', file=sys.stderr)
         return 2
