@@ -401,8 +401,9 @@ def _check_train(check: _Checker, train: Mapping[str, Any], model_class: Optiona
             check.problems.append(f'train.{key} needs a `type:` and `lr:`')
         elif isinstance(optim, Mapping) and optimizers:
             if optim['type'] not in optimizers:
+                hint = _did_you_mean(str(optim['type']), optimizers)
                 check.problems.append(f'train.{key}.type {optim["type"]!r} is not offered by {model_name} '
-                                      f'(choose from {", ".join(optimizers)}){_did_you_mean(str(optim["type"]), optimizers)}')
+                                      f'(choose from {", ".join(optimizers)}){hint}')
             else:
                 check.constructor_kwargs(f'train.{key}', optim, optimizers[optim['type']],
                                          f'optimizer {optim["type"]}', skip=('params',))

@@ -7,7 +7,8 @@ keys are still refused with the closest name.
 
 HAT's, MambaIR's and Real-HAT's own classes are not installed here, so the test registers stand-ins
 under their names (only for its duration): subclasses of BasicSR's SRModel/SRGANModel and
-PairedImageDataset, and archs whose constructors take the real ones' arguments through ``**kwargs``.
+PairedImageDataset, HAT's arch with the real constructor's signature, and MambaIR's archs as
+constructors taking any keyword (the real ones import mamba_ssm, which is not installed here).
 HATModel's stand-in reads the same extra options as the real one (``network_g.window_size``, the
 top-level ``tile``), so the test also shows that keys a model's source reads are accepted.
 Real-ESRGAN's types resolve to BasicSR 1.4.2's own copies (``RealESRGANModel_basicsr``, ...), as
@@ -64,14 +65,26 @@ class ImageNetPairedDataset(PairedImageDataset):
     """Stand-in for HAT's ImageNet dataset."""
 
 
-def _arch(name: str) -> type:
-    def __init__(self, **kwargs: Any) -> None:  # the real archs take their options as keywords
+class HAT(nn.Module):
+    """Stand-in for HAT's arch: the real constructor's signature (XPixelGroup/HAT hat_arch.py)."""
+
+    def __init__(self, img_size=64, patch_size=1, in_chans=3, embed_dim=96, depths=(6, 6, 6, 6),
+                 num_heads=(6, 6, 6, 6), window_size=7, compress_ratio=3, squeeze_factor=30, conv_scale=0.01,
+                 overlap_ratio=0.5, mlp_ratio=4., qkv_bias=True, qk_scale=None, drop_rate=0., attn_drop_rate=0.,
+                 drop_path_rate=0.1, norm_layer=nn.LayerNorm, ape=False, patch_norm=True, use_checkpoint=False,
+                 upscale=2, img_range=1., upsampler='', resi_connection='1conv', **kwargs) -> None:
+        super().__init__()
+
+
+def _arch_taking_any_keyword(name: str) -> type:
+    def __init__(self, **kwargs: Any) -> None:
         nn.Module.__init__(self)
     return type(name, (nn.Module,), {'__init__': __init__})
 
 
 STAND_INS = [(MODEL_REGISTRY, c) for c in (HATModel, RealHATGANModel, MambaIRModel, MambaIRv2Model)] + \
-    [(DATASET_REGISTRY, ImageNetPairedDataset)] + [(ARCH_REGISTRY, _arch(n)) for n in ('HAT', 'MambaIR', 'MambaIRv2')]
+    [(DATASET_REGISTRY, ImageNetPairedDataset), (ARCH_REGISTRY, HAT)] + \
+    [(ARCH_REGISTRY, _arch_taking_any_keyword(n)) for n in ('MambaIR', 'MambaIRv2')]
 
 
 @pytest.fixture(autouse=True)
@@ -159,7 +172,8 @@ def test_rssr_model_train_typo_is_refused(tmp_path):
     def edit(opt):
         opt['model_type'] = 'RSSRModel'
         opt['train']['grad_clip_nrom'] = 1.0
-    with pytest.raises(OptionsError, match="train.grad_clip_nrom is not an option of model RSSRModel.*'grad_clip_norm'"):
+    expected = "train.grad_clip_nrom is not an option of model RSSRModel.*'grad_clip_norm'"
+    with pytest.raises(OptionsError, match=expected):
         check('basicsr/train_EDSR_Mx2.yml', tmp_path, edit)
 
 
@@ -170,7 +184,7 @@ def test_key_another_component_reads_only_warns(tmp_path):
 
 
 def test_unknown_key_nobody_reads_and_no_near_miss_only_warns(tmp_path):
-    with pytest.warns(UserWarning, match='datasets.train.my_project_flag is not read by dataset PairedImageDataset'):
+    with pytest.warns(UserWarning, match='datasets.train.my_project_flag is not read by dataset type PairedImageDataset'):
         check('basicsr/train_EDSR_Mx2.yml', tmp_path, _set('datasets.train', 'my_project_flag', 1))
 
 
