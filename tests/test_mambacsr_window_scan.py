@@ -111,3 +111,42 @@ def test_cross_scale_size_errors_name_the_sizes():
         cross_scale_scan(torch.zeros(1, 1, 12, 16), torch.zeros(1, 1, 6, 8), 16)
     with pytest.raises(ValueError, match='8x8'):
         cross_scale_scan(torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 4, 4), 16)
+
+
+def test_compact_order_collapses_inner_pad_runs_and_drops_edge_runs():
+    from rssr.ops.window_scan import compact_window_order
+    order = compact_window_order(3, 5, (ScanDirection(4), ScanDirection(4, flip=True)))
+    pad = 15  # the zero slot after the 15 pixels
+    assert order.sources[0].tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13, pad, 4, pad, 9, pad, 14]
+    assert order.pad_runs[0].tolist() == [1] * 12 + [4, 1, 3, 1, 3, 1]
+    assert order.sources[1].tolist() == order.sources[0].flip(0).tolist()
+    x = positions(3, 5, channels=2, batch=2)
+    from rssr.ops.window_scan import compact_window_merge, compact_window_scan
+    assert torch.equal(compact_window_merge(compact_window_scan(x, order), order), x.flatten(2)[:, None].expand(2, 2, 2, 15))
+
+
+@pytest.mark.parametrize('kwargs,size', [(dict(dual_interleaved_scan=True, scan_size=4, depths=[4]), (10, 14)),
+                                         (dict(dual_interleaved_scan=False, scan_size=4, depths=[1]), (6, 9))])
+def test_collapsed_pad_runs_give_the_outputs_and_gradients_of_scanning_every_pad_token(kwargs, size, monkeypatch):
+    """MambaCSR scans compact orders where windows need padding; the plain orders must agree in value and gradient."""
+    from rssr.archs.mambacsr import MambaCSR, MultiDirectionScan
+    torch.manual_seed(0)
+    model = MambaCSR(embed_dim=24, d_state=4, upsampler='pixelshuffle', upscale=2, **kwargs)
+    for name, param in model.named_parameters():
+        if 'dt_projs_bias' in name:  # large steps: pad runs decay the state visibly
+            param.data.uniform_(0.0, 2.0)
+    x = torch.rand(2, 3, *size)
+
+    def run():
+        model.zero_grad()
+        out = model(x)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    assert model.layers[0].residual_group.blocks[-1].self_attention.multi_scan.compact_order(*size) is not None
+    compact_out, compact_grads = run()
+    monkeypatch.setattr(MultiDirectionScan, 'compact_order', lambda self, height, width: None)
+    plain_out, plain_grads = run()
+    assert (compact_out - plain_out).abs().max() <= 1e-5 * plain_out.abs().max()  # float32 rounding only
+    for name, grad in plain_grads.items():
+        assert (compact_grads[name] - grad).abs().max() <= 1e-4 * grad.abs().max(), name

@@ -40,7 +40,8 @@ from rssr.layers.residual_group import ResidualGroup, resi_connection_conv
 from rssr.layers.ss2d import SS2D
 from rssr.layers.tokens import PatchEmbed, to_map
 from rssr.layers.upsample import Upsample
-from rssr.ops.window_scan import ScanDirection, cross_scale_merge, cross_scale_scan, window_merge, window_scan
+from rssr.ops.window_scan import (CompactWindowOrder, ScanDirection, compact_window_merge, compact_window_order,
+                                  compact_window_scan, cross_scale_merge, cross_scale_scan, window_merge, window_scan)
 from rssr.registry import register_arch
 from rssr.zoo import ModelCard, register_card
 
@@ -111,6 +112,13 @@ class MultiDirectionScan(nn.Module):
         self.exact_cross_scale_inverse = exact_cross_scale_inverse
         self.attn = DirectionGate(channels)
 
+    def compact_order(self, height: int, width: int) -> Optional[CompactWindowOrder]:
+        """The pad-run-collapsed window orders on an H x W map, or None where no window needs padding
+        (then the plain orders are scanned)."""
+        if self.cross_scale or all(height % d.window == 0 and width % d.window == 0 for d in self.directions):
+            return None
+        return compact_window_order(height, width, self.directions)
+
     def scan(self, x: Tensor, x_low: Optional[Tensor] = None) -> Tensor:
         """x (B, C, H, W) [and x_low (B, C, H/2, W/2) when cross-scale] -> (B, K, C, L)."""
         if self.cross_scale:
@@ -121,14 +129,20 @@ class MultiDirectionScan(nn.Module):
 
     def merge(self, ys: Tensor, height: int, width: int) -> Tensor:
         """Scanned (B, K, C, L) -> gated sum over directions in raster order, (B, C, H*W)."""
-        merged = 0
+        rasters = []
         for k, d in enumerate(self.directions):
             if self.cross_scale:
-                raster = cross_scale_merge(ys[:, k], height, width, d.window, d.column_first, d.flip,
-                                           exact_column_inverse=self.exact_cross_scale_inverse)
+                rasters.append(cross_scale_merge(ys[:, k], height, width, d.window, d.column_first, d.flip,
+                                                 exact_column_inverse=self.exact_cross_scale_inverse))
             else:
-                raster = window_merge(ys[:, k], height, width, d.window, d.column_first, d.flip)
-            merged = merged + self.attn(raster.transpose(1, 2))
+                rasters.append(window_merge(ys[:, k], height, width, d.window, d.column_first, d.flip))
+        return self.gated_sum(torch.stack(rasters, dim=1))
+
+    def gated_sum(self, rasters: Tensor) -> Tensor:
+        """Raster-order directions (B, K, C, H*W) -> sum of their gated values (B, C, H*W)."""
+        merged = 0
+        for k in range(rasters.shape[1]):
+            merged = merged + self.attn(rasters[:, k].transpose(1, 2))
         return merged.transpose(1, 2)
 
     def extra_repr(self) -> str:
@@ -137,6 +151,11 @@ class MultiDirectionScan(nn.Module):
 
 class LocalWindowSS2D(SS2D):
     """SS2D scanning in the given window orders (``LW_SS2D`` in the official code; expand 2, 3x3 conv).
+
+    Where windows need zero padding, the runs of pad tokens are collapsed before the scan
+    (:class:`rssr.ops.window_scan.CompactWindowOrder`): each inner run becomes one token whose step
+    dt is the run length times the pad tokens' dt, which the scan sees through a delta offset. The
+    outputs are those of scanning every pad token, at the cost of the real tokens only.
 
     Args:
         d_model: channels C (the scan runs on 2C channels).
@@ -153,10 +172,26 @@ class LocalWindowSS2D(SS2D):
                          directions=len(directions))
         self.multi_scan = MultiDirectionScan(self.d_inner, directions, cross_scale, exact_cross_scale_inverse)
 
+    def pad_run_delta_offset(self, order: CompactWindowOrder) -> Tensor:
+        """(K, d, L') delta offsets that turn each pad-run token's dt = softplus(bias) into
+        m * softplus(bias) for a run of m pad tokens (pad tokens project to delta 0); 0 elsewhere."""
+        k, length = order.pad_runs.shape
+        bias = self.dt_projs_bias.float()  # (K, d)
+        runs = order.pad_runs.to(bias.device)
+        columns = (runs > 1).any(0).nonzero().squeeze(1)
+        run_dt = runs[:, columns].to(bias.dtype).clamp(min=1)[:, None, :] * F.softplus(bias)[:, :, None]
+        inverse_softplus = run_dt + torch.log(-torch.expm1(-run_dt))
+        offsets = (inverse_softplus - bias[:, :, None]) * (runs[:, columns] > 1)[:, None, :]
+        return bias.new_zeros(k, bias.shape[1], length).index_copy(2, columns.to(bias.device), offsets)
+
     def forward_core(self, x: Tensor, x_low: Optional[Tensor] = None) -> Tensor:
         """Scan (B, d, H, W) in this block's directions; gated raster sum (B, d, H*W), float32."""
         height, width = x.shape[-2:]
-        return self.multi_scan.merge(self.scan(self.multi_scan.scan(x, x_low)), height, width)
+        order = self.multi_scan.compact_order(height, width)
+        if order is None:
+            return self.multi_scan.merge(self.scan(self.multi_scan.scan(x, x_low)), height, width)
+        ys = self.scan(compact_window_scan(x, order), self.pad_run_delta_offset(order))
+        return self.multi_scan.gated_sum(compact_window_merge(ys, order))
 
 
 class CrossScaleSS2D(LocalWindowSS2D):

@@ -46,12 +46,17 @@ class DirectionalSSM(nn.Module):
         self.A_logs._no_weight_decay = True
         self.Ds._no_weight_decay = True
 
-    def scan(self, xs: Tensor) -> Tensor:
-        """Run direction sequences xs (B, K, d, L) through the SSM; returns (B, K, d, L) float32."""
+    def scan(self, xs: Tensor, delta_offset: Optional[Tensor] = None) -> Tensor:
+        """Run direction sequences xs (B, K, d, L) through the SSM; returns (B, K, d, L) float32.
+
+        ``delta_offset`` (K, d, L), if given, is added to the projected deltas before the scan.
+        """
         b, k, d, length = xs.shape
         projected = torch.einsum('bkdl,kcd->bkcl', xs, self.x_proj_weight)
         dt_raw, B, C = torch.split(projected, [self.dt_rank, self.d_state, self.d_state], dim=2)
         delta = torch.einsum('bkrl,kdr->bkdl', dt_raw, self.dt_projs_weight)
+        if delta_offset is not None:
+            delta = delta + delta_offset
         y = selective_scan(
             xs.float().reshape(b, k * d, length), delta.float().reshape(b, k * d, length),
             -torch.exp(self.A_logs.float()), B.float(), C.float(), self.Ds.float(),

@@ -20,8 +20,10 @@ the high-resolution positions.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
@@ -144,3 +146,79 @@ def cross_scale_merge(sequence: Tensor, height: int, width: int, window: int, co
     window_index = (cols, rows) if exact_column_inverse else (rows, cols)
     grid = high.reshape(b, c, *window_index, cells, cells, 2, 2).permute(0, 1, 3, 5, 7, 2, 4, 6)
     return grid.reshape(b, c, height * width)
+
+
+@dataclass(frozen=True)
+class CompactWindowOrder:
+    """Window scan orders of one map size with the runs of pad tokens collapsed.
+
+    In a window scan the zero pad tokens only decay the SSM state: a pad token has u = 0, so its
+    B, C and drive are 0 and y = 0, and its step is exp(dt_pad * A) with dt_pad = softplus(delta_bias)
+    the same for every pad token of a channel. A run of m pad tokens between real tokens therefore
+    acts exactly like one token with dt = m * dt_pad, and runs before the first or after the last
+    real token have no effect at all. The compact order keeps every real token, one token per inner
+    pad run and no edge runs, so the scan costs what the real tokens cost.
+
+    Attributes (all (K, L') or (K, H*W) for the K directions, on the CPU):
+        sources: raster index of each compact token, or H*W for a pad run (read from a zero slot).
+        pad_runs: run length m of each pad-run token; 1 for real tokens; 0 for the filler tokens
+            that bring directions with fewer compact tokens to the common length L' (no effect).
+        positions: compact position of each raster pixel (the merge).
+    """
+
+    sources: Tensor
+    pad_runs: Tensor
+    positions: Tensor
+
+    @property
+    def has_pad_runs(self) -> bool:
+        return bool((self.pad_runs != 1).any())
+
+
+def _compact_order(height: int, width: int, direction: ScanDirection) -> Tuple[Tensor, Tensor]:
+    """(sources, pad run lengths) of one direction; see :class:`CompactWindowOrder`."""
+    pixels = height * width
+    raster = torch.arange(1, pixels + 1, dtype=torch.float64).view(1, 1, height, width)
+    order = window_scan(raster, direction.window, direction.column_first, direction.flip)[0, 0].long() - 1
+    real = (order >= 0).nonzero().squeeze(1)
+    order = order[int(real[0]):int(real[-1]) + 1]  # edge runs of pad tokens have no effect
+    is_pad = order < 0
+    starts_token = ~is_pad
+    starts_token[1:] |= is_pad[1:] & ~is_pad[:-1]
+    starts_token[0] = True
+    token = torch.cumsum(starts_token.long(), 0) - 1
+    run_lengths = torch.bincount(token)
+    sources = order[starts_token]
+    sources[sources < 0] = pixels
+    return sources, run_lengths
+
+
+@functools.lru_cache(maxsize=64)
+def compact_window_order(height: int, width: int, directions: Tuple[ScanDirection, ...]) -> CompactWindowOrder:
+    """The :class:`CompactWindowOrder` of ``directions`` on an H x W map (cached per size)."""
+    pixels = height * width
+    orders = [_compact_order(height, width, direction) for direction in directions]
+    length = max(len(sources) for sources, _ in orders)
+    sources = torch.full((len(orders), length), pixels, dtype=torch.long)
+    pad_runs = torch.zeros(len(orders), length, dtype=torch.long)
+    positions = torch.empty(len(orders), pixels, dtype=torch.long)
+    for k, (direction_sources, runs) in enumerate(orders):
+        count = len(direction_sources)
+        sources[k, :count], pad_runs[k, :count] = direction_sources, runs
+        real = direction_sources < pixels
+        positions[k, direction_sources[real]] = real.nonzero().squeeze(1)
+    return CompactWindowOrder(sources, pad_runs, positions)
+
+
+def compact_window_scan(x: Tensor, order: CompactWindowOrder) -> Tensor:
+    """Unroll x (B, C, H, W) in the compact orders: (B, K, C, L'), pad-run tokens zero."""
+    b, c = x.shape[:2]
+    flat = torch.cat([x.reshape(b, c, -1), x.new_zeros(b, c, 1)], dim=2)
+    sources = order.sources.to(x.device)
+    return flat[:, :, sources.reshape(-1)].view(b, c, *sources.shape).transpose(1, 2)
+
+
+def compact_window_merge(sequences: Tensor, order: CompactWindowOrder) -> Tensor:
+    """Scanned (B, K, C, L') compact sequences -> raster (B, K, C, H*W)."""
+    positions = order.positions.to(sequences.device)
+    return torch.gather(sequences, 3, positions[None, :, None, :].expand(*sequences.shape[:3], -1))
