@@ -2,9 +2,11 @@
 
 The cores this process may run on (``os.sched_getaffinity``) are shared evenly by the processes
 torchrun started on this node (``LOCAL_WORLD_SIZE``). DataLoader workers (only the training loader
-has any: BasicSR validates with ``num_workers=0``) run with one torch and one OpenCV thread each and
-are not subtracted: they prepare a batch ahead and then wait, and giving their cores up for good
-would halve a 2-core run's compute (``scripts/benchmark_threads.py`` compares both). Explicit choices win,
+has any: BasicSR validates with ``num_workers=0``) run with one torch and one OpenCV thread each, at
+a lower scheduling priority (niceness +10), and are not subtracted: they prepare batches ahead in
+the core time the training leaves idle (its serial Python and single-threaded ops) instead of
+preempting its OpenMP threads mid-region, and giving their cores up for good would halve a 2-core
+run's compute (``scripts/benchmark_threads.py`` compares both). Explicit choices win,
 in this order: ``RSSR_NUM_THREADS`` in the environment, ``num_threads:`` in the option file, then
 ``OMP_NUM_THREADS`` set by the user. torchrun sets ``OMP_NUM_THREADS=1`` itself when it starts
 several processes and the variable was unset; rssr cannot tell that value from a user's, so under
@@ -23,6 +25,7 @@ from rssr.options import declare_option_keys
 
 ENV_VARIABLE = 'RSSR_NUM_THREADS'
 OPTION_KEY = 'num_threads'
+WORKER_NICENESS = 10  # added to each DataLoader worker's niceness: the training's threads go first
 declare_option_keys('', [OPTION_KEY])
 
 
@@ -81,12 +84,14 @@ def choose_threads(cores: int, world_size: int, workers: int, override: Optional
     share = max(1, cores // max(1, world_size))
     reason = f'{cores} cores / {world_size} process{"es" if world_size != 1 else ""} on this node'
     if workers:
-        reason += f'; {workers} DataLoader worker{"s" if workers != 1 else ""} per process at 1 thread each'
+        reason += (f'; {workers} DataLoader worker{"s" if workers != 1 else ""} per process at 1 thread, '
+                   f'niceness +{WORKER_NICENESS}')
     return ThreadChoice(share, reason)
 
 
 def one_thread_per_worker(worker_init: Callable[..., None]) -> Callable[..., None]:
-    """``worker_init`` that first limits the DataLoader worker to one torch and one OpenCV thread."""
+    """``worker_init`` that first limits the DataLoader worker to one torch and one OpenCV thread and
+    lowers its priority by :data:`WORKER_NICENESS`."""
 
     @functools.wraps(worker_init)
     def init(*args: Any, **kwargs: Any) -> None:
@@ -95,6 +100,7 @@ def one_thread_per_worker(worker_init: Callable[..., None]) -> Callable[..., Non
 
         torch.set_num_threads(1)
         cv2.setNumThreads(1)
+        os.nice(WORKER_NICENESS)
         worker_init(*args, **kwargs)
 
     init.limits_threads = True

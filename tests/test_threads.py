@@ -2,6 +2,7 @@
 workers and explicit overrides; one log line; one thread in every DataLoader worker."""
 from __future__ import annotations
 
+import os
 import warnings
 
 import cv2
@@ -31,8 +32,8 @@ def test_cores_are_shared_evenly_by_the_processes_on_the_node(cores, world_size,
 
 def test_workers_run_at_one_thread_each_and_keep_the_main_process_share():
     choice = choose_threads(2, 1, workers=2)
-    assert choice == ThreadChoice(2, '2 cores / 1 process on this node; 2 DataLoader workers per process at 1 thread '
-                                     'each')
+    assert choice == ThreadChoice(2, '2 cores / 1 process on this node; 2 DataLoader workers per process at 1 thread, '
+                                     'niceness +10')
     assert choose_threads(8, 2, workers=1).threads == 4
 
 
@@ -69,7 +70,7 @@ def test_configure_sets_torch_and_opencv_and_logs_once_per_node(monkeypatch, cap
     choice = configure_threads({'datasets': {'train': {'num_worker_per_gpu': 2}}})
     assert choice.threads == 3 and torch.get_num_threads() == 3 and cv2.getNumThreads() == 3
     assert capsys.readouterr().err == ('rssr: 3 intra-op threads per process (6 cores / 2 processes on this node; '
-                                       '2 DataLoader workers per process at 1 thread each)\n')
+                                       '2 DataLoader workers per process at 1 thread, niceness +10)\n')
     monkeypatch.setenv('LOCAL_RANK', '1')
     monkeypatch.setenv('RSSR_NUM_THREADS', '1')
     assert configure_threads(None).threads == 1 and torch.get_num_threads() == 1
@@ -81,10 +82,10 @@ class _ThreadCounts(torch.utils.data.Dataset):
         return 2
 
     def __getitem__(self, index: int):
-        return torch.tensor([torch.get_num_threads(), cv2.getNumThreads()])
+        return torch.tensor([torch.get_num_threads(), cv2.getNumThreads(), os.nice(0)])
 
 
-def test_basicsr_training_loader_workers_run_one_thread(monkeypatch, capsys):
+def test_basicsr_training_loader_workers_run_one_thread_at_lower_priority(monkeypatch, capsys):
     from basicsr.data import build_dataloader
 
     monkeypatch.setenv('RSSR_NUM_THREADS', '2')
@@ -92,7 +93,8 @@ def test_basicsr_training_loader_workers_run_one_thread(monkeypatch, capsys):
     configure_threads(None)  # idempotent: the worker hook is installed once
     loader = build_dataloader(_ThreadCounts(), {'phase': 'train', 'num_worker_per_gpu': 1, 'batch_size_per_gpu': 2},
                               num_gpu=0, dist=False, sampler=None, seed=0)
-    assert next(iter(loader)).tolist() == [[1, 1], [1, 1]]
+    niceness = min(19, os.nice(0) + threads.WORKER_NICENESS)  # 19 is the lowest priority
+    assert next(iter(loader)).tolist() == [[1, 1, niceness], [1, 1, niceness]]
     assert torch.get_num_threads() == 2
 
 
