@@ -317,7 +317,9 @@ def load_resume_state_checked(load_resume_state: Callable) -> Callable:
             try:
                 read_checkpoint(path)
             except CheckpointError as unreadable:
-                raise CheckpointError(f'path.resume_state: {unreadable}') from err
+                newest = ' (the newest state: delete it and --auto_resume continues from the one before)'
+                raise CheckpointError(f'path.resume_state{newest if opt.get("auto_resume") else ""}: '
+                                      f'{unreadable}') from err
             raise
         if state is None:
             return None

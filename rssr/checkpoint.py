@@ -42,10 +42,14 @@ def read_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ... depending on the damage
-        raise CheckpointError(
-            f'Cannot read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0]}. rssr loads '
-            f'weights with torch.load(weights_only=True), which refuses files that would execute arbitrary '
-            f'code; re-save trusted weights as a plain state_dict or as .safetensors.') from None
+        reason = f'{type(err).__name__}: {(str(err).splitlines() or ["empty file"])[0]}'
+        if 'Weights only load failed' in str(err):
+            raise CheckpointError(
+                f'Cannot read checkpoint {path}: {reason}. rssr loads weights with torch.load(weights_only=True), '
+                f'which refuses files that would execute arbitrary code; re-save trusted weights as a plain '
+                f'state_dict or as .safetensors.') from None
+        raise CheckpointError(f'Cannot read checkpoint {path}: the file is damaged or truncated ({reason}); use an '
+                              f'intact copy or an earlier checkpoint.') from None
 
 
 def save_atomically(obj: Any, path: str | os.PathLike) -> None:

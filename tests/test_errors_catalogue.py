@@ -312,6 +312,18 @@ def _(tmp):
     return train_run(tmp, opt)
 
 
+@case('train-auto-resume-damaged-state', 'rssr.train', 2, r'path\.resume_state \(the newest state: delete it and '
+      r'--auto_resume continues from the one before\): Cannot read checkpoint \S+/training_states/4\.state: the '
+      r'file is damaged or truncated')
+def _(tmp):
+    states = tmp / 'experiments' / 'errs' / 'training_states'
+    states.mkdir(parents=True)
+    (states / '4.state').write_bytes(b'')
+    run = train_run(tmp, rgb_train(tmp))
+    run.argv.append('--auto_resume')
+    return run
+
+
 @case('train-out-of-memory', 'rssr.train', 4, r'out of memory while network_g \(EDSR\) ran on \S+/lr/00\d\.png',
       r'input 2 x 3 x 8 x 8', 'batch_size_per_gpu')
 def _(tmp):
@@ -510,6 +522,13 @@ def _(tmp):
     return run
 
 
+@case('infer-weights-empty', 'rssr.infer', 2, r'Cannot read checkpoint \S+/empty\.pth: the file is damaged or '
+      r'truncated \(EOFError: empty file\)')
+def _(tmp):
+    (tmp / 'empty.pth').write_bytes(b'')
+    return infer_run(tmp, '--weights', str(tmp / 'empty.pth'))
+
+
 @case('infer-weights-other-config', 'rssr.infer', 2,
       r'Checkpoint does not fit the model \(MSRResNet <- \S+/other\.pth\)', r'shape mismatch')
 def _(tmp):
@@ -627,6 +646,7 @@ def last_paragraph(stderr: str) -> str:
 def test_bad_input_ends_in_one_paragraph(name, tmp_path, monkeypatch, capsys):
     item = CASES[name]
     run = item.build(tmp_path)
+    before = files_in(run.checked_folders)
     code, stderr = run_case(item, run, monkeypatch, capsys)
     message = last_paragraph(stderr)
     assert code == item.exit_code, stderr[-3000:]
@@ -635,11 +655,13 @@ def test_bad_input_ends_in_one_paragraph(name, tmp_path, monkeypatch, capsys):
     assert '\n\n' not in message
     for pattern in item.expected:
         assert re.search(pattern, message, re.MULTILINE), f'{pattern!r} not in:\n{message}'
-    for folder in run.checked_folders:
-        partial = [str(p) for p in folder.rglob('*') if PARTIAL_FILE.search(p.name)] if folder.is_dir() else []
-        assert not partial, partial
-        if folder.name == 'experiments':
-            assert not list(folder.rglob('*.pth')) and not list(folder.rglob('*.state')), 'checkpoint of a failed run'
+    after = files_in(run.checked_folders)
+    assert not [path for path in after if PARTIAL_FILE.search(path.name)]
+    assert not [path for path in after - before if path.suffix in ('.pth', '.state')], 'checkpoint of a failed run'
+
+
+def files_in(folders: List[Path]) -> set:
+    return {path for folder in folders if folder.is_dir() for path in folder.rglob('*')}
 
 
 def test_every_catalogue_row_is_documented_with_its_tool_and_exit_code():
