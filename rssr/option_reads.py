@@ -447,22 +447,24 @@ class _Scope:
         return (getattr(base, func.attr, None), None) if base is not None else (None, None)
 
     def local_import(self, node: ast.AST) -> None:
-        """Bind the names an ``import`` inside the function brings in; a module that cannot be imported
-        counts as outside the followed packages unless it is one of them."""
+        """Bind the names an ``import`` inside the function brings in. Modules outside the followed
+        packages are not imported (nothing there is followed); one of them that cannot be imported
+        leaves its names unresolvable."""
         for alias in node.names:
             name = alias.asname or alias.name.split('.')[0]
             module_name = node.module if isinstance(node, ast.ImportFrom) else alias.name
             if isinstance(node, ast.ImportFrom) and node.level:
                 package = self.globals.get('__package__') or ''
                 module_name = importlib.util.resolve_name('.' * node.level + (node.module or ''), package)
+            if module_name.split('.')[0] not in self.reader.roots:
+                self.imported[name] = OUTSIDE
+                continue
             try:
                 module = importlib.import_module(module_name)
                 value = getattr(module, alias.name) if isinstance(node, ast.ImportFrom) else \
                     (module if alias.asname else importlib.import_module(name))
             except Exception:  # noqa: BLE001  (any import failure: the name stays unresolvable)
-                if module_name.split('.')[0] in self.reader.roots:
-                    continue
-                value = OUTSIDE
+                continue
             self.imported[name] = value
 
     def _method(self, classes: Iterable[type], name: str) -> Tuple[Any, Optional[Tuple[type, type]]]:
