@@ -175,16 +175,19 @@ def _disk_pair(dataset: Any, index: int) -> Optional[Tuple[str, str]]:
 
 
 def _check_pair_headers(opt: Dict[str, Any], gt_path: str, lq_path: str) -> None:
-    """LQ/GT sizes against ``scale`` from the file headers (skipped when a header cannot be read: the read
-    that follows then explains the file)."""
-    from rssr.data.transforms import check_pair_sizes
+    """LQ/GT sizes against ``scale`` and the training patch ``gt_size``, from the file headers (skipped when a
+    header cannot be read: the read that follows then explains the file)."""
+    from rssr.data.transforms import check_pair_sizes, check_patch_fits
     from rssr.io import RasterError, read_raster_info
 
     try:
         gt, lq = read_raster_info(gt_path), read_raster_info(lq_path)
     except RasterError:
         return
-    check_pair_sizes((gt.height, gt.width), (lq.height, lq.width), int(opt['scale']), gt_path, lq_path)
+    scale = int(opt['scale'])
+    check_pair_sizes((gt.height, gt.width), (lq.height, lq.width), scale, gt_path, lq_path)
+    check_patch_fits((lq.height, lq.width), opt.get('gt_size') if opt.get('phase') == 'train' else None, scale,
+                     lq_path)
 
 
 def _unreadable_file_message(dataset: Any, index: int) -> Optional[str]:

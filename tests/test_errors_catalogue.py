@@ -220,6 +220,14 @@ def _(tmp):
     return train_run(tmp, opt)
 
 
+@case('train-gt-size-larger-than-images', 'rssr.train', 2, r'LQ \S+/lr/00\d\.png is 16 x 16, smaller than the LQ '
+      r'patch 24 x 24 \(gt_size 48 / scale 2\): lower gt_size')
+def _(tmp):
+    opt = rgb_train(tmp)
+    opt['datasets']['train']['gt_size'] = 48
+    return train_run(tmp, opt)
+
+
 @case('train-empty-folders', 'rssr.train', 2, r'dataset train \(tiny_train\) is empty: no images in dataroot_gt \S+/hr',
       r'dataroot_lq \S+/lr')
 def _(tmp):
@@ -365,7 +373,7 @@ def _(tmp):
 
 
 @case('train-patch-larger-than-images', 'rssr.train', 2, r'LQ \S+\.tif is 16 x 16, smaller than the LQ patch 32 x 32 '
-      r'\(gt_size 128 / scale 4\)')
+      r'\(gt_size 128 / scale 4\): lower gt_size')
 def _(tmp):
     return train_run(tmp, multiband_train(tmp, gt_size=128))
 

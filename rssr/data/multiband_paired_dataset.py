@@ -9,7 +9,8 @@ from torch.utils import data
 
 from rssr.data.raster_source import (RASTER_OPTION_KEYS, RasterReader, check_band_counts, list_rasters, pair_paths,
                                      read_headers)
-from rssr.data.transforms import augment, check_pair_sizes, mod_crop_size, paired_random_windows, to_tensor
+from rssr.data.transforms import (augment, check_pair_sizes, check_patch_fits, mod_crop_size, paired_random_windows,
+                                  to_tensor)
 from rssr.errors import DataError
 from rssr.registry import register_dataset
 
@@ -59,13 +60,11 @@ class MultibandPairedDataset(data.Dataset):
         for pair in self.paths:
             check_band_counts(self.reader, [('GT', pair['gt_path']), ('LQ', pair['lq_path'])])
         check_band_counts(self.reader, [('GT', pair['gt_path']) for pair in self.paths])
-        lq_patch = self.opt.get('gt_size', 0) // self.scale if self.opt['phase'] == 'train' else 0
+        gt_patch = self.opt.get('gt_size') if self.opt['phase'] == 'train' else None
         for pair in self.paths:
             gt, lq = self.reader.info(pair['gt_path']), self.reader.info(pair['lq_path'])
             check_pair_sizes((gt.height, gt.width), (lq.height, lq.width), self.scale, gt.path, lq.path)
-            if min(lq.height, lq.width) < lq_patch:
-                raise DataError(f'LQ {lq.path} is {lq.height} x {lq.width}, smaller than the LQ patch '
-                                f'{lq_patch} x {lq_patch} (gt_size {self.opt["gt_size"]} / scale {self.scale}).')
+            check_patch_fits((lq.height, lq.width), gt_patch, self.scale, lq.path)
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         gt_path, lq_path = self.paths[index]['gt_path'], self.paths[index]['lq_path']

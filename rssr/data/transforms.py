@@ -32,6 +32,14 @@ def check_pair_sizes(gt_hw: Tuple[int, int], lq_hw: Tuple[int, int], scale: int,
             f'{pair_size_advice(gt_hw, lq_hw, scale)}')
 
 
+def check_patch_fits(lq_hw: Tuple[int, int], gt_patch: Optional[int], scale: int, lq_path: str) -> None:
+    """A training GT patch of ``gt_patch`` pixels (None: whole images) must fit in the LQ image at ``scale``."""
+    lq_patch = (gt_patch or 0) // scale
+    if min(lq_hw) < lq_patch:
+        raise DataError(f'LQ {lq_path} is {lq_hw[0]} x {lq_hw[1]}, smaller than the LQ patch {lq_patch} x {lq_patch} '
+                        f'(gt_size {gt_patch} / scale {scale}): lower gt_size or remove the images smaller than it.')
+
+
 def pair_size_advice(gt_hw: Tuple[int, int], lq_hw: Tuple[int, int], scale: int) -> str:
     """What to do about an LQ/GT pair whose sizes do not match ``scale``."""
     if lq_hw[0] > gt_hw[0] or lq_hw[1] > gt_hw[1]:
