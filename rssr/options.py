@@ -173,11 +173,13 @@ class _Checker:
         return self.lookup(f'{where}.type', spec['type'], registry)
 
     def lookup(self, key: str, name: Any, registry: Any) -> Optional[Any]:
-        """The object registered as ``name`` (or, as BasicSR's ``Registry.get`` falls back, as
-        ``<name>_basicsr``), or None with a problem naming the registry and the closest names."""
-        for candidate in (name, f'{name}_basicsr'):
-            if candidate in registry._obj_map:
-                return registry._obj_map[candidate]
+        """The object BasicSR's ``Registry.get`` returns for ``name`` (``<name>_basicsr`` and rssr's
+        aliases such as ``SMSR`` included), or None with a problem naming the registry and the closest names."""
+        from rssr._basicsr import lookup
+
+        found = lookup(registry, str(name))
+        if found is not None:
+            return found
         close = closest(str(name), registry._obj_map)
         listing = f'closest: {", ".join(close)}' if close else f'registered: {", ".join(sorted(registry._obj_map))}'
         self.problems.append(f'{key} {name!r} is not in BasicSR\'s {registry._name} registry ({listing})')

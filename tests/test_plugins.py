@@ -116,3 +116,22 @@ def test_shadowing_rssr_folder_in_the_current_directory_is_explained(tmp_path):
     assert result.returncode == 2, result.stderr[-3000:]
     assert 'Traceback' not in result.stderr
     assert f'the folder {tmp_path / "rssr"} hides the installed rssr package' in result.stderr
+
+
+def test_official_rep_mamba_option_file_with_type_smsr_passes_the_check(tmp_path):
+    import yaml
+
+    from rssr.options import OptionsError, check_options
+
+    opt = yaml.safe_load((REPO / 'options' / 'train' / 'RepMamba' / 'train_RepMamba_x2_AID.yml').read_text())
+    opt['network_g']['type'] = 'SMSR'  # the official file's spelling
+    for dataset in opt['datasets'].values():
+        for key in ('dataroot_gt', 'dataroot_lq'):
+            dataset[key] = str(tmp_path)
+    (tmp_path / 'official.yml').write_text(yaml.safe_dump(opt))
+    assert check_options(str(tmp_path / 'official.yml'))['network_g']['type'] == 'SMSR'
+
+    opt['network_g']['type'] = 'SMSRR'
+    (tmp_path / 'typo.yml').write_text(yaml.safe_dump(opt))
+    with pytest.raises(OptionsError, match="network_g.type 'SMSRR' is not in BasicSR's arch registry"):
+        check_options(str(tmp_path / 'typo.yml'))
