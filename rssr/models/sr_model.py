@@ -285,14 +285,15 @@ class RSSRModel(MultibandValidationMixin, SRModel):
         normalization = getattr(self, 'band_normalization', BandNormalization())
         stored = None if normalization.is_identity else normalization.to_metadata()
         if suffix == '.pth':
-            torch.save({**nested, **({METADATA_KEY: stored} if stored else {})}, path + '.tmp')
-        else:
-            from safetensors.torch import save_file
-            from rssr.checkpoint import normalization_metadata
-            metadata = {'param_keys': ','.join(keys)}  # read by rssr.checkpoint
-            if stored:
-                metadata[METADATA_KEY] = normalization_metadata(stored)
-            save_file(_flatten(nested), path + '.tmp', metadata=metadata)
+            from rssr.checkpoint import save_atomically
+            save_atomically({**nested, **({METADATA_KEY: stored} if stored else {})}, path)
+            return None
+        from safetensors.torch import save_file
+        from rssr.checkpoint import normalization_metadata
+        metadata = {'param_keys': ','.join(keys)}  # read by rssr.checkpoint
+        if stored:
+            metadata[METADATA_KEY] = normalization_metadata(stored)
+        save_file(_flatten(nested), path + '.tmp', metadata=metadata)
         os.replace(path + '.tmp', path)
         return None
 
