@@ -424,7 +424,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', default='gpu_check', help='folder for gpu_check.json and gpu_check.md')
     parser.add_argument('--cpu-smoke', action='store_true', help='CPU only, small sizes; CUDA sections skipped')
-    parser.add_argument('--budget-s', type=float, default=450, help='stop starting sections after this many seconds')
+    parser.add_argument('--budget-s', type=float, default=420, help='stop starting sections after this many seconds')
     parser.add_argument('--only', nargs='+', help='run only sections whose label starts with one of these')
     parser.add_argument('--device', help='default: cuda when available (cpu with --cpu-smoke)')
     parser.add_argument('--run-section', help=argparse.SUPPRESS)
