@@ -15,7 +15,14 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from torch import nn
 
+from rssr.errors import UserError
 from rssr.registry import ARCHS
+
+
+class UnknownModelError(UserError, KeyError):
+    """A zoo name (or its shipped weights) that does not exist; the message lists the known ones."""
+
+    __str__ = Exception.__str__  # KeyError would quote the message
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,8 @@ def model_card(name: str) -> ModelCard:
         import difflib
         close = difflib.get_close_matches(name, _CARDS, n=3)
         hint = f' Did you mean {", ".join(close)}?' if close else ''
-        raise KeyError(f'No model named {name!r} in the rssr zoo.{hint} Known: {", ".join(list_models())}') from None
+        raise UnknownModelError(f'No model named {name!r} in the rssr zoo.{hint} Known: '
+                                f'{", ".join(list_models())}') from None
 
 
 def create_model(name: str, scale: Optional[int] = None, in_chans: Optional[int] = None,
@@ -106,8 +114,9 @@ def create_model(name: str, scale: Optional[int] = None, in_chans: Optional[int]
     if pretrained is True:
         pretrained = card.weights_path()
         if pretrained is None:
-            raise KeyError(f'The rssr zoo model {name!r} ships no weights; pass pretrained=<path to a checkpoint>. '
-                           f'Models with weights: {", ".join(n for n in list_models() if _CARDS[n].weights) or "none"}')
+            shipped = ', '.join(n for n in list_models() if _CARDS[n].weights) or 'none'
+            raise UnknownModelError(f'The rssr zoo model {name!r} ships no weights; pass pretrained=<path to a '
+                                    f'checkpoint>. Models with weights: {shipped}')
         scale = card.weights_scale if scale is None else scale
     kwargs = dict(card.kwargs)
     kwargs[card.scale_kwarg] = 4 if scale is None else scale

@@ -293,6 +293,13 @@ def _(tmp):
     return train_run(tmp, opt)
 
 
+@case('train-pretrained-missing', 'rssr.train', 2, r'pretrain_network_g\S*:? .*\S+/nope\.pth')
+def _(tmp):
+    opt = rgb_train(tmp)
+    opt['path']['pretrain_network_g'] = str(tmp / 'nope.pth')
+    return train_run(tmp, opt)
+
+
 @case('train-pretrained-truncated', 'rssr.train', 2, r'path\.pretrain_network_g: Cannot read checkpoint \S+/net_g\.pth')
 def _(tmp):
     opt = rgb_train(tmp)
@@ -527,6 +534,21 @@ def _(tmp):
 def _(tmp):
     run = infer_run(tmp)
     truncate(tmp / 'net_g.pth')
+    return run
+
+
+@case('infer-unknown-zoo-model', 'rssr.infer', 2, r"No model named 'convmambasrr' in the rssr zoo\. Did you mean "
+      r'convmambasr')
+def _(tmp):
+    run = infer_run(tmp)
+    run.argv[run.argv.index('--arch'):run.argv.index('--arch') + 4] = ['--model', 'convmambasrr']
+    return run
+
+
+@case('infer-no-weights', 'rssr.infer', 2, r'No weights: pass --weights')
+def _(tmp):
+    run = infer_run(tmp)
+    del run.argv[run.argv.index('--weights'):run.argv.index('--weights') + 2]
     return run
 
 
