@@ -7,8 +7,9 @@ checkpoint of another network in ``load_state_dict``'s key dump; and it saves ch
 (a run killed while saving leaves a truncated file) and ignores a failed save. :func:`install`
 (called by :func:`rssr.distributed.patch_basicsr`, so only inside rssr's CLIs) wraps, where they fail:
 
-* ``build_dataset``: unpaired GT/LQ folders, a folder that is not an LMDB and an empty dataset
-  become a :class:`~rssr.errors.DataError` naming the folders and files; items of BasicSR's
+* ``build_dataset``: unpaired GT/LQ folders, missing files (e.g. listed in a ``meta_info_file``), a
+  folder that is not an LMDB and an empty dataset become a :class:`~rssr.errors.DataError` naming
+  the folders and files; items of BasicSR's
   datasets are checked before they are read (LQ/GT sizes against ``scale``, from the headers) and a
   failed read names the file that cannot be decoded;
 * ``SRModel.feed_data``: the batch's band count against the network's, and the batch noted for
@@ -115,6 +116,7 @@ def guard_build_dataset(build: Callable) -> Callable:
             folders = ', '.join(f'{key} {folder}' for key, folder in _folders(dataset_opt)) or 'its data roots'
             raise DataNotFoundError(f'{_dataset_name(dataset_opt)} is empty: no images in {folders}. Point the '
                                     f'dataroot options at folders holding the images (or fix meta_info_file).')
+        _check_files_exist(dataset)
         guard_items(type(dataset))
         return dataset
 
@@ -148,6 +150,19 @@ def guard_items(dataset_class: type) -> None:
             raise DataError(message) from err
 
     dataset_class.__getitem__ = _guarded(__getitem__)
+
+
+def _check_files_exist(dataset: Any) -> None:
+    """Every file a BasicSR dataset on disk will read exists (its paths may come from a meta_info_file)."""
+    if type(dataset).__module__.startswith('rssr.'):
+        return
+    missing = [path for index in range(len(dataset)) for path in _item_files(dataset, index)
+               if not os.path.isfile(path)]
+    if missing:
+        meta_info_file = dataset.opt.get('meta_info_file')
+        listed = f' (listed in meta_info_file {meta_info_file})' if meta_info_file else ''
+        raise DataNotFoundError(f'{len(missing)} image files of {_dataset_name(dataset.opt)} do not exist{listed}: '
+                                f'{", ".join(_first(missing))}. Fix the paths or the list, or restore the files.')
 
 
 def _reads_disk(dataset: Any) -> bool:

@@ -254,6 +254,15 @@ def _(tmp):
     return train_run(tmp, opt)
 
 
+@case('train-meta-info-lists-missing-file', 'rssr.train', 2, r'2 image files of dataset train \(tiny_train\) do not '
+      r'exist \(listed in meta_info_file \S+/meta_info\.txt\): \S+/lr/004\.png, \S+/hr/004\.png')
+def _(tmp):
+    opt = rgb_train(tmp)
+    (tmp / 'meta_info.txt').write_text(''.join(f'{i:03d}.png (32,32,3)\n' for i in range(5)))
+    opt['datasets']['train']['meta_info_file'] = str(tmp / 'meta_info.txt')
+    return train_run(tmp, opt)
+
+
 @case('train-lmdb-not-lmdb', 'rssr.train', 2, r'io_backend lmdb from dataroot_gt \S+/hr, dataroot_lq \S+/lr, which is '
       r'not a readable LMDB', 'create_lmdb.py')
 def _(tmp):
