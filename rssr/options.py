@@ -347,8 +347,10 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
 
 def _dataset_top_level_keys(datasets: Any, registry: Any) -> Set[str]:
     """Top-level keys the file's dataset classes declare (``top_level_option_keys``)."""
+    from rssr._basicsr import lookup
+
     specs = datasets.values() if isinstance(datasets, Mapping) else ()
-    classes = [registry._obj_map.get(spec.get('type')) for spec in specs if isinstance(spec, Mapping)]
+    classes = [lookup(registry, str(spec.get('type'))) for spec in specs if isinstance(spec, Mapping)]
     return {key for cls in classes for key in getattr(cls, 'top_level_option_keys', ()) or ()}
 
 
