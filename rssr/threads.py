@@ -89,22 +89,37 @@ def choose_threads(cores: int, world_size: int, workers: int, override: Optional
     return ThreadChoice(share, reason)
 
 
-def one_thread_per_worker(worker_init: Callable[..., None]) -> Callable[..., None]:
-    """``worker_init`` that first limits the DataLoader worker to one torch and one OpenCV thread and
-    lowers its priority by :data:`WORKER_NICENESS`."""
+class OneThreadWorkerInit:
+    """A DataLoader ``worker_init_fn`` that limits the worker to one torch and one OpenCV thread, lowers
+    its priority by :data:`WORKER_NICENESS`, then runs the loader's own ``worker_init_fn`` (picklable,
+    so it also works where workers are spawned rather than forked)."""
 
-    @functools.wraps(worker_init)
-    def init(*args: Any, **kwargs: Any) -> None:
+    def __init__(self, worker_init: Optional[Callable[[int], None]]) -> None:
+        self.worker_init = worker_init
+
+    def __call__(self, worker_id: int) -> None:
         import cv2
         import torch
 
         torch.set_num_threads(1)
         cv2.setNumThreads(1)
         os.nice(WORKER_NICENESS)
-        worker_init(*args, **kwargs)
+        if self.worker_init is not None:
+            self.worker_init(worker_id)
 
-    init.limits_threads = True
-    return init
+
+def _limit_worker_threads(build_dataloader: Callable[..., Any]) -> Callable[..., Any]:
+    """BasicSR's ``build_dataloader`` whose loaders start their workers with :class:`OneThreadWorkerInit`."""
+
+    @functools.wraps(build_dataloader)
+    def build(*args: Any, **kwargs: Any) -> Any:
+        loader = build_dataloader(*args, **kwargs)
+        if not isinstance(loader.worker_init_fn, OneThreadWorkerInit):
+            loader.worker_init_fn = OneThreadWorkerInit(loader.worker_init_fn)
+        return loader
+
+    build.limits_worker_threads = True
+    return build
 
 
 def explicit_threads(opt: Optional[Mapping[str, Any]], environ: Mapping[str, str]) -> Optional[Tuple[Any, str]]:
@@ -119,7 +134,7 @@ def explicit_threads(opt: Optional[Mapping[str, Any]], environ: Mapping[str, str
 def configure_threads(opt: Optional[Dict[str, Any]]) -> ThreadChoice:
     """Set torch's (and OpenCV's) intra-op thread count for this process, one thread in each DataLoader
     worker, and say so once per node."""
-    import basicsr.data
+    import basicsr.train
     import cv2
     import torch
 
@@ -127,8 +142,8 @@ def configure_threads(opt: Optional[Dict[str, Any]]) -> ThreadChoice:
                             explicit_threads(opt, os.environ), os.environ.get('OMP_NUM_THREADS'))
     torch.set_num_threads(choice.threads)
     cv2.setNumThreads(choice.threads)
-    if not getattr(basicsr.data.worker_init_fn, 'limits_threads', False):  # BasicSR's train loaders call it
-        basicsr.data.worker_init_fn = one_thread_per_worker(basicsr.data.worker_init_fn)
+    if not getattr(basicsr.train.build_dataloader, 'limits_worker_threads', False):  # the train pipeline's loaders
+        basicsr.train.build_dataloader = _limit_worker_threads(basicsr.train.build_dataloader)
     if int(os.environ.get('LOCAL_RANK', 0)) == 0:
         print(choice.message(), file=sys.stderr, flush=True)
     return choice

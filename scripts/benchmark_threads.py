@@ -62,8 +62,9 @@ def option_file(folder: Path, case: Case, iters: int) -> Path:
             'dataset_enlarge_ratio': 1}},
         'network_g': {'type': 'RepMamba', 'in_chans': 4, 'depths': [1, 1], 'upscale': 4},
         'path': {'pretrain_network_g': None, 'resume_state': None},
-        'train': {'optim_g': {'type': 'Adam', 'lr': 2e-4}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [10 ** 6]},
-                  'total_iter': iters, 'warmup_iter': -1, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}},
+        'train': {'optim_g': {'type': 'Adam', 'lr': 2e-4},
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [10 ** 6]}, 'total_iter': iters,
+                  'warmup_iter': -1, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}},
         'logger': {'print_freq': 1, 'save_checkpoint_freq': 10 ** 6, 'use_tb_logger': False},
     }
     path = folder / 'threads.yml'

@@ -2,7 +2,9 @@
 workers and explicit overrides; one log line; one thread in every DataLoader worker."""
 from __future__ import annotations
 
+import functools
 import os
+import pickle
 import warnings
 
 import cv2
@@ -11,12 +13,16 @@ import torch
 
 from _foundation_data import train_options, write_yaml
 from rssr import threads
-from rssr.threads import ThreadChoice, choose_threads, configure_threads, dataloader_workers, explicit_threads
+from rssr.threads import (OneThreadWorkerInit, ThreadChoice, choose_threads, configure_threads, dataloader_workers,
+                          explicit_threads)
 
 
 @pytest.fixture(autouse=True)
 def restore_threads(monkeypatch):
-    """Leave torch's and OpenCV's thread counts and the environment as they were."""
+    """Leave torch's and OpenCV's thread counts, BasicSR's loader builder and the environment as they were."""
+    import basicsr.train
+
+    monkeypatch.setattr(basicsr.train, 'build_dataloader', basicsr.train.build_dataloader)
     torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
     for name in ('RSSR_NUM_THREADS', 'OMP_NUM_THREADS', 'LOCAL_WORLD_SIZE', 'LOCAL_RANK'):
         monkeypatch.delenv(name, raising=False)
@@ -86,13 +92,17 @@ class _ThreadCounts(torch.utils.data.Dataset):
 
 
 def test_basicsr_training_loader_workers_run_one_thread_at_lower_priority(monkeypatch, capsys):
-    from basicsr.data import build_dataloader
+    import basicsr.train
 
     monkeypatch.setenv('RSSR_NUM_THREADS', '2')
     configure_threads(None)
-    configure_threads(None)  # idempotent: the worker hook is installed once
-    loader = build_dataloader(_ThreadCounts(), {'phase': 'train', 'num_worker_per_gpu': 1, 'batch_size_per_gpu': 2},
-                              num_gpu=0, dist=False, sampler=None, seed=0)
+    configure_threads(None)  # idempotent: the loaders are wrapped once
+    loader = basicsr.train.build_dataloader(_ThreadCounts(), {'phase': 'train', 'num_worker_per_gpu': 1,
+                                                              'batch_size_per_gpu': 2},
+                                            num_gpu=0, dist=False, sampler=None, seed=0)
+    assert isinstance(loader.worker_init_fn, OneThreadWorkerInit)
+    assert isinstance(loader.worker_init_fn.worker_init, functools.partial)  # BasicSR's seeding, still run
+    pickle.dumps(loader.worker_init_fn)  # workers can be spawned, not only forked
     niceness = min(19, os.nice(0) + threads.WORKER_NICENESS)  # 19 is the lowest priority
     assert next(iter(loader)).tolist() == [[1, 1, niceness], [1, 1, niceness]]
     assert torch.get_num_threads() == 2
