@@ -209,11 +209,12 @@ def model_to_device(model: Any, net: torch.nn.Module) -> torch.nn.Module:
 
 def _wait_for_all_ranks() -> None:
     """A barrier with a long timeout (validation on rank 0 may take long): a gloo group of its own,
-    made on first use (every rank reaches it together), so NCCL's shorter watchdog never fires."""
+    made on first use in each process group (every rank reaches it together), so NCCL's shorter
+    watchdog never fires."""
     global _validation_wait_group
-    if _validation_wait_group is None:
-        _validation_wait_group = dist.new_group(backend='gloo', timeout=VALIDATION_WAIT_TIMEOUT)
-    dist.barrier(group=_validation_wait_group)
+    if _validation_wait_group is None or _validation_wait_group[0] is not dist.group.WORLD:
+        _validation_wait_group = (dist.group.WORLD, dist.new_group(backend='gloo', timeout=VALIDATION_WAIT_TIMEOUT))
+    dist.barrier(group=_validation_wait_group[1])
 
 
 def validate_on_rank_zero(model: Any, dataloader: Any, current_iter: int, tb_logger: Any, save_img: bool) -> None:
