@@ -202,13 +202,21 @@ def _reader_elsewhere(registry: Any, path: OptionPath, key: str) -> Optional[str
 
 @functools.lru_cache(maxsize=None)
 def _readers_by_key(registry: Any, path: OptionPath) -> Dict[str, str]:
+    """For each key read under ``path``, the registered components that read it, subclasses of another
+    reader left out (``spectral_opt`` is read by RSSRModel, not by each of its subclasses)."""
     own_section = ('datasets', '*') if path[:1] == ('datasets',) else ()
-    readers: Dict[str, str] = {}
+    components: Dict[str, List[Tuple[str, Any]]] = {}
     for name, component in sorted(registry._obj_map.items()):
         reads = class_reads(component, own_section).update(declared_reads(component, own_section))
         for key in reads.known(path):
-            readers.setdefault(key, name)
-    return readers
+            components.setdefault(key, []).append((name, component))
+
+    def is_root(component: Any, others: List[Tuple[str, Any]]) -> bool:
+        return not any(other is not component and isinstance(component, type) and isinstance(other, type)
+                       and issubclass(component, other) for _, other in others)
+
+    return {key: ' and '.join(name for name, component in found if is_root(component, found))
+            for key, found in components.items()}
 
 
 def _why_open(reads: OptionReads, path: OptionPath) -> str:
