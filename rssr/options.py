@@ -215,7 +215,7 @@ def _readers_by_key(registry: Any, path: OptionPath) -> Dict[str, str]:
         return not any(other is not component and isinstance(component, type) and isinstance(other, type)
                        and issubclass(component, other) for _, other in others)
 
-    return {key: ' and '.join(name for name, component in found if is_root(component, found))
+    return {key: ', '.join(name for name, component in found if is_root(component, found))
             for key, found in components.items()}
 
 
