@@ -1,15 +1,22 @@
 """Selective-scan backends on the SR shapes, as a Markdown table for docs/benchmarks.md.
 
-    python scripts/benchmark_scan.py                      # CPU: torch vs the sequential reference
+    python scripts/benchmark_scan.py                      # CPU: 1 thread and the default count
     python scripts/benchmark_scan.py --device cuda        # + triton and mamba_ssm where they run
     python scripts/benchmark_scan.py --lengths 4096 --no-train --repeats 3
 
 Cases: b=1, d=768 (4 directions x 192 channels, B/C in 4 groups), n=16, forward for each length;
 and the training case b=4, l=2304 forward + backward. Inputs look like an SS2D block's (softplus'd
-deltas with bias, S4D-real A, D skip). Columns:
-- median: median wall time of ``--repeats`` runs after one warm-up (the reference: ``--reference-repeats``
-  runs, no warm-up);
-- vs reference: the reference's median divided by the backend's, both measured in this run;
+deltas with bias, S4D-real A, D skip), passed as the archs pass them (delta_bias, softplus, D).
+Each case runs at every ``--threads`` count (default: 1 and torch's default for this machine).
+Rows:
+- ``loop``: a plain float32 sequential loop over time, h = a_t * h + x_t, y_t = sum_n C_t * h, with
+  the exponentials, drives and C laid out time-major and precomputed (only the loop is timed), at
+  the same thread count; the yardstick of issue 16;
+- ``reference``: rssr's sequential reference (``selective_scan_reference``) at the default thread count.
+Columns:
+- median: median wall time of ``--repeats`` runs after one warm-up, the backends' and the loop's
+  runs interleaved (the reference: ``--reference-repeats`` runs, no warm-up);
+- vs loop / vs reference: the loop's (same thread count) or the reference's median divided by the row's;
 - max err: max|y - y_true| / max|y_true| over the output (and, for fwd+bwd, every input gradient),
   y_true from the torch backend in float64, which the tests hold to the float64 reference within 1e-12;
 - peak: the most memory torch held at once during one run (CPU: summed from the profiler's
@@ -71,19 +78,52 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_time(scan: Callable, inputs, backward: bool, repeats: int, device: str,
-                warm_up: bool) -> Tuple[float, Dict[str, torch.Tensor]]:
-    """Median wall time of ``repeats`` runs, and the last run's outputs."""
-    if warm_up:  # kernel compilation, allocator
-        run_once(scan, inputs, backward)
-    times = []
+def timed(run: Callable[[], object], device: str) -> Tuple[float, object]:
+    """Wall time of one call of ``run`` and its result."""
+    sync(device)
+    start = time.perf_counter()
+    result = run()
+    sync(device)
+    return time.perf_counter() - start, result
+
+
+def interleaved_medians(runs: Dict[str, Callable[[], object]], repeats: int,
+                        device: str) -> Dict[str, Tuple[float, object]]:
+    """Median wall time of each run over ``repeats`` interleaved rounds after one warm-up round, and its
+    last result (interleaving spreads a busy machine's slow spells over all runs alike)."""
+    for run in runs.values():  # kernel compilation, allocator
+        run()
+    times: Dict[str, List[float]] = {name: [] for name in runs}
+    results: Dict[str, object] = {}
     for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        outputs = run_once(scan, inputs, backward)
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), outputs
+        for name, run in runs.items():
+            seconds, results[name] = timed(run, device)
+            times[name].append(seconds)
+    return {name: (statistics.median(times[name]), results[name]) for name in runs}
+
+
+def sequential_loop(inputs: Dict[str, torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """A plain float32 loop over time with everything but the recurrence precomputed, time-major
+    (the yardstick of issue 16); returns the loop, which gives y (b, d, l)."""
+    u, A, D = inputs['u'].float(), inputs['A'].float(), inputs['D'].float()
+    batch, d, length = u.shape
+    dt = torch.nn.functional.softplus(inputs['delta'].float() + inputs['delta_bias'].float()[:, None])
+    per_group = d // inputs['B'].shape[1]
+    B = inputs['B'].float().repeat_interleave(per_group, 1)
+    C = inputs['C'].float().repeat_interleave(per_group, 1)
+    decays = torch.exp(dt[:, :, None] * A[None, :, :, None]).permute(3, 0, 1, 2).contiguous()  # (l, b, d, n)
+    drives = ((dt * u)[:, :, None] * B).permute(3, 0, 1, 2).contiguous()
+    C = C.permute(3, 0, 1, 2).contiguous()
+    skip = (u * D[:, None]).permute(2, 0, 1).contiguous()
+
+    def loop() -> torch.Tensor:
+        state = torch.zeros(batch, d, A.shape[1], device=u.device)
+        outputs = []
+        for t in range(length):
+            state = decays[t] * state + drives[t]
+            outputs.append((state * C[t]).sum(-1) + skip[t])
+        return torch.stack(outputs, dim=-1)
+    return loop
 
 
 def peak_bytes(scan: Callable, inputs, backward: bool, device: str) -> int:
@@ -120,50 +160,80 @@ def backends_for(device: str, requested: List[str]) -> List[Tuple[str, Callable]
     return available
 
 
+def load_warning(when: str) -> Optional[str]:
+    """A warning when the 1-minute load average shows other busy processes, else None."""
+    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0
+    if load > 1.0:
+        return (f'load average {load:.1f} {when} on {os.cpu_count()} CPUs: other processes are busy, so these '
+                f'times are not those of a quiet machine (rerun when `uptime` shows < 1)')
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> None:
+    default_threads = torch.get_num_threads()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--backends', nargs='+', default=['torch', 'triton', 'mamba_ssm'])
-    parser.add_argument('--lengths', nargs='+', type=int, default=[2304, 4096, 9216])
+    parser.add_argument('--lengths', nargs='+', type=int, default=[2304, 4096])
     parser.add_argument('--no-train', action='store_true', help='skip the b=4, l=2304 forward+backward case')
     parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--reference-repeats', type=int, default=3)
+    parser.add_argument('--reference-repeats', type=int, default=1)
     parser.add_argument('--reference-train', action='store_true', help='also time the reference fwd+bwd (very slow)')
-    parser.add_argument('--threads', type=int, default=torch.get_num_threads())
+    parser.add_argument('--threads', type=int, nargs='+', default=sorted({1, default_threads}),
+                        help=f'thread counts to run every case at (default: 1 and this machine\'s {default_threads})')
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     backends = backends_for(args.device, [b for b in args.backends if b != 'reference'])
     reference = resolve_backend(torch.zeros(1), 'reference')
     cases = [(1, length, False) for length in args.lengths] + ([] if args.no_train else [(4, 2304, True)])
 
-    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
     command = ' '.join(['python scripts/benchmark_scan.py'] + (argv if argv is not None else sys.argv[1:]))
-    print(f'`{command}` (device {args.device}, {args.threads} threads, torch {torch.__version__}, '
-          f'load average {load:.1f} at start)\n')
-    print('| case | backend | median s | vs reference | max err | peak MiB | peak / inputs |')
-    print('|---|---|---|---|---|---|---|')
+    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
+    print(f'`{command}` (device {args.device}, threads {args.threads}, torch default {default_threads}, '
+          f'torch {torch.__version__}, load average {load:.1f} at start on {os.cpu_count()} CPUs)\n')
+    warnings = [w for w in [load_warning('at start')] if w]
+    print('| case | threads | backend | median s | vs loop | vs reference | max err | peak MiB | peak / inputs |')
+    print('|---|---|---|---|---|---|---|---|---|')
     for batch, length, backward in tqdm(cases, desc='cases', file=sys.stderr):
         inputs = make_inputs(batch, length, args.device)
         input_bytes = sum(v.numel() * v.element_size() for v in inputs.values())
         truth = run_once(selective_scan_torch, {k: v.double() for k, v in inputs.items()}, backward)
         truth = {k: v.detach().cpu() for k, v in truth.items()}
         case = f'b={batch} l={length} {"fwd+bwd" if backward else "fwd"}'
-        rows = list(backends)
+        ref_seconds = None
         if not backward or args.reference_train:
-            rows.append(reference)
-        results = {}
-        for name, scan in tqdm(rows, desc=case, file=sys.stderr, leave=False):
-            scan_inputs = inputs if name != 'reference' else {k: v.cpu() for k, v in inputs.items()}
-            device = args.device if name != 'reference' else 'cpu'
-            repeats = args.reference_repeats if name == 'reference' else args.repeats
-            seconds, outputs = median_time(scan, scan_inputs, backward, repeats, device, warm_up=name != 'reference')
-            error = max_error({k: v.cpu() for k, v in outputs.items()}, truth)
-            results[name] = (seconds, error, peak_bytes(scan, scan_inputs, backward, device))
-        ref_seconds = results.get('reference', (None,))[0]
-        for name, (seconds, error, peak) in results.items():
-            ratio = f'{ref_seconds / seconds:.1f}x' if ref_seconds else 'n/a (reference not run)'
-            print(f'| {case} | {name} | {seconds:.4f} | {ratio} | {error:.1e} | {peak / 2**20:.0f} | '
-                  f'{peak / input_bytes:.1f} |')
+            torch.set_num_threads(default_threads)
+            ref_inputs = {k: v.cpu() for k, v in inputs.items()}
+            ref_seconds, ref_outputs = interleaved_medians(
+                {'reference': lambda: run_once(reference[1], ref_inputs, backward)}, args.reference_repeats, 'cpu')[
+                'reference']
+            error = max_error(ref_outputs, truth)
+            peak = peak_bytes(reference[1], ref_inputs, backward, 'cpu')
+            print(f'| {case} | {default_threads} | reference | {ref_seconds:.4f} | - | 1.0x | {error:.1e} | '
+                  f'{peak / 2**20:.0f} | {peak / input_bytes:.1f} |', flush=True)
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            runs = {name: (lambda scan=scan: run_once(scan, inputs, backward)) for name, scan in backends}
+            if not backward:
+                runs['loop'] = sequential_loop(inputs)
+            medians = interleaved_medians(runs, args.repeats, args.device)
+            loop_seconds = medians['loop'][0] if 'loop' in medians else None
+            for name, (seconds, outputs) in medians.items():
+                vs_loop = f'{loop_seconds / seconds:.1f}x' if loop_seconds else 'n/a'
+                vs_reference = f'{ref_seconds / seconds:.1f}x' if ref_seconds else 'n/a'
+                if name == 'loop':
+                    print(f'| {case} | {threads} | loop (float32, exps precomputed) | {seconds:.4f} | 1.0x | '
+                          f'{vs_reference} | - | - | - |', flush=True)
+                    continue
+                scan = dict(backends)[name]
+                error = max_error({k: v.cpu() for k, v in outputs.items()}, truth)
+                peak = peak_bytes(scan, inputs, backward, args.device)
+                print(f'| {case} | {threads} | {name} | {seconds:.4f} | {vs_loop} | {vs_reference} | {error:.1e} | '
+                      f'{peak / 2**20:.0f} | {peak / input_bytes:.1f} |', flush=True)
+    torch.set_num_threads(default_threads)
+    warnings += [w for w in [load_warning('at the end')] if w]
+    for warning in warnings:
+        print(f'\nWarning: {warning}')
+        print(f'Warning: {warning}', file=sys.stderr)
 
 
 if __name__ == '__main__':

@@ -156,6 +156,28 @@ def test_torch_backend_long_sequence_stays_finite_and_exact():
                           want['y'][..., :600], rtol=0, atol=1e-12)
 
 
+# Window scans (many short sequences) and the training shapes of the archs at compact sizes, batch 8,
+# 24 x 24 LR patches: ConvMambaSR / RepMamba (4 directions of 2C channels), MambaCSR (2 directions;
+# 599 tokens is a collapsed 64 x 64 window). Truth: the float64 torch backend, which
+# test_float64_reference_and_torch_agree_to_rounding holds to the reference.
+SHAPE_CASES = [
+    Case(64, 16, 8, 64, 2, 2, gate=False, last_state=False),
+    Case(16, 24, 16, 256, 2, 2, gate=False, last_state=False),
+    Case(4, 16, 8, 1024, 2, 2, gate=False, last_state=False),
+    Case(8, 4 * 64, 8, 576, 4, 4, gate=False, last_state=False),
+    Case(8, 2 * 64, 8, 599, 2, 2, gate=False, last_state=False),
+]
+
+
+@pytest.mark.parametrize('case', SHAPE_CASES, ids=lambda c: c.id)
+def test_torch_backend_window_and_training_shapes(case):
+    inputs = make_inputs(case)
+    want = run(selective_scan_torch, case, inputs, torch.float64)
+    got = run(selective_scan_torch, case, inputs, torch.float32)
+    errors = relative_errors(got, want)
+    assert max(errors.values()) <= TOLERANCE, errors
+
+
 def test_float64_reference_and_torch_agree_to_rounding():
     case = CASES[0]
     inputs = make_inputs(case)

@@ -1,10 +1,11 @@
 """The ``torch`` selective-scan backend: fast, exact and stable in plain eager PyTorch, on any device.
 
 The recurrence ``h_t = a_t * h_{t-1} + x_t`` (a_t = exp(dt_t * A), x_t = dt_t * u_t * B_t) is solved
-for all b * d * n state channels at once by recursive pairing (a work-efficient parallel scan):
-neighbours are combined pairwise in place, the half-length problem is solved recursively and the
-other half is filled in, so there are about 3 * log2(l) tensor ops per segment and no Python loop
-over time steps. Only products of decays are ever formed, never quotients, so nothing can overflow
+for all b * d * n state channels at once by a blocked scan: time is cut into blocks of about
+sqrt(S) steps, one op per step solves all blocks at once from a zero start while accumulating each
+block's product of decays, a few small ops chain the blocks' end states and one op adds each
+block's incoming state (:func:`_blocked_scan_`). There is no Python loop over single time steps of
+one channel, and only products of decays are ever formed, never quotients, so nothing can overflow
 however large delta * A gets (decays just underflow to 0, as in the sequential recurrence).
 
 Layout: every per-step tensor is batch-major and time-second, (b, l, ...), with the channels
@@ -66,28 +67,30 @@ def _blocked_scan_(x: Tensor, links: Tensor, initial: Tensor) -> None:
         previous = x[t]
 
 
-def _link_scan_(x: Tensor, links: Tensor, reverse: bool = False) -> None:
-    """Solve a first-order linear recurrence along dim 0 of ``x``, in place.
-
-    ``links[t]`` couples positions t and t + 1 (so it has one row fewer than ``x``).
-    Forward: ``x[t] += links[t - 1] * x[t - 1]`` for t = 1 .. L-1, in order.
-    Reverse: ``x[t] += links[t] * x[t + 1]`` for t = L-2 .. 0, in order.
-    ``links`` is not modified.
-    """
+def _blocked_reverse_scan_(x: Tensor, links: Tensor, products: Tensor) -> None:
+    """Solve ``x[t] += links[t + 1] * x[t + 1]`` for t = S-2 .. 0 along dim 0 of ``x``, in place, by the
+    blocks of :func:`_blocked_scan_` run backwards; ``links`` is kept, ``products`` (same shape) is scratch."""
     length = x.shape[0]
-    if length <= 1:
-        return
-    evens, odds = x[0::2], x[1::2]
-    pair_links, cross_links = links[0::2], links[1::2]  # within (2i, 2i+1) / between (2i+1, 2i+2)
-    n_pairs, n_cross = odds.shape[0], cross_links.shape[0]
-    if reverse:
-        evens[:n_pairs].addcmul_(pair_links, odds)
-        _link_scan_(evens, pair_links[:n_cross] * cross_links, reverse=True)
-        odds[:n_cross].addcmul_(cross_links, evens[1:n_cross + 1])
-    else:
-        odds.addcmul_(pair_links, evens[:n_pairs])
-        _link_scan_(odds, cross_links[:n_pairs - 1] * pair_links[1:n_pairs])
-        evens[1:].addcmul_(cross_links, odds[:n_cross])
+    block = max(1, math.isqrt(length))
+    blocks = length // block
+    tail = length - blocks * block
+    solved_from = length - 1
+    if blocks > 1:
+        xb = x[tail:].unflatten(0, (blocks, block))
+        lb = links[tail:].unflatten(0, (blocks, block))
+        pb = products[tail:].unflatten(0, (blocks, block))  # pb[:, t]: product of the block's links after t
+        pb[:, -1].fill_(1.0)
+        for t in range(block - 2, -1, -1):
+            xb[:, t].addcmul_(lb[:, t + 1], xb[:, t + 1])
+            torch.mul(pb[:, t + 1], lb[:, t + 1], out=pb[:, t])
+        incoming = x.new_zeros(blocks, *x.shape[1:])  # what the next block adds at a block's end
+        for index in range(blocks - 2, -1, -1):
+            torch.addcmul(xb[index + 1, 0], pb[index + 1, 0], incoming[index + 1], out=incoming[index])
+            incoming[index].mul_(lb[index + 1, 0])
+        xb.addcmul_(pb, incoming.unsqueeze(1))
+        solved_from = tail
+    for t in range(solved_from - 1, -1, -1):
+        x[t].addcmul_(links[t + 1], x[t + 1])
 
 
 def _time_major(x: Tensor, dtype: torch.dtype) -> Tensor:
@@ -224,17 +227,12 @@ class _Problem:
         out = self.buffer(0, stop - start)
         return torch.mul(self.dt[:, start:stop].unsqueeze(-2), self.A_log2, out=out).exp2_()
 
-    def states(self, start: int, stop: int, decays: Tensor, initial: Tensor, consume_decays: bool) -> Tensor:
+    def states(self, start: int, stop: int, decays: Tensor, initial: Tensor) -> Tensor:
         """h_t for t in [start, stop) given h_{start-1} = initial: (b, S, g, n, d/g), in working buffer 1.
-        With ``consume_decays`` the decays are overwritten (the forward pass needs them no more)."""
+        ``decays`` are overwritten."""
         states = torch.mul(self.dtu[:, start:stop].unsqueeze(-2), self.B.segment(start, stop),
                            out=self.buffer(1, stop - start))
-        by_time, decays_by_time = states.transpose(0, 1), decays.transpose(0, 1)
-        if consume_decays:
-            _blocked_scan_(by_time, decays_by_time, initial)
-        else:
-            by_time[0].addcmul_(decays_by_time[0], initial)
-            _link_scan_(by_time, decays_by_time[1:])
+        _blocked_scan_(states.transpose(0, 1), decays.transpose(0, 1), initial)
         return states
 
 
@@ -247,7 +245,7 @@ def _scan_forward(problem: _Problem, keep_segment_starts: bool) -> Tuple[Tensor,
     for index, (start, stop) in enumerate(p.bounds):
         if starts is not None:
             starts[index] = state
-        states = p.states(start, stop, p.decays(start, stop), state, consume_decays=True)
+        states = p.states(start, stop, p.decays(start, stop), state)
         y[:, start:stop] = p.C.contract(start, stop, states).squeeze(-2)
         state = states[:, -1].clone()
     return y, state, starts
@@ -269,13 +267,14 @@ def _scan_backward(problem: _Problem, starts: Tensor, grad_y: Tensor,
         start, stop = p.bounds[index]
         initial = starts[index]
         decays = p.decays(start, stop)
-        states = p.states(start, stop, decays, initial, consume_decays=False)
+        scratch = p.buffer(3, stop - start)
+        states = p.states(start, stop, scratch.copy_(decays), initial)
         g = grad_y[:, start:stop].unsqueeze(-2)  # (b, S, g, 1, d/g)
         p.C.accumulate_grad(start, stop, states, g)
         adjoint = torch.mul(p.C.segment(start, stop), g, out=p.buffer(2, stop - start))
         adjoint_by_time, decays_by_time = adjoint.transpose(0, 1), decays.transpose(0, 1)
         adjoint_by_time[-1] += carry
-        _link_scan_(adjoint_by_time, decays_by_time[1:], reverse=True)
+        _blocked_reverse_scan_(adjoint_by_time, decays_by_time, scratch.transpose(0, 1))
         carry = decays_by_time[0] * adjoint_by_time[0]
         dtu = p.dtu[:, start:stop].unsqueeze(-2)
         p.B.accumulate_grad(start, stop, adjoint, dtu)
