@@ -12,7 +12,7 @@ not stop the others (the JSON records its status, seconds and error):
 * ``arch:<name>`` for every zoo model (``rssr.list_models()``) at its official size: forward+backward
   parity of the fast backends against ``torch``, bf16 autocast training steps, peak memory, images/s;
 * ``train_cli``: a short ``python -m rssr.train`` on the GPU; ``torchrun_nccl``: the same under a
-  1-process ``torchrun`` (NCCL);
+  1-process ``torchrun`` (NCCL); ``infer_sharded``: ``torchrun -m rssr.infer`` over a folder on ``cuda:0``;
 * ``scan_benchmark``: ``scripts/benchmark_scan.py --device cuda``;
 * ``cuda_tests``: the test suite's CUDA tests (``-k "cuda or triton"`` in the files that use CUDA).
 
@@ -44,6 +44,7 @@ SECTIONS: Dict[str, tuple] = {
     'arch': (75, False),
     'train_cli': (90, True),
     'torchrun_nccl': (90, True),
+    'infer_sharded': (60, True),
     'scan_benchmark': (100, True),
     'cuda_tests': (150, True),
 }
@@ -295,6 +296,39 @@ def section_torchrun_nccl(args: argparse.Namespace) -> Dict[str, Any]:
     return result
 
 
+def section_infer_sharded(args: argparse.Namespace) -> Dict[str, Any]:
+    """A 1-process ``torchrun -m rssr.infer`` over a folder of two GeoTIFFs: rank 0 on ``cuda:0``."""
+    import numpy as np
+    import rasterio
+    import torch
+    from affine import Affine
+
+    import rssr  # noqa: F401  (BasicSR importable)
+    from basicsr.archs.edsr_arch import EDSR
+
+    kwargs = dict(num_in_ch=3, num_out_ch=3, num_feat=16, num_block=2, upscale=2, img_range=1.0,
+                  rgb_mean=[0.5, 0.5, 0.5])
+    with tempfile.TemporaryDirectory(prefix='rssr-gpu-check-') as tmp:
+        folder = Path(tmp)
+        torch.save({'params': EDSR(**kwargs).state_dict()}, folder / 'net_g.pth')
+        (folder / 'in').mkdir()
+        for index in range(2):
+            values = np.random.default_rng(index).integers(0, 10000, (3, 96, 96), dtype=np.uint16)
+            with rasterio.open(folder / 'in' / f'{index}.tif', 'w', driver='GTiff', width=96, height=96, count=3,
+                               dtype='uint16', crs='EPSG:32633', transform=Affine(10, 0, 0, 0, -10, 0)) as dst:
+                dst.write(values)
+        proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=1',
+                               '-m', 'rssr.infer', '--arch', 'EDSR', '--arch-kwargs', json.dumps(kwargs),
+                               '--weights', 'net_g.pth', '--input', 'in', '--output', 'out', '--tile', '64'],
+                              cwd=folder, env=_child_env(), text=True, capture_output=True, timeout=args.timeout)
+        output = proc.stdout + proc.stderr
+        written = sorted(p.name for p in (folder / 'out').glob('*.tif'))
+    lines = [line for line in output.splitlines() if line.startswith(('rank ', 'rssr.infer: '))]
+    if proc.returncode != 0 or written != ['0.tif', '1.tif'] or 'rank 0/1 (cuda:0): wrote' not in output:
+        raise RuntimeError(f'exit {proc.returncode}, outputs {written}\n{output[-2500:]}')
+    return {'outputs': written, 'log': lines}
+
+
 def section_scan_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
     proc = subprocess.run([sys.executable, str(REPO / 'scripts' / 'benchmark_scan.py'), '--device', 'cuda'],
                           cwd=REPO, env=_child_env(), text=True, capture_output=True, timeout=args.timeout)
@@ -322,7 +356,8 @@ def section_cuda_tests(args: argparse.Namespace) -> Dict[str, Any]:
 
 SECTION_FUNCTIONS: Dict[str, Callable[[argparse.Namespace], Dict[str, Any]]] = {
     'environment': section_environment, 'scan_backends': section_scan_backends, 'arch': section_arch,
-    'train_cli': section_train_cli, 'torchrun_nccl': section_torchrun_nccl, 'scan_benchmark': section_scan_benchmark,
+    'train_cli': section_train_cli, 'torchrun_nccl': section_torchrun_nccl, 'infer_sharded': section_infer_sharded,
+    'scan_benchmark': section_scan_benchmark,
     'cuda_tests': section_cuda_tests,
 }
 

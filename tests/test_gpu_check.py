@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location('gpu_check', REPO / 'scripts' / 'gpu_check.py')
 gpu_check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(gpu_check)
-CUDA_SECTIONS = ('train_cli', 'torchrun_nccl', 'scan_benchmark', 'cuda_tests')
+CUDA_SECTIONS = ('train_cli', 'torchrun_nccl', 'infer_sharded', 'scan_benchmark', 'cuda_tests')
 
 
 def smoke_args(**overrides) -> argparse.Namespace:
