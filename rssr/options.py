@@ -188,7 +188,7 @@ class _Checker:
     def error(self) -> Optional[OptionsError]:
         if not self.problems:
             return None
-        listed = ' '.join(f'({i}) {p}.' for i, p in enumerate(self.problems, 1))
+        listed = ' '.join(f'({i}) {p}' + ('' if p.endswith(('?', '.')) else '.') for i, p in enumerate(self.problems, 1))
         return OptionsError(f'rssr: cannot start from option file {self.path}: {listed} Nothing was run; fix '
                             f'the file and run the same command again.')
 
@@ -345,12 +345,24 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
             if (key.startswith('pretrain_network') or key == 'resume_state') and value and not os.path.isfile(
                     os.path.expanduser(str(value))):
                 check.problems.append(f'path.{key} {value} does not exist')
+    if 'band_normalization' in opt:
+        _check_band_normalization(check, opt['band_normalization'])
     for note in check.notes:
         warnings.warn(f'rssr: {path}: {note}')
     error = check.error()
     if error is not None:
         raise error
     return opt
+
+
+def _check_band_normalization(check: _Checker, spec: Any) -> None:
+    """``band_normalization`` mistakes (a misspelled key, a bad mode) found before any data is read."""
+    from rssr.models.band_normalization import BandNormalization, BandNormalizationError
+
+    try:
+        BandNormalization.from_options(spec)
+    except BandNormalizationError as err:
+        check.problems.append(str(err))
 
 
 def _dataset_top_level_keys(datasets: Any, registry: Any) -> Set[str]:

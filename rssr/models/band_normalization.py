@@ -21,7 +21,6 @@ checkpoints keep the arch's own keys and official weights load strictly into the
 """
 from __future__ import annotations
 
-import difflib
 import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Optional, Sequence, Tuple
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rssr.errors import UserError
+from rssr.options import closest
 
 MODES = ('none', 'dataset', 'image')
 RESIDUALS = ('none', 'bicubic')
@@ -100,7 +100,7 @@ class BandNormalization:
                                          f'not {spec!r}')
         for key in spec:
             if key not in OPTION_KEYS:
-                close = difflib.get_close_matches(str(key), OPTION_KEYS, n=1)
+                close = closest(str(key), OPTION_KEYS, n=1)
                 hint = f'; did you mean {close[0]!r}?' if close else f'; valid: {", ".join(OPTION_KEYS)}'
                 raise BandNormalizationError(f'band_normalization.{key} is not an option{hint}')
         return cls(mode=str(spec.get('mode', 'none')), mean=_floats(spec.get('mean'), 'mean'),
