@@ -16,14 +16,11 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-import yaml
-
-from rssr.checkpoint import CheckpointError
 from rssr.errors import user_errors
 from rssr.inference import InferenceError, OutputOptions, TilingOptions, load_model, super_resolve_scene
 from rssr.inference.loading import parse_arch_kwargs
 from rssr.inference.sharding import finish, run_shard, start_shard
-from rssr.io import RASTER_EXTENSIONS, RasterError
+from rssr.io import RASTER_EXTENSIONS
 from rssr.plugins import import_plugins
 from rssr.threads import configure_threads
 
@@ -83,24 +80,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     with user_errors('rssr.infer'):
-        try:
-            import_plugins(args.imports)
-            configure_threads(None)
-            shard = start_shard(args.device)
-            kwargs = parse_arch_kwargs(args.arch_kwargs)
-            model = load_model(options=args.opt, arch=args.arch, arch_kwargs=kwargs, zoo_name=args.model,
-                               scale=args.scale, in_chans=args.in_chans, weights=args.weights)
-            tiling = TilingOptions(tile=args.tile, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
-            output = OutputOptions(dtype=args.out_dtype, cog=args.cog, overwrite=args.overwrite)
-            jobs = _jobs(Path(args.input), Path(args.output))
-            results = run_shard(shard, jobs, lambda source, destination: super_resolve_scene(
-                model, source, destination, bands=_parse_bands(args.bands), radiometry_preset=args.radiometry,
-                tiling=tiling, output=output, device=shard.device, amp=args.amp),
-                skip_complete=Path(args.input).is_dir() and not args.overwrite)
-            finish(shard, results)
-        except (InferenceError, RasterError, CheckpointError, yaml.YAMLError, ValueError) as err:
-            print(f'rssr.infer: error: {err}', file=sys.stderr)
-            return 2
+        import_plugins(args.imports)
+        configure_threads(None)
+        shard = start_shard(args.device)
+        kwargs = parse_arch_kwargs(args.arch_kwargs)
+        model = load_model(options=args.opt, arch=args.arch, arch_kwargs=kwargs, zoo_name=args.model,
+                           scale=args.scale, in_chans=args.in_chans, weights=args.weights)
+        tiling = TilingOptions(tile=args.tile, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
+        output = OutputOptions(dtype=args.out_dtype, cog=args.cog, overwrite=args.overwrite)
+        jobs = _jobs(Path(args.input), Path(args.output))
+        results = run_shard(shard, jobs, lambda source, destination: super_resolve_scene(
+            model, source, destination, bands=_parse_bands(args.bands), radiometry_preset=args.radiometry,
+            tiling=tiling, output=output, device=shard.device, amp=args.amp),
+            skip_complete=Path(args.input).is_dir() and not args.overwrite)
+        finish(shard, results)
     return 0
 
 

@@ -183,12 +183,15 @@ def test_cli_with_basicsr_arch_and_checkpoint(tmp_path, capsys):
         rgb = torch.from_numpy(read_raster(source, bands=[3, 2, 2]).values)[None]
         with torch.no_grad():
             assert np.abs(dst.read() - model.eval()(rgb)[0].numpy()).max() < 1e-4
-    assert infer.main(argv) == 2
-    assert 'already exists' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        infer.main(argv)
+    assert exit_info.value.code == 2 and 'already exists' in capsys.readouterr().err
 
 
 def test_cli_folder_without_rasters(tmp_path, capsys):
     (tmp_path / 'in').mkdir()
-    assert infer.main(['--model', 'repmamba', '--weights', 'x.pth', '--input', str(tmp_path / 'in'),
-                       '--output', str(tmp_path / 'out')]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        infer.main(['--model', 'repmamba', '--weights', 'x.pth', '--input', str(tmp_path / 'in'),
+                    '--output', str(tmp_path / 'out')])
+    assert exit_info.value.code == 2
     assert 'x.pth' in capsys.readouterr().err

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 import numpy as np
 
+from rssr.errors import DataError
 from rssr.io import Radiometry, RasterArray, read_raster, read_raster_info, resolve_bands
 
 logger = logging.getLogger('rssr')
@@ -57,7 +58,7 @@ class RunningBandStatistics:
             self.count, self.mean, self.m2 = count, mean, m2
             return
         if mean.shape != self.mean.shape:
-            raise ValueError(f'Band statistics: an image with {mean.shape[0]} bands after images with '
+            raise DataError(f'Band statistics: an image with {mean.shape[0]} bands after images with '
                              f'{self.mean.shape[0]} bands')
         total = self.count + count
         delta = mean - self.mean
@@ -67,7 +68,7 @@ class RunningBandStatistics:
 
     def result(self) -> BandStatistics:
         if self.mean is None:
-            raise ValueError('Band statistics: no valid pixel was read (all nodata?)')
+            raise DataError('Band statistics: no valid pixel was read (all nodata?)')
         return BandStatistics(mean=tuple(self.mean.tolist()), std=tuple(np.sqrt(self.m2 / self.count).tolist()),
                               pixels=int(self.count))
 

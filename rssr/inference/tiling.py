@@ -18,6 +18,8 @@ from typing import Iterator, List, Tuple
 
 import numpy as np
 
+from rssr.errors import UserError
+
 
 def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> List[int]:
     """Start offsets of tiles of size ``tile`` covering ``length`` pixels with at least ``overlap``.
@@ -65,9 +67,9 @@ class TileGrid:
 
     def __post_init__(self) -> None:
         if not 0 <= self.overlap < self.tile:
-            raise ValueError(f'Tile overlap must be in [0, tile size {self.tile}); got {self.overlap}.')
+            raise UserError(f'Tile overlap (--overlap) must be in [0, tile size {self.tile}); got {self.overlap}.')
         if not 1 <= self.align <= self.tile - self.overlap:
-            raise ValueError(f'Tile alignment must be in [1, tile - overlap = {self.tile - self.overlap}]; '
+            raise UserError(f'Tile alignment must be in [1, tile - overlap = {self.tile - self.overlap}]; '
                              f'got {self.align}.')
 
     @property
