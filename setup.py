@@ -16,6 +16,7 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(include=['rssr', 'rssr.*']),
+    package_data={'rssr': ['weights/*.safetensors']},  # shipped demo-grade weights (rssr.weights)
     install_requires=requirements,
     entry_points={'console_scripts': ['rssr-train = rssr.train:main', 'rssr-test = rssr.test:main']},
     extras_require={

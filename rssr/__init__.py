@@ -8,7 +8,7 @@ from rssr import _compat
 
 _compat.install()
 
-from rssr import archs, data, losses, metrics, models  # noqa: E402  (registration side effects)
+from rssr import archs, data, losses, metrics, models, weights  # noqa: E402  (registration side effects)
 from rssr import _basicsr  # noqa: E402
 from rssr.zoo import create_model, list_models, model_card  # noqa: E402
 
