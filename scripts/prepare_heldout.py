@@ -40,7 +40,7 @@ LANDSAT8_CLEAR_QA = (20480, 20512)
 SENTINEL2_TILES: Dict[str, Tuple[int, int, int]] = {
     'north_east': (0, 1024, 384),      # farmland, creeks and bay shore
     'east_middle': (576, 1152, 384),   # shore, marsh and bay water
-    'south_middle': (1040, 528, 384),  # farmland and towns, east of the val crop
+    'south_middle': (1040, 528, 384),  # farmland, marsh and bay shore, east of the val crop
     'south_west': (1560, 128, 384),    # farmland
 }
 # (The scene's far east, cols >= 1500 below row 200, is open bay water: no tile there.)
