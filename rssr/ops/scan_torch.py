@@ -33,6 +33,16 @@ from torch.autograd.function import once_differentiable
 _LOG2_E = 1.4426950408889634  # exp(x) == exp2(x * log2(e)); torch's exp2 is the fastest exp on CPU
 _CPU_SEGMENT_ELEMENTS = 1 << 19  # per working tensor: 2 MiB in float32, cache-resident on a CPU
 _DEVICE_SEGMENT_ELEMENTS = 1 << 26  # on accelerators fewer, larger kernel launches are cheaper
+_SEQUENTIAL_STEP_ELEMENTS = 1 << 15  # steps this large are one cheap, thread-parallel op each: no blocks
+
+
+def _blocks(x: Tensor) -> Tuple[int, int]:
+    """(number of blocks, steps per block) for a blocked scan along dim 0 of ``x``; (0, 0): step by step."""
+    length = x.shape[0]
+    block = math.isqrt(length)
+    if x[0].numel() >= _SEQUENTIAL_STEP_ELEMENTS or block < 2:
+        return 0, 0
+    return length // block, block
 
 
 def _blocked_scan_(x: Tensor, links: Tensor, initial: Tensor) -> None:
@@ -43,54 +53,56 @@ def _blocked_scan_(x: Tensor, links: Tensor, initial: Tensor) -> None:
     zero start while ``links`` becomes each block's running product of links; P small ops chain the
     blocks' end states, and one op adds each block's incoming state times those products.
     That is about 2T + P + 1 large ops per call instead of S small ones (or 6 log2(S) for pairing).
+    Steps of ``_SEQUENTIAL_STEP_ELEMENTS`` or more (large batches) are solved step by step: one pass
+    instead of three, and each op is large enough for every thread.
     """
-    length = x.shape[0]
-    block = max(1, math.isqrt(length))
-    blocks = length // block
+    blocks, block = _blocks(x)
     main = blocks * block
-    if blocks > 1:
-        xb = x[:main].unflatten(0, (blocks, block))
-        products = links[:main].unflatten(0, (blocks, block))
+    if main:  # unbind: all per-step views in one call (Python-level indexing costs more than small ops)
+        xs = x[:main].unflatten(0, (blocks, block)).unbind(1)
+        products = links[:main].unflatten(0, (blocks, block)).unbind(1)
         for t in range(1, block):
-            xb[:, t].addcmul_(products[:, t], xb[:, t - 1])
-            products[:, t].mul_(products[:, t - 1])
+            xs[t].addcmul_(products[t], xs[t - 1])
+            products[t].mul_(products[t - 1])
         incoming = x.new_empty(blocks, *x.shape[1:])
-        incoming[0] = initial
+        incomings, ends, end_products = incoming.unbind(0), xs[-1].unbind(0), products[-1].unbind(0)
+        incomings[0].copy_(initial)
         for index in range(1, blocks):
-            torch.addcmul(xb[index - 1, -1], products[index - 1, -1], incoming[index - 1], out=incoming[index])
-        xb.addcmul_(products, incoming.unsqueeze(1))
-    else:
-        main = 0
+            torch.addcmul(ends[index - 1], end_products[index - 1], incomings[index - 1], out=incomings[index])
+        x[:main].unflatten(0, (blocks, block)).addcmul_(links[:main].unflatten(0, (blocks, block)),
+                                                         incoming.unsqueeze(1))
     previous = initial if main == 0 else x[main - 1]
-    for t in range(main, length):
-        x[t].addcmul_(links[t], previous)
-        previous = x[t]
+    for x_t, link in zip(x[main:].unbind(0), links[main:].unbind(0)):
+        x_t.addcmul_(link, previous)
+        previous = x_t
 
 
 def _blocked_reverse_scan_(x: Tensor, links: Tensor, products: Tensor) -> None:
     """Solve ``x[t] += links[t + 1] * x[t + 1]`` for t = S-2 .. 0 along dim 0 of ``x``, in place, by the
     blocks of :func:`_blocked_scan_` run backwards; ``links`` is kept, ``products`` (same shape) is scratch."""
     length = x.shape[0]
-    block = max(1, math.isqrt(length))
-    blocks = length // block
+    blocks, block = _blocks(x)
     tail = length - blocks * block
     solved_from = length - 1
-    if blocks > 1:
+    if blocks:
         xb = x[tail:].unflatten(0, (blocks, block))
-        lb = links[tail:].unflatten(0, (blocks, block))
         pb = products[tail:].unflatten(0, (blocks, block))  # pb[:, t]: product of the block's links after t
-        pb[:, -1].fill_(1.0)
+        xs, ls, ps = xb.unbind(1), links[tail:].unflatten(0, (blocks, block)).unbind(1), pb.unbind(1)
+        ps[-1].fill_(1.0)
         for t in range(block - 2, -1, -1):
-            xb[:, t].addcmul_(lb[:, t + 1], xb[:, t + 1])
-            torch.mul(pb[:, t + 1], lb[:, t + 1], out=pb[:, t])
+            xs[t].addcmul_(ls[t + 1], xs[t + 1])
+            torch.mul(ps[t + 1], ls[t + 1], out=ps[t])
         incoming = x.new_zeros(blocks, *x.shape[1:])  # what the next block adds at a block's end
+        incomings, starts, start_products, start_links = (incoming.unbind(0), xs[0].unbind(0), ps[0].unbind(0),
+                                                          ls[0].unbind(0))
         for index in range(blocks - 2, -1, -1):
-            torch.addcmul(xb[index + 1, 0], pb[index + 1, 0], incoming[index + 1], out=incoming[index])
-            incoming[index].mul_(lb[index + 1, 0])
+            torch.addcmul(starts[index + 1], start_products[index + 1], incomings[index + 1], out=incomings[index])
+            incomings[index].mul_(start_links[index + 1])
         xb.addcmul_(pb, incoming.unsqueeze(1))
         solved_from = tail
+    xs, ls = x[:solved_from + 1].unbind(0), links[:solved_from + 1].unbind(0)
     for t in range(solved_from - 1, -1, -1):
-        x[t].addcmul_(links[t + 1], x[t + 1])
+        xs[t].addcmul_(ls[t + 1], xs[t + 1])
 
 
 def _time_major(x: Tensor, dtype: torch.dtype) -> Tensor:
