@@ -106,7 +106,7 @@ def interleaved_medians(runs: Dict[str, Callable[[], object]], repeats: int,
 
 def sequential_loop(inputs: Dict[str, torch.Tensor]) -> Callable[[], torch.Tensor]:
     """A plain float32 loop over time with everything but the recurrence precomputed, time-major
-    (the yardstick of issue 16); returns the loop, which gives y (b, d, l)."""
+    (a stricter yardstick than the reference); returns the loop, which gives y (b, d, l)."""
     u, A, D = inputs['u'].float(), inputs['A'].float(), inputs['D'].float()
     batch, d, length = u.shape
     dt = torch.nn.functional.softplus(inputs['delta'].float() + inputs['delta_bias'].float()[:, None])

@@ -122,7 +122,8 @@ def test_compact_order_collapses_inner_pad_runs_and_drops_edge_runs():
     assert order.sources[1].tolist() == order.sources[0].flip(0).tolist()
     x = positions(3, 5, channels=2, batch=2)
     from rssr.ops.window_scan import compact_window_merge, compact_window_scan
-    assert torch.equal(compact_window_merge(compact_window_scan(x, order), order), x.flatten(2)[:, None].expand(2, 2, 2, 15))
+    merged = compact_window_merge(compact_window_scan(x, order), order)
+    assert torch.equal(merged, x.flatten(2)[:, None].expand(2, 2, 2, 15))
 
 
 @pytest.mark.parametrize('kwargs,size', [(dict(dual_interleaved_scan=True, scan_size=4, depths=[4]), (10, 14)),

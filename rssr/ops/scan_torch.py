@@ -308,7 +308,8 @@ class _SelectiveScanCore(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
-                delta_bias: Optional[Tensor], delta_softplus: bool, segment_len: Optional[int]) -> Tuple[Tensor, Tensor]:
+                delta_bias: Optional[Tensor], delta_softplus: bool,
+                segment_len: Optional[int]) -> Tuple[Tensor, Tensor]:
         p = _Problem(u, delta, A, B, C, delta_bias, delta_softplus, segment_len)
         y, last, starts = _scan_forward(p, keep_segment_starts=any(ctx.needs_input_grad))
         if D is not None:
