@@ -16,7 +16,6 @@ def test_example_yaml_trains_and_validates_four_bands(tmp_path):
         opt['datasets'][phase]['dataroot_gt'] = str((REPO / opt['datasets'][phase]['dataroot_gt']).resolve())
     opt['datasets']['train'].update(gt_size=32, batch_size_per_gpu=2, num_worker_per_gpu=0)
     opt['datasets']['val'].update(gt_size=32, num_patches=2)
-    opt['network_g'].update(num_feat=4, num_block=1)
     opt['train']['total_iter'] = 2
     opt['val']['val_freq'] = 2
     opt['logger'].update(print_freq=1, save_checkpoint_freq=2)
