@@ -2,8 +2,8 @@
 
 The cores this process may run on (``os.sched_getaffinity``) are shared evenly by the processes
 torchrun started on this node (``LOCAL_WORLD_SIZE``). DataLoader workers (only the training loader
-has any: BasicSR validates with ``num_workers=0``) run with one torch and one OpenCV thread each, at
-a lower scheduling priority (niceness +10), and are not subtracted: they prepare batches ahead in
+has any: BasicSR validates with ``num_workers=0``) run with one torch thread each (torch's own
+loader sets it) at a lower scheduling priority (niceness +10), and are not subtracted: they prepare batches ahead in
 the core time the training leaves idle (its serial Python and single-threaded ops) instead of
 preempting its OpenMP threads mid-region, and giving their cores up for good would halve a 2-core
 run's compute (``scripts/benchmark_threads.py`` compares both). Explicit choices win,
@@ -84,38 +84,37 @@ def choose_threads(cores: int, world_size: int, workers: int, override: Optional
     share = max(1, cores // max(1, world_size))
     reason = f'{cores} cores / {world_size} process{"es" if world_size != 1 else ""} on this node'
     if workers:
-        reason += (f'; {workers} DataLoader worker{"s" if workers != 1 else ""} per process at 1 thread, '
+        reason += (f'; {workers} DataLoader worker{"s" if workers != 1 else ""} per process at 1 torch thread, '
                    f'niceness +{WORKER_NICENESS}')
     return ThreadChoice(share, reason)
 
 
-class OneThreadWorkerInit:
-    """A DataLoader ``worker_init_fn`` that limits the worker to one torch and one OpenCV thread, lowers
-    its priority by :data:`WORKER_NICENESS`, then runs the loader's own ``worker_init_fn`` (picklable,
-    so it also works where workers are spawned rather than forked)."""
+class LowPriorityWorkerInit:
+    """A DataLoader ``worker_init_fn`` that lowers the worker's priority by :data:`WORKER_NICENESS`, then
+    runs the loader's own ``worker_init_fn`` (picklable, so it also works where workers are spawned).
+
+    Workers run one torch thread (torch's worker loop sets it). OpenCV's thread count is left as the
+    parent set it: ``cv2.setNumThreads`` in a forked child whose parent has used OpenCV's pool hangs
+    forever (measured with opencv-python 5.1), and a worker's OpenCV calls are short and niced.
+    """
 
     def __init__(self, worker_init: Optional[Callable[[int], None]]) -> None:
         self.worker_init = worker_init
 
     def __call__(self, worker_id: int) -> None:
-        import cv2
-        import torch
-
-        torch.set_num_threads(1)
-        cv2.setNumThreads(1)
         os.nice(WORKER_NICENESS)
         if self.worker_init is not None:
             self.worker_init(worker_id)
 
 
 def _limit_worker_threads(build_dataloader: Callable[..., Any]) -> Callable[..., Any]:
-    """BasicSR's ``build_dataloader`` whose loaders start their workers with :class:`OneThreadWorkerInit`."""
+    """BasicSR's ``build_dataloader`` whose loaders start their workers with :class:`LowPriorityWorkerInit`."""
 
     @functools.wraps(build_dataloader)
     def build(*args: Any, **kwargs: Any) -> Any:
         loader = build_dataloader(*args, **kwargs)
-        if not isinstance(loader.worker_init_fn, OneThreadWorkerInit):
-            loader.worker_init_fn = OneThreadWorkerInit(loader.worker_init_fn)
+        if not isinstance(loader.worker_init_fn, LowPriorityWorkerInit):
+            loader.worker_init_fn = LowPriorityWorkerInit(loader.worker_init_fn)
         return loader
 
     build.limits_worker_threads = True
@@ -132,8 +131,8 @@ def explicit_threads(opt: Optional[Mapping[str, Any]], environ: Mapping[str, str
 
 
 def configure_threads(opt: Optional[Dict[str, Any]]) -> ThreadChoice:
-    """Set torch's (and OpenCV's) intra-op thread count for this process, one thread in each DataLoader
-    worker, and say so once per node."""
+    """Set torch's (and OpenCV's) intra-op thread count for this process, lower the priority of its
+    DataLoader workers, and say so once per node."""
     import basicsr.train
     import cv2
     import torch
