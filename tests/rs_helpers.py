@@ -1,6 +1,10 @@
 """Synthetic georeferenced rasters and a tiny multiband model for the data/io/metrics tests."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -13,6 +17,24 @@ REPO = Path(__file__).resolve().parents[1]
 SENTINEL2 = REPO / 'datasets' / 'sentinel2_demo'  # bundled crops of the real Sentinel-2 scene
 CRS_UTM18N = CRS.from_epsg(32618)
 TRANSFORM = Affine(10.0, 0.0, 435730.0, 0.0, -10.0, 4169220.0)
+
+
+def run_torchrun(args: Sequence[str], cwd: Path, timeout: int = 240) -> str:
+    """``torchrun --standalone --nproc_per_node=2 ARGS`` on the CPU (gloo even on a GPU machine, one
+    thread per rank); asserts it succeeded and returns its combined output. A run past ``timeout`` is
+    killed with its ranks."""
+    env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1',
+           'CUDA_VISIBLE_DEVICES': ''}
+    proc = subprocess.Popen([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                             *args], cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
+    assert proc.returncode == 0, output[-4000:]
+    return output
 
 
 def band_names(count: int) -> list:

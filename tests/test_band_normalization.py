@@ -1,12 +1,8 @@
 """Band normalisation: statistics (with nodata), round trip, checkpoints, rssr.test / rssr.infer, residual, DDP."""
 from __future__ import annotations
 
-import copy
 import json
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -33,6 +29,7 @@ from rssr.inference import load_model
 from rssr.io import read_raster, resolve_radiometry
 from rssr.losses.spectral import SAMLoss
 from rssr.models.band_normalization import BandNormalization, BandNormalizedSR, masked_band_statistics
+from rs_helpers import run_torchrun
 
 REPO = Path(__file__).resolve().parents[1]
 SENTINEL2 = REPO / 'datasets' / 'sentinel2_demo'
@@ -348,16 +345,7 @@ def test_ddp_two_gloo_processes_share_the_statistics_of_rank_zero(tmp_path):
     opt = scene_train_options(tmp_path, {'mode': 'dataset'})
     (tmp_path / 'opt.json').write_text(json.dumps(opt))
     (tmp_path / 'ddp.py').write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(REPO)}
-    proc = subprocess.Popen([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                             'ddp.py'], cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 0, output[-3000:]
+    run_torchrun(['ddp.py'], tmp_path)
     ranks = [json.loads((tmp_path / f'rank{r}.json').read_text()) for r in (0, 1)]
     assert ranks[0] == ranks[1] and ranks[0]['mode'] == 'dataset'
     mean, _, _ = numpy_statistics(Path(opt['datasets']['train']['dataroot_gt']))

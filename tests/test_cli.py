@@ -15,6 +15,7 @@ import torch
 
 from _foundation_data import train_options, write_yaml
 from rssr._cli import EXIT_BAD_OPTIONS, normalize_argv
+from rs_helpers import run_torchrun
 
 LOG_LINE = re.compile(r'iter:\s+(\d+),.*l_pix: (\S+) grad_norm: (\S+)')
 REPO = Path(__file__).resolve().parents[1]
@@ -75,16 +76,7 @@ def test_torchrun_two_cpu_processes_with_gloo(tmp_path):
     opt = train_options(tmp_path / 'data', name='ddp', total_iter=4)
     opt['val']['val_freq'] = 4
     write_yaml(opt, tmp_path / 'ddp.yml')
-    env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1'}
-    proc = subprocess.Popen([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                             '-m', 'rssr.train', '-opt', 'ddp.yml', '--launcher', 'pytorch'], cwd=tmp_path, env=env,
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
-    assert proc.returncode == 0, output[-3000:]
+    output = run_torchrun(['-m', 'rssr.train', '-opt', 'ddp.yml', '--launcher', 'pytorch'], tmp_path)
     assert "'world_size': 2" in output or 'world_size: 2' in output
     assert 'iter:       4' in output and '# psnr:' in output
     models = tmp_path / 'experiments' / 'ddp' / 'models'

@@ -4,11 +4,7 @@ classes. Every rank must finish, and the logged PSNR must be the single-process 
 saved weights."""
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,6 +12,7 @@ import pytest
 import torch
 
 from _foundation_data import SCALE, train_options, write_yaml
+from rs_helpers import run_torchrun
 
 REPO = Path(__file__).resolve().parents[1]
 PSNR_LINE = re.compile(r'# psnr: (\S+)')
@@ -26,20 +23,9 @@ CONVFORMERSR = {'type': 'ConvFormerSR', 'upscale': SCALE, 'in_chans': 3, 'embed_
                 'num_heads': [2], 'window_size': 4, 'img_size': 8, 'mlp_ratio': 1., 'num_block': 1}
 
 
-def run_torchrun(args: list, cwd: Path, timeout: int = 240) -> str:
-    """``torchrun --nproc_per_node=2 -m rssr.train ARGS`` on the CPU (gloo even on a GPU machine)."""
-    env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1',
-           'CUDA_VISIBLE_DEVICES': ''}
-    proc = subprocess.Popen([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                             '-m', 'rssr.train', *args, '--launcher', 'pytorch'], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
-    assert proc.returncode == 0, output[-4000:]
-    return output
+def run_train_under_torchrun(args: list, cwd: Path) -> str:
+    """``torchrun --nproc_per_node=2 -m rssr.train ARGS --launcher pytorch`` on the CPU."""
+    return run_torchrun(['-m', 'rssr.train', *args, '--launcher', 'pytorch'], cwd)
 
 
 def single_process_psnr(opt: dict, weights: Path, param_key: str) -> float:
@@ -74,7 +60,7 @@ def test_validation_mid_run_and_at_the_end_under_torchrun(tmp_path, network, mod
     opt['val']['val_freq'] = 2
     write_yaml(opt, tmp_path / 'ddp_val.yml')
 
-    output = run_torchrun(['-opt', 'ddp_val.yml'], tmp_path)
+    output = run_train_under_torchrun(['-opt', 'ddp_val.yml'], tmp_path)
 
     assert "'world_size': 2" in output or 'world_size: 2' in output
     logged = [float(v) for v in PSNR_LINE.findall(output)]

@@ -2,10 +2,6 @@
 skipped on a rerun, temporary files of killed runs redone, rank 0's summary of who wrote what."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Dict, List
 
@@ -18,6 +14,7 @@ from affine import Affine
 from rssr import infer
 from rssr.inference.scene import stale_partial_outputs
 from rssr.inference.sharding import FAILED, SKIPPED, WRITTEN, JobResult, Shard, rank_device, run_shard, summary
+from rs_helpers import run_torchrun
 
 REPO = Path(__file__).resolve().parents[1]
 EDSR_KWARGS = dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=2, img_range=1.0,
@@ -71,16 +68,7 @@ def test_two_ranks_share_the_files_skip_complete_outputs_and_redo_killed_ones(sc
     complete_bytes = complete.read_bytes()
     stale = out / '.c.tif.rssr-partial-424242.tif'  # a killed process's temporary file: c is redone
     stale.write_bytes(b'half a GeoTIFF')
-    env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1'}
-    proc = subprocess.Popen([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                             '-m', 'rssr.infer', *infer_args(scenes)], cwd=scenes['root'], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
-    assert proc.returncode == 0, output[-3000:]
+    output = run_torchrun(['-m', 'rssr.infer', *infer_args(scenes)], scenes['root'], timeout=300)
 
     assert complete.read_bytes() == complete_bytes
     assert not stale.exists() and stale_partial_outputs(out / 'c.tif') == []
