@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from _foundation_data import train_options, write_yaml
+from testkit import train_options, write_yaml
 from rssr import threads
 from rssr.threads import (LowPriorityWorkerInit, ThreadChoice, choose_threads, configure_threads, dataloader_workers,
                           explicit_threads)

@@ -1,0 +1,153 @@
+"""ConvMambaSR: equality with the official outputs, strict loading, parameter counts, training on
+CPU at every scale and band count, checkpointing, and the errors a user can act on."""
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import rssr  # noqa: F401  (registries filled)
+import rssr.layers.residual_group as residual_group
+from rssr.archs.convmambasr import OFFICIAL_CONFIG, ChannelAttention, ConvMambaSR
+from rssr.layers.ss2d import SS2D
+from rssr.zoo import create_model, model_card
+from testkit import CONFORMANCE, REPO
+
+OFFICIAL_PARAMS = {2: 16_538_123, 3: 16_722_763, 4: 16_685_835}
+
+
+def _cases():
+    # convmambasr.pt: the shared official fixture; convmambasr_extra.pt: its notes say how it was made.
+    for name in ('convmambasr.pt', 'convmambasr_extra.pt'):
+        for case in torch.load(CONFORMANCE / name, weights_only=True)['cases']:
+            yield pytest.param(case, id=case['name'])
+
+
+def _tiny(**overrides):
+    kwargs = dict(embed_dim=30, depths=[1], RCG_num=1, d_state=4, mlp_ratio=2., upsampler='pixelshuffle', upscale=4)
+    kwargs.update(overrides)
+    return ConvMambaSR(**kwargs)
+
+
+@pytest.mark.parametrize('scan_backend', ['reference', 'torch'])
+@pytest.mark.parametrize('case', list(_cases()))
+def test_matches_official_outputs(case, scan_backend):
+    model = ConvMambaSR(**case['kwargs'], scan_backend=scan_backend).eval()
+    model.load_state_dict(case['state_dict'], strict=True)  # float16 values cast into the float32 model
+    with torch.no_grad():
+        output = model(case['input'])
+    assert output.shape == case['output'].shape
+    assert (output - case['output']).abs().max().item() <= 1e-4
+
+
+def test_state_dict_has_no_rgb_mean():
+    model = _tiny()
+    assert 'mean' not in model.state_dict()
+    assert torch.allclose(model.mean.flatten(), torch.tensor([0.4488, 0.4371, 0.4040]))
+    assert 'mean' not in _tiny(in_chans=4).state_dict()
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_official_parameter_counts(scale):
+    with torch.device('meta'):
+        model = ConvMambaSR(upscale=scale, in_chans=3, **OFFICIAL_CONFIG)
+        zoo_model = create_model('convmambasr', scale=scale)
+    assert sum(p.numel() for p in model.parameters()) == OFFICIAL_PARAMS[scale]
+    assert sum(p.numel() for p in zoo_model.parameters()) == model_card('convmambasr').params[scale]
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_option_files_build_the_official_network(scale):
+    for kind in ('train', 'test'):
+        path = REPO / 'options' / kind / 'ConvMambaSR' / f'{kind}_ConvMambaSR_x{scale}_RSSCN7_bic.yml'
+        network = dict(yaml.safe_load(path.read_text())['network_g'])
+        assert network.pop('type') == 'ConvMambaSR'
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')  # no unknown keyword
+            with torch.device('meta'):
+                model = ConvMambaSR(**network)
+        assert sum(p.numel() for p in model.parameters()) == OFFICIAL_PARAMS[scale]
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+@pytest.mark.parametrize('bands', [3, 4])
+def test_forward_backward_odd_non_square(scale, bands):
+    torch.manual_seed(0)
+    model = _tiny(upscale=scale, in_chans=bands)
+    x = torch.rand(2, bands, 5, 7)
+    output = model(x)
+    assert output.shape == (2, bands, 5 * scale, 7 * scale)
+    output.square().mean().backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+    scan_params = model.RSSG_layers[0].residual_group.blocks[0].self_attention
+    for name in ('x_proj_weight', 'dt_projs_weight', 'dt_projs_bias', 'A_logs', 'Ds'):
+        assert getattr(scan_params, name).grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize('upsampler, scale, out_scale', [('pixelshuffledirect', 5, 5), ('', 4, 1)])
+def test_other_upsamplers(upsampler, scale, out_scale):
+    model = _tiny(upsampler=upsampler, upscale=scale, in_chans=4, resi_connection='3conv', patch_norm=False)
+    assert 'patch_embed.norm.weight' not in model.state_dict()
+    output = model(torch.rand(1, 4, 3, 6))
+    assert output.shape == (1, 4, 3 * out_scale, 6 * out_scale)
+    output.mean().backward()
+    assert model.conv_first.weight.grad.abs().sum() > 0
+
+
+def test_gradient_checkpointing_matches_plain_training(monkeypatch):
+    calls = []
+    real_checkpoint = residual_group.checkpoint
+    monkeypatch.setattr(residual_group, 'checkpoint', lambda *a, **k: calls.append(1) or real_checkpoint(*a, **k))
+    x = torch.rand(1, 3, 6, 5)
+    grads, outputs = [], []
+    for use_checkpoint in (False, True):
+        torch.manual_seed(0)
+        model = _tiny(depths=[2, 1], drop_path_rate=0.5, use_checkpoint=use_checkpoint).train()
+        torch.manual_seed(1)  # the same DropPath draws in both runs
+        output = model(x)
+        output.sum().backward()
+        outputs.append(output.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert len(calls) == 3  # one per VSSBlock, only in the checkpointed run
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-6)
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_zero_channel_squeeze_keeps_official_shapes_and_runs():
+    attention = ChannelAttention(20, squeeze_factor=30)
+    assert attention.attention[1].weight.shape == (0, 20, 1, 1)
+    x = torch.rand(1, 20, 4, 3)
+    expected = x * torch.sigmoid(attention.attention[3].bias).view(1, -1, 1, 1)
+    assert torch.equal(attention(x), expected)
+    assert _tiny(embed_dim=16, in_chans=4)(torch.rand(1, 4, 3, 3)).shape == (1, 4, 12, 12)
+
+
+def test_unknown_keyword_warns_with_its_name():
+    with pytest.warns(UserWarning, match="'window_size'"):
+        _tiny(window_size=8)
+
+
+def test_scan_backend_reaches_every_ss2d():
+    model = _tiny(depths=[1, 2], scan_backend='reference')
+    backends = [m.scan_backend for m in model.modules() if isinstance(m, SS2D)]
+    assert backends == ['reference'] * 3
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(resi_connection='2conv'), r"resi_connection must be one of \('1conv', '3conv'\), got '2conv'"),
+    (dict(upscale=5), r"upscale=5 is not supported by upsampler='pixelshuffle'"),
+])
+def test_bad_configuration_fails_at_construction(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _tiny(**kwargs)
+
+
+def test_bad_inputs_are_named():
+    model = _tiny()
+    with pytest.raises(ValueError, match=r'at least 2 pixels.*1x1'):
+        model(torch.rand(1, 3, 1, 1))
+    with pytest.raises(ValueError, match=r'expects \(B, 3, H, W\).*got shape \(1, 4, 5, 5\)'):
+        model(torch.rand(1, 4, 5, 5))
+    assert model(torch.rand(1, 3, 1, 4)).shape == (1, 3, 4, 16)  # a single row is fine

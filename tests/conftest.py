@@ -1,0 +1,41 @@
+"""Suite-wide pytest set-up: the ``cuda`` marker, and torch's global state restored after every test.
+
+Helpers (paths, synthetic rasters, option files, the CPU ``torchrun`` launcher) are plain functions in
+``testkit.py``, importable from every test folder because this file's folder is on ``sys.path``.
+"""
+from __future__ import annotations
+
+from typing import Iterator, List
+
+import pytest
+import torch
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line('markers', 'cuda: needs a CUDA GPU (skipped without one; each has a CPU twin)')
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason='needs a CUDA GPU')
+    for item in items:
+        if 'cuda' in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_global_state() -> Iterator[None]:
+    """Undo what a test (or the code under test, e.g. ``deterministic: true``) set process-wide."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    dtype = torch.get_default_dtype()
+    threads = torch.get_num_threads()
+    grad = torch.is_grad_enabled()
+    yield
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+    torch.set_default_dtype(dtype)
+    torch.set_num_threads(threads)
+    torch.set_grad_enabled(grad)

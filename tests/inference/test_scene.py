@@ -1,0 +1,197 @@
+"""Scene inference: tiled == whole image for local nets, no seams, georeference kept, clean failures."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+from rasterio.windows import Window
+from torch import nn
+
+from rssr import infer
+from rssr.inference import InferenceError, OutputOptions, TilingOptions, super_resolve_scene
+from rssr.inference.tiling import TileGrid, blend_weights, tile_starts
+from rssr.io import RasterError, read_raster
+from testkit import REPO
+
+SENTINEL2_VAL = REPO / 'datasets' / 'sentinel2_demo' / 'val_B02_B03_B04_B08.tif'
+FLOAT_OUT = OutputOptions(dtype='float32')
+
+
+class LocalNet(nn.Module):
+    """x2 SR net with an LR receptive-field radius of 2 pixels: translation-local."""
+
+    def __init__(self, bands: int = 4) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(bands, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, bands * 4, 3, padding=1),
+                                  nn.PixelShuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + nn.functional.interpolate(x, scale_factor=2, mode='nearest')
+
+
+def sentinel2_crop(path: Path, height: int = 70, width: int = 90, nodata=None) -> Path:
+    """A georeferenced crop of the bundled Sentinel-2 val GeoTIFF."""
+    with rasterio.open(SENTINEL2_VAL) as src:
+        window = Window(17, 23, width, height)
+        dn = src.read(window=window)
+        profile = dict(src.profile, height=height, width=width, transform=src.window_transform(window), nodata=nodata,
+                       tiled=False)
+        descriptions = src.descriptions
+    if nodata is not None:
+        dn[:, 5:15, 10:30] = nodata
+    with rasterio.open(path, 'w', **profile) as dst:
+        dst.write(dn)
+        for band, text in enumerate(descriptions, start=1):
+            dst.set_band_description(band, text)
+    return path
+
+
+def whole_image(model: nn.Module, path: Path) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(read_raster(path).values)[None])[0].numpy()
+
+
+def test_blend_weights_cover_every_pixel_and_vanish_in_margins():
+    grid = TileGrid(70, 90, tile=32, overlap=16)
+    total = np.zeros((140, 180))
+    for tile in grid:
+        weights = blend_weights(tile, grid, scale=2, margin=4)
+        total[tile.top * 2:(tile.top + tile.height) * 2, tile.left * 2:(tile.left + tile.width) * 2] += weights
+        if tile.left > 0:
+            assert np.all(weights[:, :8] == 0)
+    assert total.min() > 0
+
+
+@pytest.mark.parametrize('length,tile,overlap,align', [(4096, 256, 32, 32), (1000, 256, 32, 32), (70, 32, 16, 1),
+                                                       (300, 256, 32, 32), (333, 64, 8, 16)])
+def test_tile_starts_cover_with_overlap_and_align_to_output_blocks(length, tile, overlap, align):
+    starts = tile_starts(length, tile, overlap, align)
+    assert starts[0] == 0 and starts[-1] == length - tile
+    assert all(0 < b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+    assert all(start % align == 0 for start in starts[:-1])
+
+
+def test_tiled_equals_whole_image_without_seams(tmp_path):
+    source = sentinel2_crop(tmp_path / 'lr.tif')
+    model = LocalNet()
+    tiling = TilingOptions(tile=32, overlap=16, margin=4, batch_size=3)
+    out = super_resolve_scene(model, source, tmp_path / 'sr.tif', tiling=tiling, output=FLOAT_OUT, progress=False)
+    with rasterio.open(out) as dst:
+        tiled = dst.read()
+    whole = whole_image(model, source)
+    assert tiled.shape == whole.shape == (4, 140, 180)
+    assert np.abs(tiled - whole).max() < 1e-5
+    # Seams: the jump across each inner tile border equals the whole image's jump there.
+    grid = TileGrid(70, 90, 32, 16)
+    for start in grid.col_starts[1:]:
+        for col in (start * 2, (start + 16) * 2):
+            assert np.abs(np.diff(tiled[..., col - 1:col + 1]) - np.diff(whole[..., col - 1:col + 1])).max() < 1e-5
+
+
+def test_geotiff_round_trip_keeps_georeference_bands_and_nodata(tmp_path):
+    source = sentinel2_crop(tmp_path / 'lr.tif', nodata=0)
+    out = super_resolve_scene(LocalNet(), source, tmp_path / 'sr.tif', radiometry_preset='sentinel2',
+                              tiling=TilingOptions(tile=48, overlap=16, margin=4), progress=False)
+    with rasterio.open(source) as src, rasterio.open(out) as dst:
+        assert dst.crs == src.crs
+        assert dst.transform == src.transform @ Affine.scale(0.5)
+        assert (dst.height, dst.width, dst.count) == (140, 180, 4)
+        assert dst.descriptions == ('B02', 'B03', 'B04', 'B08') and dst.nodata == 0 and dst.dtypes[0] == 'uint16'
+        sr, lr = dst.read(), src.read()
+        assert dst.profile['compress'] == 'deflate' and dst.profile['tiled']
+    nodata_lr = np.all(lr == 0, axis=0)
+    nodata_sr = np.all(sr == 0, axis=0)
+    assert np.array_equal(nodata_sr, np.repeat(np.repeat(nodata_lr, 2, 0), 2, 1))
+    # Valid output DN sit near the nearest-upsampled input (the net adds a small learned residual).
+    assert abs(float(np.median(sr[:, ~nodata_sr])) - float(np.median(lr[:, ~nodata_lr]))) < 2000
+
+
+def test_cloud_optimised_output(tmp_path):
+    source = sentinel2_crop(tmp_path / 'lr.tif')
+    out = super_resolve_scene(LocalNet(), source, tmp_path / 'sr.tif', tiling=TilingOptions(64, 16, 4),
+                              output=OutputOptions(cog=True), progress=False)
+    with rasterio.open(out) as dst:
+        assert dst.tags(ns='IMAGE_STRUCTURE').get('LAYOUT') == 'COG'
+
+
+def test_scene_smaller_than_tile_runs_as_one_tile(tmp_path):
+    source = sentinel2_crop(tmp_path / 'lr.tif', height=20, width=30)
+    model = LocalNet()
+    out = super_resolve_scene(model, source, tmp_path / 'sr.tif', tiling=TilingOptions(256, 32, 8), output=FLOAT_OUT,
+                              progress=False)
+    with rasterio.open(out) as dst:
+        assert np.abs(dst.read() - whole_image(model, source)).max() < 1e-5
+
+
+def test_existing_output_is_refused_unless_overwrite(tmp_path):
+    source = sentinel2_crop(tmp_path / 'lr.tif', height=20, width=20)
+    (tmp_path / 'sr.tif').write_bytes(b'keep me')
+    with pytest.raises(InferenceError, match='already exists.*overwrite'):
+        super_resolve_scene(LocalNet(), source, tmp_path / 'sr.tif', progress=False)
+    assert (tmp_path / 'sr.tif').read_bytes() == b'keep me'
+    super_resolve_scene(LocalNet(), source, tmp_path / 'sr.tif', output=OutputOptions(overwrite=True), progress=False)
+    assert rasterio.open(tmp_path / 'sr.tif').count == 4
+
+
+def test_band_count_mismatch_names_both_counts(tmp_path):
+    source = sentinel2_crop(tmp_path / 'lr.tif', height=20, width=20)
+    with pytest.raises(InferenceError, match='takes 3 bands but 4 bands'):
+        super_resolve_scene(LocalNet(bands=3), source, tmp_path / 'sr.tif', progress=False)
+
+
+def test_unreadable_raster_is_named(tmp_path):
+    (tmp_path / 'broken.tif').write_bytes(b'not a tiff at all')
+    with pytest.raises(RasterError, match='broken.tif'):
+        super_resolve_scene(LocalNet(), tmp_path / 'broken.tif', tmp_path / 'sr.tif', progress=False)
+
+
+def test_failure_midway_leaves_no_partial_output(tmp_path):
+    source = sentinel2_crop(tmp_path / 'lr.tif')
+
+    class FailsOnThirdBatch(LocalNet):
+        calls = 0
+
+        def forward(self, x):
+            type(self).calls += 1
+            if self.calls > 3:
+                raise RuntimeError('out of memory (simulated)')
+            return super().forward(x)
+
+    with pytest.raises(RuntimeError, match='simulated'):
+        super_resolve_scene(FailsOnThirdBatch(), source, tmp_path / 'sr.tif', tiling=TilingOptions(32, 16, 4, 1),
+                            progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['lr.tif']
+
+
+def test_cli_with_basicsr_arch_and_checkpoint(tmp_path, capsys):
+    from basicsr.archs.edsr_arch import EDSR
+
+    kwargs = dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=2, img_range=1.0,
+                  rgb_mean=[0.1, 0.1, 0.1])
+    model = EDSR(**kwargs)
+    torch.save({'params_ema': model.state_dict()}, tmp_path / 'net_g.pth')
+    source = sentinel2_crop(tmp_path / 'lr.tif')
+    argv = ['--arch', 'EDSR', '--arch-kwargs', str(kwargs), '--weights', str(tmp_path / 'net_g.pth'),
+            '--input', str(source), '--output', str(tmp_path / 'sr.tif'), '--tile', '40', '--overlap', '24',
+            '--margin', '8', '--out-dtype', 'float32', '--device', 'cpu', '--bands', 'B04,B03,2']
+    assert infer.main(argv) == 0
+    with rasterio.open(tmp_path / 'sr.tif') as dst:
+        assert dst.descriptions == ('B04', 'B03', 'B03')
+        rgb = torch.from_numpy(read_raster(source, bands=[3, 2, 2]).values)[None]
+        with torch.no_grad():
+            assert np.abs(dst.read() - model.eval()(rgb)[0].numpy()).max() < 1e-4
+    with pytest.raises(SystemExit) as exit_info:
+        infer.main(argv)
+    assert exit_info.value.code == 2 and 'already exists' in capsys.readouterr().err
+
+
+def test_cli_folder_without_rasters(tmp_path, capsys):
+    (tmp_path / 'in').mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        infer.main(['--model', 'repmamba', '--weights', 'x.pth', '--input', str(tmp_path / 'in'),
+                    '--output', str(tmp_path / 'out')])
+    assert exit_info.value.code == 2
+    assert 'x.pth' in capsys.readouterr().err

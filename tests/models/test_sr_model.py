@@ -1,0 +1,169 @@
+"""RSSRModel's training robustness, in process on CPU: AMP, NaN guard, accumulation, clipping,
+optimizers, determinism and safetensors checkpoints."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import rssr  # noqa: F401
+from basicsr.models import build_model
+from basicsr.utils import set_random_seed
+
+from testkit import runtime_options, train_options
+from rssr.models.sr_model import NonFiniteLossError
+
+
+def build(tmp_path: Path, logger=None, **train):
+    opt = runtime_options(train_options(tmp_path / 'data', with_val=False), tmp_path)
+    opt['train'].update(train)
+    opt['logger'].update(logger or {})
+    set_random_seed(0)
+    return build_model(opt)
+
+
+def batch(seed: int = 0, size: int = 4):
+    generator = torch.Generator().manual_seed(seed)
+    return {'lq': torch.rand(size, 3, 8, 8, generator=generator), 'gt': torch.rand(size, 3, 16, 16, generator=generator)}
+
+
+def train_steps(model, steps: int):
+    losses = []
+    for step in range(1, steps + 1):
+        model.feed_data(batch(step))
+        model.optimize_parameters(step)
+        losses.append(model.log_dict['l_pix'])
+    return losses
+
+
+def params(model):
+    return [p.detach().clone() for p in model.get_bare_model(model.net_g).parameters()]
+
+
+def test_bf16_autocast_runs_the_network_in_bf16_and_learns(tmp_path):
+    model = build(tmp_path, amp='bf16')
+    dtypes = []
+    model.net_g.conv_first.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    model.feed_data(batch(0))
+    losses = []
+    for step in range(1, 9):
+        model.optimize_parameters(step)
+        losses.append(model.log_dict['l_pix'])
+    assert dtypes[0] == torch.bfloat16
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < losses[0]
+    assert all(p.dtype == torch.float32 for p in model.net_g.parameters())
+
+
+def test_nan_guard_stops_with_advice_and_leaves_weights_untouched(tmp_path):
+    model = build(tmp_path)
+    train_steps(model, 2)
+    before = params(model)
+    poisoned = batch(3)
+    poisoned['lq'][0, 0, 0, 0] = float('nan')
+    model.feed_data(poisoned)
+    with pytest.raises(NonFiniteLossError, match=r'iteration 3: the loss is not finite \(l_pix=nan\).*--auto_resume '
+                                                 r'after you lower train\.optim_g\.lr'):
+        model.optimize_parameters(3)
+    assert all(torch.equal(a, b) for a, b in zip(before, params(model)))
+
+
+def test_nan_guard_catches_inf_gradients(tmp_path):
+    model = build(tmp_path)
+    model.feed_data(batch(0))
+    model.net_g.conv_first.weight.register_hook(lambda grad: grad * float('inf'))
+    with pytest.raises(NonFiniteLossError, match='gradient norm is not finite'):
+        model.optimize_parameters(1)
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path):
+    full, accumulated = build(tmp_path / 'a'), build(tmp_path / 'b', grad_accum_steps=2)
+    for model in (full, accumulated):
+        model.feed_data(batch(0))
+        model.optimize_parameters(1)
+    assert full.log_dict['l_pix'] == pytest.approx(accumulated.log_dict['l_pix'], rel=1e-6)
+    for a, b in zip(params(full), params(accumulated)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_clipping_limits_the_global_norm(tmp_path):
+    model = build(tmp_path, grad_clip_norm=1e-4)
+    model.feed_data(batch(0))
+    model.optimize_parameters(1)
+    grads = [p.grad for p in model.net_g.parameters() if p.grad is not None]
+    clipped = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    assert model.log_dict['grad_norm'] > 1e-3
+    assert clipped.item() == pytest.approx(1e-4, rel=1e-3)
+
+
+@pytest.mark.parametrize('name, cls', [('Adam', torch.optim.Adam), ('AdamW', torch.optim.AdamW),
+                                       ('SGD', torch.optim.SGD)])
+def test_optimizers(tmp_path, name, cls):
+    optim = {'type': name, 'lr': 1e-3, **({'momentum': 0.9} if name == 'SGD' else {})}
+    model = build(tmp_path, optim_g=optim)
+    assert type(model.optimizer_g) is cls
+    losses = train_steps(model, 2)
+    assert all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_unknown_optimizer_names_the_choices(tmp_path):
+    with pytest.raises(ValueError, match='Adam, AdamW, SGD'):
+        build(tmp_path, optim_g={'type': 'Lion', 'lr': 1e-3})
+
+
+def test_same_seed_gives_identical_losses(tmp_path):
+    first = train_steps(build(tmp_path / 'a'), 4)
+    second = train_steps(build(tmp_path / 'b'), 4)
+    assert first == second
+
+
+def test_safetensors_checkpoints_round_trip_params_and_ema(tmp_path):
+    model = build(tmp_path, logger={'checkpoint_format': 'safetensors'}, ema_decay=0.5)
+    train_steps(model, 2)
+    model.save(epoch=0, current_iter=2)
+    path = Path(model.opt['path']['models']) / 'net_g_2.safetensors'
+    assert path.is_file() and not path.with_suffix('.pth').exists()
+    restored = build(tmp_path / 'again')
+    restored.load_network(restored.net_g, str(path), param_key='params_ema')
+    for a, b in zip(model.net_g_ema.parameters(), restored.net_g.parameters()):
+        assert torch.equal(a, b)
+    state = torch.load(Path(model.opt['path']['training_states']) / '2.state', weights_only=True)
+    assert state['iter'] == 2 and 'rng' in state and 'grad_scaler' in state
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the fallback is for machines without CUDA')
+def test_num_gpu_without_cuda_falls_back_to_cpu(tmp_path):
+    opt = runtime_options(train_options(tmp_path / 'data', with_val=False), tmp_path)
+    opt['num_gpu'] = 1
+    with pytest.warns(UserWarning, match='CUDA is not available'):
+        model = build_model(opt)
+    assert model.device.type == 'cpu'
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU; CPU twin: test_bf16_autocast_...')
+def test_bf16_autocast_on_cuda(tmp_path):
+    opt = runtime_options(train_options(tmp_path / 'data', with_val=False), tmp_path)
+    opt['num_gpu'] = 1
+    opt['train']['amp'] = 'bf16'
+    model = build_model(opt)
+    assert next(model.net_g.parameters()).is_cuda
+    losses = train_steps(model, 3)
+    assert all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_fp16_autocast_with_grad_scaler_on_cpu(tmp_path):
+    model = build(tmp_path, amp='fp16')
+    assert model.grad_scaler.is_enabled()
+    losses = train_steps(model, 3)
+    assert all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_zoo_loader_reads_rssr_safetensors_checkpoints(tmp_path):
+    from rssr.checkpoint import load_weights
+    model = build(tmp_path, logger={'checkpoint_format': 'safetensors'}, ema_decay=0.5)
+    train_steps(model, 1)
+    model.save(epoch=0, current_iter=1)
+    fresh = build(tmp_path / 'fresh').net_g
+    load_weights(fresh, Path(model.opt['path']['models']) / 'net_g_1.safetensors')  # prefers params_ema
+    assert all(torch.equal(a, b) for a, b in zip(model.net_g_ema.parameters(), fresh.parameters()))
