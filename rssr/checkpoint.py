@@ -6,7 +6,7 @@ Accepted: raw state_dicts; BasicSR checkpoints (``params_ema`` preferred over ``
 pickles that would run code, and ``.safetensors`` files.
 
 Checkpoints saved by ``RSSRModel`` also carry the band normalisation the network was trained with
-(:mod:`rssr.models.band_normalization`): a ``band_normalization`` entry next to ``params`` in .pth
+(:mod:`rssr.band_normalization`): a ``band_normalization`` entry next to ``params`` in .pth
 files, a JSON ``band_normalization`` metadata field in .safetensors files. :func:`read_checkpoint`
 returns it as a ``band_normalization`` entry either way; :func:`stored_band_normalization` reads it.
 """
@@ -126,7 +126,7 @@ def stored_band_normalization(path_or_checkpoint: str | os.PathLike | Mapping[st
 
 def describe_checkpoint(path: str | os.PathLike) -> str:
     """Lines describing a checkpoint: format, parameter groups and counts, band normalisation."""
-    from rssr.models.band_normalization import BandNormalization
+    from rssr.band_normalization import BandNormalization
 
     checkpoint = read_checkpoint(path)
     lines = [f'checkpoint: {os.fspath(path)}']

@@ -12,7 +12,7 @@ re-raises them with the traceback):
 * a file that cannot be written (permission denied, read-only file system, disk full), naming it.
 
 Anything else is a bug and keeps its traceback. BasicSR's own components are translated where they
-fail (:mod:`rssr.basicsr_guards`); the run context they note (:func:`note_batch`) lets the messages
+fail (:mod:`rssr.basicsr.guards`); the run context they note (:func:`note_batch`) lets the messages
 here name the files being processed.
 """
 from __future__ import annotations
@@ -69,8 +69,8 @@ def _known_type_exit_code(err: BaseException) -> Optional[int]:
     if isinstance(err, UserError):
         return err.exit_code
     from rssr.inference import InferenceError
-    from rssr.models.sr_model import NonFiniteLossError
-    from rssr.options import OptionsError
+    from rssr.basicsr.models.sr_model import NonFiniteLossError
+    from rssr.basicsr.options import OptionsError
 
     if isinstance(err, (OptionsError, InferenceError)):
         return EXIT_BAD_OPTIONS

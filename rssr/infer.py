@@ -21,7 +21,7 @@ from rssr.inference import InferenceError, OutputOptions, TilingOptions, load_mo
 from rssr.inference.loading import parse_arch_kwargs
 from rssr.inference.sharding import finish, run_shard, start_shard
 from rssr.io import RASTER_EXTENSIONS
-from rssr.plugins import import_plugins
+from rssr.basicsr.plugins import import_plugins
 from rssr.threads import configure_threads
 
 

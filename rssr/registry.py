@@ -2,7 +2,7 @@
 
 Every arch, loss, metric, dataset and model class in rssr is declared here with a decorator, in
 the module that defines it. Arch modules therefore stay plain ``torch.nn.Module`` code with no
-BasicSR import; :mod:`rssr._basicsr` copies these registries into BasicSR's in one place.
+BasicSR import; :mod:`rssr.basicsr.registration` copies these registries into BasicSR's in one place.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class Registry:
     """A name -> object map for one kind of component (arch, loss, ...).
 
     Aliases (e.g. an official class name such as Rep-Mamba's ``SMSR``) resolve through :meth:`get`
-    and ``in`` but are not iterated: :mod:`rssr._basicsr` copies only the primary names into
+    and ``in`` but are not iterated: :mod:`rssr.basicsr.registration` copies only the primary names into
     BasicSR's global registries, so an alias never takes a name another project may register.
     """
 

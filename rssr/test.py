@@ -4,7 +4,7 @@ from typing import List, Optional
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    from rssr._cli import run
+    from rssr.basicsr.startup import run
     run('basicsr.test:test_pipeline', is_train=False, argv=argv)
 
 

@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from rssr.options import declare_option_keys
+from rssr.basicsr.options import declare_option_keys
 
 ENV_VARIABLE = 'RSSR_NUM_THREADS'
 OPTION_KEY = 'num_threads'

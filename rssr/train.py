@@ -8,7 +8,7 @@ from typing import List, Optional
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    from rssr._cli import run
+    from rssr.basicsr.startup import run
     run('basicsr.train:train_pipeline', is_train=True, argv=argv)
 
 

@@ -3,7 +3,7 @@
 Each arch module registers a :class:`ModelCard` per named configuration (its official settings)
 with :func:`register_card`. ``create_model(name, scale=..., in_chans=..., **overrides)`` builds it;
 ``pretrained=path`` (or ``True`` for the weights a card ships) loads weights and, when they were
-trained with band normalisation, returns the network inside it (:mod:`rssr.models.band_normalization`).
+trained with band normalisation, returns the network inside it (:mod:`rssr.band_normalization`).
 """
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def create_model(name: str, scale: Optional[int] = None, in_chans: Optional[int]
     if pretrained in (None, False):
         return model
     from rssr.checkpoint import load_weights, stored_band_normalization
-    from rssr.models.band_normalization import BandNormalization, with_normalization
+    from rssr.band_normalization import BandNormalization, with_normalization
     load_weights(model, pretrained)
     return with_normalization(model, BandNormalization.from_metadata(stored_band_normalization(pretrained)))
 
@@ -147,7 +147,7 @@ def describe_card(name: str) -> str:
         lines.append('  weights: none shipped (train with the recipe, or pass your own checkpoint)')
         return '\n'.join(lines)
     from rssr.checkpoint import stored_band_normalization
-    from rssr.models.band_normalization import BandNormalization
+    from rssr.band_normalization import BandNormalization
     lines.append(f'  weights: {path} (x{card.weights_scale})')
     if card.weights_info:
         lines.append(f'  about the weights: {card.weights_info}')

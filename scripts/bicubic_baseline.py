@@ -4,7 +4,7 @@
 
 Each LQ item is upsampled by ``scale`` with MATLAB-style bicubic (basicsr ``imresize``, per band) and
 scored against its GT with every rssr metric under ``val.metrics`` (float tensors, nodata mask, band
-names from the raster), exactly as :class:`rssr.models.multiband_validation.MultibandValidationMixin`
+names from the raster), exactly as :class:`rssr.basicsr.models.multiband_validation.MultibandValidationMixin`
 scores a network. Prints one Markdown row per test dataset.
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ import rssr  # noqa: F401  (registries filled)
 from basicsr.data import build_dataset
 from basicsr.utils.matlab_functions import imresize
 from basicsr.utils.registry import METRIC_REGISTRY
-from rssr.models.multiband_validation import MultibandValidationMixin
-from rssr.options import load_yaml
+from rssr.basicsr.models.multiband_validation import MultibandValidationMixin
+from rssr.basicsr.options import load_yaml
 
 
 def bicubic_scores(opt: Dict, dataset_opt: Dict) -> Dict[str, float]:

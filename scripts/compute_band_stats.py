@@ -25,7 +25,7 @@ def _bands(text: Optional[str]) -> Optional[List[Any]]:
 
 def dataset_options(path: str, phase: str) -> Dict[str, Any]:
     """``datasets.<phase>`` of an option file, completed as BasicSR completes it (phase, scale)."""
-    from rssr.options import load_yaml
+    from rssr.basicsr.options import load_yaml
 
     opt = load_yaml(path)
     datasets = opt.get('datasets') or {}

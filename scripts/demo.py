@@ -45,7 +45,7 @@ def evaluate(options: str) -> Dict[str, Dict[str, float]]:
     from basicsr.metrics import calculate_psnr, calculate_ssim
     from basicsr.utils import tensor2img
     from rssr.checkpoint import load_weights
-    from rssr.options import load_yaml
+    from rssr.basicsr.options import load_yaml
 
     opt = load_yaml(options)
     scale = int(opt['scale'])

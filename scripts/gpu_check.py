@@ -77,7 +77,7 @@ def _scan_inputs(batch: int, channels: int, state: int, groups: int, length: int
 def section_environment(args: argparse.Namespace) -> Dict[str, Any]:
     import platform
 
-    from rssr import _compat
+    from rssr.basicsr import compat as _compat
 
     _compat.install()  # basicsr 1.4.2 needs its shims on current torchvision and Python
     found, missing = {}, []

@@ -113,7 +113,7 @@ def test_training_loader_workers_run_one_torch_thread_at_lower_priority_and_neve
 
 
 def test_num_threads_is_a_valid_option_and_is_used(tmp_path, monkeypatch, capsys):
-    from rssr.options import check_options
+    from rssr.basicsr.options import check_options
 
     opt = train_options(tmp_path / 'data')
     opt['num_threads'] = 1

@@ -9,7 +9,7 @@ from torch import nn
 
 from rssr.checkpoint import load_weights, stored_band_normalization
 from rssr.inference.scene import InferenceError
-from rssr.models.band_normalization import resolve_band_normalization, with_normalization
+from rssr.band_normalization import resolve_band_normalization, with_normalization
 from rssr.zoo import create_model, model_card
 
 
@@ -49,8 +49,8 @@ def _build_arch(arch: str, kwargs: Dict[str, Any], where: str = '--arch-kwargs')
     import rssr  # noqa: F401  (registers rssr archs into BasicSR)
     from basicsr.utils.registry import ARCH_REGISTRY
 
-    from rssr._basicsr import lookup
-    from rssr.options import closest, signature_keys
+    from rssr.basicsr.registration import lookup
+    from rssr.basicsr.options import closest, signature_keys
 
     target = lookup(ARCH_REGISTRY, arch)
     if target is None:
@@ -76,7 +76,7 @@ def load_model(options: Optional[str] = None, arch: Optional[str] = None, arch_k
     """Exactly one of ``options``, ``arch`` or ``zoo_name`` says what to build; ``weights`` (or the options'
     ``path.pretrain_network_g``, or the weights a zoo card ships) are loaded strictly. The network comes
     back inside the band normalisation stored with the weights (or given by the options'
-    ``band_normalization``) as a :class:`~rssr.models.band_normalization.BandNormalizedSR`, bare without one."""
+    ``band_normalization``) as a :class:`~rssr.band_normalization.BandNormalizedSR`, bare without one."""
     if sum(x is not None for x in (options, arch, zoo_name)) != 1:
         raise InferenceError('Give exactly one of an options file (--opt), an arch name (--arch) or a zoo model '
                              '(--model).')

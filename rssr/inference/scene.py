@@ -8,7 +8,7 @@ row of cells (``overlap * scale`` output rows across the width). Tile starts are
 blocks and GDAL writes them straight through; only the blocks straddling the last, unaligned cell
 border wait in GDAL's cache, which is capped (its default, 5% of RAM, would hold finished blocks).
 
-A model inside :class:`~rssr.models.band_normalization.BandNormalizedSR` gets each tile's nodata
+A model inside :class:`~rssr.band_normalization.BandNormalizedSR` gets each tile's nodata
 mask. In mode ``image`` its statistics are those of the whole scene (one streamed, decimated read
 before the tiles), not of each tile, so that every tile is normalised alike and no seam appears.
 """
@@ -35,7 +35,7 @@ from rssr.inference.tiling import Tile, TileGrid, blend_weights
 from rssr.io import (GeoReference, Radiometry, RasterError, output_georeference, read_raster, read_raster_info,
                      resolve_bands, resolve_radiometry, values_to_dn)
 from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
-from rssr.models.band_normalization import BandNormalizedSR
+from rssr.band_normalization import BandNormalizedSR
 
 logger = logging.getLogger('rssr')
 TILE_ALIGN = 32  # LR pixels: tile starts (but the last) are multiples of this, output blocks TILE_ALIGN * scale

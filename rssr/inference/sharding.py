@@ -19,7 +19,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 import torch.distributed as dist
 
-from rssr.distributed import init_dist, local_rank
+from rssr.basicsr.distributed import init_dist, local_rank
 from rssr.inference.scene import InferenceError, stale_partial_outputs
 
 logger = logging.getLogger('rssr')

@@ -144,7 +144,7 @@ def test_recipe_files_hold_the_official_recipe(variant, cross):
 
 def test_partitioned_forward_stitches_partitions_like_a_whole_image_forward():
     import torch.nn.functional as F
-    from rssr.models.mambacsr_model import mirror_pad, partitioned_forward
+    from rssr.basicsr.models.mambacsr_model import mirror_pad, partitioned_forward
     from rssr.registry import MODELS
     assert MODELS.get('MambaCSRModel').test is not None
     calls = []

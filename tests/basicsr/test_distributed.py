@@ -21,11 +21,6 @@ CONVFORMERSR = {'type': 'ConvFormerSR', 'upscale': SCALE, 'in_chans': 3, 'embed_
                 'num_heads': [2], 'window_size': 4, 'img_size': 8, 'mlp_ratio': 1., 'num_block': 1}
 
 
-def run_train_under_torchrun(args: list, cwd: Path) -> str:
-    """``torchrun --nproc_per_node=2 -m rssr.train ARGS --launcher pytorch`` on the CPU."""
-    return run_torchrun(['-m', 'rssr.train', *args, '--launcher', 'pytorch'], cwd)
-
-
 def single_process_psnr(opt: dict, weights: Path, param_key: str) -> float:
     """PSNR of the saved weights on the val pair, computed in this one process as BasicSR's metric does."""
     import rssr  # noqa: F401  (registers the archs)
@@ -58,7 +53,7 @@ def test_validation_mid_run_and_at_the_end_under_torchrun(tmp_path, network, mod
     opt['val']['val_freq'] = 2
     write_yaml(opt, tmp_path / 'ddp_val.yml')
 
-    output = run_train_under_torchrun(['-opt', 'ddp_val.yml'], tmp_path)
+    output = run_torchrun(['-m', 'rssr.train', '-opt', 'ddp_val.yml', '--launcher', 'pytorch'], tmp_path)
 
     assert "'world_size': 2" in output or 'world_size: 2' in output
     logged = [float(v) for v in PSNR_LINE.findall(output)]

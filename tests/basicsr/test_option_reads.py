@@ -1,4 +1,4 @@
-"""rssr.option_reads derives the option keys a component reads from its source; rssr.options uses them."""
+"""rssr.basicsr.option_reads derives the option keys a component reads from its source; rssr.basicsr.options uses them."""
 import warnings
 from typing import Any, Dict
 
@@ -8,8 +8,8 @@ import yaml
 import rssr  # noqa: F401
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
-from rssr.option_reads import OptionReads, class_reads, compared_names
-from rssr.options import OptionsError, check_options, declare_option_keys, optimizers_offered
+from rssr.basicsr.option_reads import OptionReads, class_reads, compared_names
+from rssr.basicsr.options import OptionsError, check_options, declare_option_keys, optimizers_offered
 
 
 def test_basicsr_gan_model_keys_come_from_its_source_and_its_bases():
@@ -69,7 +69,7 @@ def _check(opt: Dict[str, Any], tmp_path) -> None:
 
 def test_declared_keys_are_accepted(tmp_path, monkeypatch):
     """The class-attribute protocol and declare_option_keys make keys valid (no warning)."""
-    monkeypatch.setattr('rssr.options._DECLARED', OptionReads())  # declarations last for the process
+    monkeypatch.setattr('rssr.basicsr.options._DECLARED', OptionReads())  # declarations last for the process
     class DeclaringDataset(DATASET_REGISTRY.get('PairedImageDataset')):
         option_keys = ('band_normalisation_stats',)
         top_level_option_keys = ('band_normalization_cache',)

@@ -28,7 +28,7 @@ from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.models.sr_model import SRModel
 from basicsr.models.srgan_model import SRGANModel
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
-from rssr.options import OptionsError, check_options
+from rssr.basicsr.options import OptionsError, check_options
 from testkit import FIXTURES
 
 CORPUS = FIXTURES / 'option_corpus'

@@ -19,7 +19,7 @@ from testkit import REPO, train_options, write_yaml
 def test_import_twice_in_a_fresh_interpreter():
     code = ('import importlib, rssr; importlib.reload(rssr); import rssr; '
             'from basicsr.utils.registry import MODEL_REGISTRY; '
-            'assert MODEL_REGISTRY.get("RSSRModel") is rssr.models.sr_model.RSSRModel; print("ok")')
+            'assert MODEL_REGISTRY.get("RSSRModel") is rssr.basicsr.models.sr_model.RSSRModel; print("ok")')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120,
                             env={**os.environ, 'PYTHONPATH': str(REPO)})
     assert result.returncode == 0, result.stderr[-2000:]
@@ -34,7 +34,7 @@ def test_basicsr_modules_that_need_the_shims_import():
 
 
 def test_torchvision_shim_leaves_a_real_module_alone(monkeypatch):
-    from rssr import _compat
+    from rssr.basicsr import compat as _compat
     real = types.ModuleType('torchvision.transforms.functional_tensor')
     monkeypatch.setitem(sys.modules, 'torchvision.transforms.functional_tensor', real)
     _compat.install_torchvision_shim()
@@ -101,7 +101,7 @@ def test_yaml_of_rssr_types_runs_through_basicsr_training_pipeline(tmp_path, mon
 def test_every_bundled_option_file_passes_the_checks(path, monkeypatch):
     """Only missing datasets (not shipped: prepared by scripts/prepare_*.py) may be reported."""
     import re
-    from rssr.options import OptionsError, check_options
+    from rssr.basicsr.options import OptionsError, check_options
     monkeypatch.chdir(REPO)
     is_train = '/test/' not in path
     try:

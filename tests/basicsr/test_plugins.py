@@ -121,7 +121,7 @@ def test_shadowing_rssr_folder_in_the_current_directory_is_explained(tmp_path):
 def test_official_rep_mamba_option_file_with_type_smsr_passes_the_check(tmp_path):
     import yaml
 
-    from rssr.options import OptionsError, check_options
+    from rssr.basicsr.options import OptionsError, check_options
 
     opt = yaml.safe_load((REPO / 'options' / 'train' / 'RepMamba' / 'train_RepMamba_x2_AID.yml').read_text())
     opt['network_g']['type'] = 'SMSR'  # the official file's spelling

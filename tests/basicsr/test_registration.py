@@ -6,14 +6,14 @@ import pytest
 
 def test_import_twice_is_harmless():
     import rssr
-    importlib.reload(importlib.import_module('rssr._basicsr')).register_all()
-    rssr._basicsr.register_all()
+    importlib.reload(importlib.import_module('rssr.basicsr.registration')).register_all()
+    rssr.basicsr.registration.register_all()
 
 
 def test_conflict_names_both_objects():
     import rssr
     from basicsr.utils.registry import LOSS_REGISTRY
-    from rssr._basicsr import RegistryConflictError, register_all
+    from rssr.basicsr.registration import RegistryConflictError, register_all
     from rssr.registry import LOSSES
 
     class L1Loss:  # a different object under BasicSR's own name

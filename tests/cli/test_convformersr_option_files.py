@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import rssr  # noqa: F401
-from rssr.options import check_options
+from rssr.basicsr.options import check_options
 from rssr.registry import ARCHS
 from testkit import REPO
 
@@ -28,8 +28,8 @@ def test_every_recipe_has_a_train_and_a_test_file():
 @pytest.mark.parametrize('path', FILES, ids=lambda p: p.name)
 def test_option_file_passes_the_checker(path, monkeypatch):
     # dataset folders and checkpoints are placeholders a user provides: only they may be missing
-    monkeypatch.setattr('rssr.options.os.path.exists', lambda p: True)
-    monkeypatch.setattr('rssr.options.os.path.isfile', lambda p: True)
+    monkeypatch.setattr('rssr.basicsr.options.os.path.exists', lambda p: True)
+    monkeypatch.setattr('rssr.basicsr.options.os.path.isfile', lambda p: True)
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # an unknown key would be a warning
         opt = check_options(str(path), is_train=path.parent.parent.name == 'train')

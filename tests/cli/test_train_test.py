@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from testkit import REPO, run_torchrun, train_options, write_yaml
-from rssr._cli import EXIT_BAD_OPTIONS, normalize_argv
+from rssr.basicsr.startup import EXIT_BAD_OPTIONS, normalize_argv
 
 LOG_LINE = re.compile(r'iter:\s+(\d+),.*l_pix: (\S+) grad_norm: (\S+)')
 
@@ -200,7 +200,7 @@ def test_unknown_model_type(tmp_path, capsys):
 
 
 def test_diverging_run_stops_with_advice_and_exit_code(tmp_path, capsys):
-    from rssr._cli import EXIT_NON_FINITE
+    from rssr.basicsr.startup import EXIT_NON_FINITE
     opt = train_options(tmp_path / 'data', name='diverge', total_iter=6, with_val=False)
     opt['train']['optim_g'] = {'type': 'SGD', 'lr': 1e30}
     write_yaml(opt, tmp_path / 'x.yml')

@@ -27,7 +27,7 @@ from rssr.errors import UserError
 from rssr.inference import load_model
 from rssr.io import read_raster, resolve_radiometry
 from rssr.losses.spectral import SAMLoss
-from rssr.models.band_normalization import BandNormalization, BandNormalizedSR, masked_band_statistics
+from rssr.band_normalization import BandNormalization, BandNormalizedSR, masked_band_statistics
 from testkit import REPO, run_torchrun, runtime_options, write_pairs
 
 SENTINEL2 = REPO / 'datasets' / 'sentinel2_demo'

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from testkit import REPO, SCALE, train_options, write_pairs, write_yaml
+from testkit import REPO, SCALE, run_torchrun, train_options, write_pairs, write_yaml
 
 GENERATOR = {'type': 'ConvMambaSR', 'upscale': SCALE, 'in_chans': 3, 'embed_dim': 32, 'depths': [1], 'RCG_num': 1,
              'd_state': 4, 'mlp_ratio': 1, 'upsampler': 'pixelshuffledirect', 'resi_connection': '1conv'}
@@ -82,12 +82,10 @@ def test_combined_loss_sums_weighted_losses_and_passes_the_nodata_weight():
 def test_esrgan_under_torchrun_wraps_the_discriminator_in_ddp_on_the_cpu(tmp_path):
     """BasicSR's model_to_device asks CUDA for a device even on the CPU; rssr's wraps net_d (and
     net_g) in DDP under gloo, and validation (mid-run and final) runs on rank 0 alone."""
-    from test_ddp_validation import run_train_under_torchrun
-
     opt = gan_options(tmp_path, 'ESRGANModel', {'type': 'VGGStyleDiscriminator', 'num_in_ch': 3, 'num_feat': 8,
                                                 'input_size': 128}, 128)
     opt['val']['val_freq'] = 2
     write_yaml(opt, tmp_path / 'gan.yml')
-    output = run_train_under_torchrun(['-opt', 'gan.yml'], tmp_path)
+    output = run_torchrun(['-m', 'rssr.train', '-opt', 'gan.yml', '--launcher', 'pytorch'], tmp_path)
     assert sorted(int(m.group(1)) for m in GAN_LOG.finditer(output)) == [1, 2, 3], output[-4000:]
     assert output.count('# psnr:') == 2  # iteration 2 and the end

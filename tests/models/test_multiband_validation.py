@@ -11,7 +11,7 @@ import rssr  # noqa: F401  (first: makes basicsr importable)
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.models.sr_model import SRModel
 from testkit import CRS_UTM18N, SENTINEL2, TRANSFORM, make_pair_folders, tiny_model_opt
-from rssr.models.multiband_validation import MultibandValidationMixin
+from rssr.basicsr.models.multiband_validation import MultibandValidationMixin
 
 
 class MultibandModel(MultibandValidationMixin, SRModel):
@@ -169,7 +169,7 @@ def test_six_band_training_step_through_rssr_model(tmp_path):
 
 
 def test_class_mean_aggregation_as_rep_mamba_reports_aid():
-    from rssr.models.multiband_validation import _image_class, _mean_of_class_means
+    from rssr.basicsr.models.multiband_validation import _image_class, _mean_of_class_means
     paths = ['GT/farmland/a.png', 'GT/farmland/b.png', 'GT/port/c.png']
     classes = [_image_class(p, 'class_folder') for p in paths]
     assert classes == ['farmland', 'farmland', 'port']

@@ -12,7 +12,7 @@ from basicsr.models import build_model
 from basicsr.utils import set_random_seed
 
 from testkit import runtime_options, train_options
-from rssr.models.sr_model import NonFiniteLossError
+from rssr.basicsr.models.sr_model import NonFiniteLossError
 
 
 def build(tmp_path: Path, logger=None, **train):

@@ -185,7 +185,7 @@ def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
 
 def _use_checkpoint_format(opt: Dict[str, Any]) -> None:
     """Point BasicSR's resumed network paths (always ``.pth``) at the format the run saves in."""
-    from rssr.models.sr_model import checkpoint_suffix
+    from rssr.basicsr.models.sr_model import checkpoint_suffix
     suffix = checkpoint_suffix(opt)
     for key, value in opt['path'].items():
         if key.startswith('pretrain_network') and isinstance(value, str) and value.endswith('.pth'):
@@ -245,7 +245,7 @@ def patch_basicsr() -> None:
     from basicsr.models.base_model import BaseModel
     from basicsr.models.sr_model import SRModel
 
-    from rssr.basicsr_guards import install as install_error_guards
+    from rssr.basicsr.guards import install as install_error_guards
 
     basicsr.utils.dist_util.init_dist = init_dist
     basicsr.utils.options.init_dist = init_dist
@@ -253,4 +253,4 @@ def patch_basicsr() -> None:
     basicsr.train.EnlargedSampler = ResumableSampler
     BaseModel.model_to_device = model_to_device
     SRModel.dist_validation = validate_on_rank_zero
-    install_error_guards()  # rssr.basicsr_guards: one-paragraph errors, no partial checkpoints
+    install_error_guards()  # rssr.basicsr.guards: one-paragraph errors, no partial checkpoints

@@ -15,13 +15,13 @@ Use it with ``model_type: RSSRModel``. Beside what SRModel does, it
         type: RatioIndexLoss
 
 * reads top-level ``band_normalization`` (per-band standardisation around the network, optionally a
-  bicubic residual; see :mod:`rssr.models.band_normalization`): the pixel loss compares normalised
+  bicubic residual; see :mod:`rssr.band_normalization`): the pixel loss compares normalised
   output and GT, spectral and perceptual losses, validation and saved images physical values; the
   normalisation is saved with every checkpoint and taken from ``pretrain_network_g`` when testing;
 * reads top-level ``deterministic: true`` (deterministic kernels; with ``manual_seed``, reruns give
   identical losses) and ``logger.checkpoint_format: safetensors`` (network weights as .safetensors);
 * saves the random state of every rank in its training states, so that ``--auto_resume`` (with
-  :mod:`rssr.distributed`) continues with the same loss sequence as an uninterrupted run.
+  :mod:`rssr.basicsr.distributed`) continues with the same loss sequence as an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -38,11 +38,11 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 
-from rssr import distributed
-from rssr.models.band_normalization import (METADATA_KEY, BandNormalization, BandNormalizationError,
+from rssr.basicsr import distributed
+from rssr.band_normalization import (METADATA_KEY, BandNormalization, BandNormalizationError,
                                             BandNormalizedSR, resolve_band_normalization)
-from rssr.models.multiband_validation import MultibandValidationMixin
-from rssr.options import TRAIN_KEYS
+from rssr.basicsr.models.multiband_validation import MultibandValidationMixin
+from rssr.basicsr.options import TRAIN_KEYS
 from rssr.registry import register_model
 
 OPTIMIZERS = {'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW, 'SGD': torch.optim.SGD}
@@ -315,7 +315,7 @@ class RSSRModel(MultibandValidationMixin, SRModel):
         """BasicSR's training state plus the grad scaler and every rank's random state."""
         if current_iter == -1:
             return
-        from rssr.distributed import gather_rng_states
+        from rssr.basicsr.distributed import gather_rng_states
         rng_states = gather_rng_states(self.opt)  # collective: every rank takes part
         if self.opt['rank'] != 0:
             return

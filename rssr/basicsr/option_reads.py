@@ -13,7 +13,7 @@ record every key read under each option path, e.g. ``('train',) -> {'ema_decay',
 An option path is *open* when the code reads it with a computed key or hands the whole mapping to
 code it cannot follow (``**opt``, a registry lookup): then its keys cannot all be known.
 :attr:`OptionReads.complete` is False when some source could not be read. The option checker
-(:mod:`rssr.options`) refuses unknown keys only under paths that are neither.
+(:mod:`rssr.basicsr.options`) refuses unknown keys only under paths that are neither.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ ZeroDivisionError, a corrupt image in ``'NoneType' object has no attribute 'asty
 off the scale in "Scale mismatches" (training) or a metric's shape assertion (testing), a
 checkpoint of another network in ``load_state_dict``'s key dump; and it saves checkpoints in place
 (a run killed while saving leaves a truncated file) and ignores a failed save. :func:`install`
-(called by :func:`rssr.distributed.patch_basicsr`, so only inside rssr's CLIs) wraps, where they fail:
+(called by :func:`rssr.basicsr.distributed.patch_basicsr`, so only inside rssr's CLIs) wraps, where they fail:
 
 * ``build_dataset``: unpaired GT/LQ folders, missing files (e.g. listed in a ``meta_info_file``), a
   folder that is not an LMDB and an empty dataset become a :class:`~rssr.errors.DataError` naming
@@ -232,7 +232,7 @@ def feed_data_checked(feed_data: Callable) -> Callable:
 
     @functools.wraps(feed_data)
     def checked(self: Any, data: Dict[str, Any]) -> None:
-        from rssr.models.multiband_validation import NETWORK_IN_CHANNEL_KEYS, MultibandValidationMixin
+        from rssr.basicsr.models.multiband_validation import NETWORK_IN_CHANNEL_KEYS, MultibandValidationMixin
 
         lq, paths = data['lq'], list(data.get('lq_path') or [])
         expected = MultibandValidationMixin.network_in_chans(self)

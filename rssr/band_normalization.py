@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rssr.errors import UserError
-from rssr.options import closest
+from rssr.basicsr.options import closest
 
 MODES = ('none', 'dataset', 'image')
 RESIDUALS = ('none', 'bicubic')

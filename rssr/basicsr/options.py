@@ -7,7 +7,7 @@ names (with the registry and the closest names), unknown keys (with the closest 
 missing dataset folders and checkpoints.
 
 Which keys are valid is not a fixed list: it is what the code that will run reads. rssr derives it
-(:mod:`rssr.option_reads`) from the source of BasicSR's train/test pipelines, of the model class
+(:mod:`rssr.basicsr.option_reads`) from the source of BasicSR's train/test pipelines, of the model class
 (``model_type``, with its base classes and the helpers it hands options to), of each dataset
 class, and takes the keyword arguments of archs, losses, metrics, optimizers and schedulers from
 their signatures. An unknown key is an **error** only where every key the component reads is known:
@@ -40,7 +40,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, 
 
 import yaml
 
-from rssr.option_reads import OptionPath, OptionReads, class_reads, compared_names, function_reads
+from rssr.basicsr.option_reads import OptionPath, OptionReads, class_reads, compared_names, function_reads
 
 # SRModel's train keys (RSSRModel declares them with its own; kept for that declaration).
 TRAIN_KEYS = {'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt'}
@@ -175,7 +175,7 @@ class _Checker:
     def lookup(self, key: str, name: Any, registry: Any) -> Optional[Any]:
         """The object BasicSR's ``Registry.get`` returns for ``name`` (``<name>_basicsr`` and rssr's
         aliases such as ``SMSR`` included), or None with a problem naming the registry and the closest names."""
-        from rssr._basicsr import lookup
+        from rssr.basicsr.registration import lookup
 
         found = lookup(registry, str(name))
         if found is not None:
@@ -357,7 +357,7 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
 
 def _check_band_normalization(check: _Checker, spec: Any) -> None:
     """``band_normalization`` mistakes (a misspelled key, a bad mode) found before any data is read."""
-    from rssr.models.band_normalization import BandNormalization, BandNormalizationError
+    from rssr.band_normalization import BandNormalization, BandNormalizationError
 
     try:
         BandNormalization.from_options(spec)
@@ -367,7 +367,7 @@ def _check_band_normalization(check: _Checker, spec: Any) -> None:
 
 def _dataset_top_level_keys(datasets: Any, registry: Any) -> Set[str]:
     """Top-level keys the file's dataset classes declare (``top_level_option_keys``)."""
-    from rssr._basicsr import lookup
+    from rssr.basicsr.registration import lookup
 
     specs = datasets.values() if isinstance(datasets, Mapping) else ()
     classes = [lookup(registry, str(spec.get('type'))) for spec in specs if isinstance(spec, Mapping)]

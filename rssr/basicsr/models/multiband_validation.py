@@ -38,7 +38,7 @@ AGGREGATIONS = ('images', 'class_folder', 'class_prefix')
 class MultibandValidationMixin:
     """Band-count checks, nodata masks and multiband validation for a BasicSR ``SRModel`` subclass."""
 
-    val_option_keys = ('save_format', 'aggregate')  # beside BasicSR's val keys (read by rssr.options)
+    val_option_keys = ('save_format', 'aggregate')  # beside BasicSR's val keys (read by rssr.basicsr.options)
 
     def __init__(self, opt: Dict[str, Any]) -> None:
         super().__init__(opt)

@@ -2,7 +2,7 @@
 
 Checks the option file before any work starts, accepts both ``--local_rank`` and ``--local-rank``
 (torch.distributed.launch spells it either way; torchrun passes LOCAL_RANK in the environment),
-makes BasicSR's pipeline device-agnostic (:mod:`rssr.distributed`), runs it with the current
+makes BasicSR's pipeline device-agnostic (:mod:`rssr.basicsr.distributed`), runs it with the current
 directory as root (``experiments/``, ``results/``, ``tb_logger/`` land there, and ``--auto_resume``
 finds them there), and turns rssr's own stop conditions into a message and a non-zero exit.
 """
@@ -26,14 +26,14 @@ def run(pipeline: str, is_train: bool, argv: Optional[List[str]] = None) -> None
     """Import ``--import`` packages, validate the options named by ``-opt``, set threads, then run
     BasicSR's ``pipeline`` (``'module:function'``, imported only then) as ``function(os.getcwd())``
     with BasicSR's argv; user errors end in one paragraph."""
-    from rssr.plugins import exit_if_rssr_shadowed, import_plugins, pop_import_args
+    from rssr.basicsr.plugins import exit_if_rssr_shadowed, import_plugins, pop_import_args
 
     exit_if_rssr_shadowed()
     with user_errors('rssr.train' if is_train else 'rssr.test'):
         args, packages = pop_import_args(normalize_argv(sys.argv[1:] if argv is None else argv))
         import_plugins(packages)
-        from rssr.distributed import patch_basicsr
-        from rssr.options import check_options
+        from rssr.basicsr.distributed import patch_basicsr
+        from rssr.basicsr.options import check_options
         from rssr.threads import configure_threads
 
         sys.argv = [sys.argv[0]] + args

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rssr.models.sr_model import RSSRModel
+from rssr.basicsr.models.sr_model import RSSRModel
 from rssr.registry import register_model
 
 OFFICIAL_SPLIT_SIZE = 192

@@ -1,7 +1,7 @@
 """``--import PKG``: bring another package's BasicSR components in before options are checked.
 
 ``python -m rssr.train/test/infer --import PKG`` (repeatable) imports rssr first (BasicSR's shims
-and rssr's registrations, see :mod:`rssr._compat`), then each package in the order given, so a
+and rssr's registrations, see :mod:`rssr.basicsr.compat`), then each package in the order given, so a
 package that imports basicsr at its top level works whatever it imports first. Its archs, models,
 losses, datasets and metrics are then in BasicSR's registries when the option file is checked.
 """
