@@ -10,6 +10,9 @@ and writes uint16 GeoTIFFs (reflectance x 10000, bands B02 B03 B04 B08, CRS and 
 - ``s2_<name>.tif``: Sentinel-2 L1C tiles of the scene the bundled crops come from, in regions
   disjoint from the 1024 x 1024 train crop (rows/cols 0..1023) and the 512 x 512 val crop
   (rows 1024..1535, cols 0..511) of which ``datasets/sentinel2_demo`` holds parts.
+- ``tune_water.tif``: a TUNING tile of the same scene (bay shore, 78 % water by HR NIR < 0.05), for
+  choosing between recipes; disjoint from the crops above and from the test tiles (checked when cut),
+  so that the ``s2_*`` tiles stay unseen by every choice.
 - ``l8_clear.tif``: a Landsat-8 (30 m) crop of B2 B3 B4 B5, the same four bands, as TOA reflectance
   without sun-angle correction: reflectance = 2.0e-5 * DN - 0.1 (the standard L8 Level-1
   REFLECTANCE_MULT/ADD), stored as round(10000 * reflectance). The scene is cloudy: the crop is the
@@ -43,6 +46,10 @@ SENTINEL2_TILES: Dict[str, Tuple[int, int, int]] = {
     'south_middle': (1040, 528, 384),  # farmland, marsh and bay shore, east of the val crop
     'south_west': (1560, 128, 384),    # farmland
 }
+# Tuning tile (row, col, size): south bay shore, below south_middle and east of south_west.
+TUNING_TILES: Dict[str, Tuple[int, int, int]] = {'tune_water': (1536, 640, 384)}
+# Regions the tuning tile must not touch: the train and val crops of the bundled data, and the test tiles.
+BUNDLED_CROPS: Tuple[Tuple[int, int, int, int], ...] = ((0, 0, 1024, 1024), (1024, 0, 512, 512))
 # (The scene's far east, cols >= 1500 below row 200, is open bay water: no tile there.)
 LANDSAT8_TILE = 384
 
@@ -68,16 +75,32 @@ def write_tile(path: Path, dn: np.ndarray, crs, transform, descriptions: Sequenc
             dst.set_band_description(band, description)
 
 
+def rectangles_overlap(a: Tuple[int, int, int, int], b: Tuple[int, int, int, int]) -> bool:
+    """Whether two (row, col, height, width) rectangles share a pixel."""
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def check_tuning_disjoint() -> None:
+    """Raise if a tuning tile touches a bundled crop or a test tile (tuning must not see test pixels)."""
+    taken = list(BUNDLED_CROPS) + [(row, col, size, size) for row, col, size in SENTINEL2_TILES.values()]
+    for name, (row, col, size) in TUNING_TILES.items():
+        clash = [region for region in taken if rectangles_overlap((row, col, size, size), region)]
+        if clash:
+            raise ValueError(f'tuning tile {name} overlaps {clash} (row, col, height, width)')
+
+
 def prepare_sentinel2(root: Path, output: Path) -> None:
-    """Cut the held-out Sentinel-2 tiles (DN = reflectance x 10000 already)."""
+    """Cut the held-out Sentinel-2 test tiles and the tuning tiles (DN = reflectance x 10000 already)."""
+    check_tuning_disjoint()
     paths = [root / SENTINEL2_DIR / f's2_{band}.jp2' for band in SENTINEL2_BANDS]
     with rasterio.open(paths[0]) as first:
         crs, transform = first.crs, first.transform
-    for name, (row, col, size) in SENTINEL2_TILES.items():
+    tiles = {f's2_{name}': tile for name, tile in SENTINEL2_TILES.items()} | TUNING_TILES
+    for name, (row, col, size) in tiles.items():
         window = Window(col, row, size, size)
         dn = np.stack([rasterio.open(p).read(1, window=window) for p in paths])
-        write_tile(output / f's2_{name}.tif', dn, crs, window_transform(window, transform), SENTINEL2_BANDS)
-        print(f's2_{name}.tif: rows {row}..{row + size - 1}, cols {col}..{col + size - 1}')
+        write_tile(output / f'{name}.tif', dn, crs, window_transform(window, transform), SENTINEL2_BANDS)
+        print(f'{name}.tif: rows {row}..{row + size - 1}, cols {col}..{col + size - 1}')
 
 
 def clearest_window(qa: np.ndarray, size: int, step: int = 16) -> Tuple[Window, float]:
