@@ -24,6 +24,8 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
+from rssr.utils import qualified_name
+
 EXIT_BAD_OPTIONS = 2  # also bad data files and checkpoints: the input has to change
 EXIT_NON_FINITE = 3
 EXIT_OUT_OF_MEMORY = 4
@@ -50,6 +52,10 @@ class DataNotFoundError(UserError, FileNotFoundError):
     """A data file or folder is missing or holds no images; the message names it."""
 
 
+class InferenceError(UserError):
+    """The scene, the model or the output path of ``rssr.infer`` do not fit together; the message says how."""
+
+
 class CannotWriteError(UserError):
     """An output (checkpoint, result, folder) cannot be written; the message names it."""
 
@@ -68,11 +74,10 @@ def note_batch(paths: Sequence[str], shape: Tuple[int, ...], network: str) -> No
 def _known_type_exit_code(err: BaseException) -> Optional[int]:
     if isinstance(err, UserError):
         return err.exit_code
-    from rssr.inference import InferenceError
     from rssr.basicsr.models.sr_model import NonFiniteLossError
     from rssr.basicsr.options import OptionsError
 
-    if isinstance(err, (OptionsError, InferenceError)):
+    if isinstance(err, OptionsError):
         return EXIT_BAD_OPTIONS
     if isinstance(err, NonFiniteLossError):
         return EXIT_NON_FINITE
@@ -118,7 +123,7 @@ def worker_message(err: BaseException) -> str:
     message = str(err)
     if not WORKER_RERAISED.search(message):
         return message
-    marker = f'{type(err).__module__}.{type(err).__qualname__}: '
+    marker = f'{qualified_name(type(err))}: '
     start = message.rfind(marker)
     return message[start + len(marker):].strip() if start >= 0 else message
 

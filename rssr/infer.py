@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from rssr.basicsr.plugins import import_plugins
 from rssr.errors import user_errors
 from rssr.inference import InferenceError, OutputOptions, TilingOptions, load_model, super_resolve_scene
 from rssr.inference.loading import parse_arch_kwargs
 from rssr.inference.sharding import finish, run_shard, start_shard
 from rssr.io import RASTER_EXTENSIONS
-from rssr.basicsr.plugins import import_plugins
 from rssr.threads import configure_threads
 
 

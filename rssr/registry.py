@@ -6,7 +6,9 @@ BasicSR import; :mod:`rssr.basicsr.registration` copies these registries into Ba
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Tuple, TypeVar
+
+from rssr.utils import did_you_mean, qualified_name
 
 T = TypeVar('T')
 
@@ -23,6 +25,11 @@ class Registry:
         self.kind = kind
         self._objects: Dict[str, Any] = {}
         self._aliases: Dict[str, Any] = {}
+        self._listeners: List[Callable[[Registry], None]] = []
+
+    def add_listener(self, listener: Callable[[Registry], None]) -> None:
+        """Call ``listener(self)`` after every later registration (the BasicSR bridge mirrors them)."""
+        self._listeners.append(listener)
 
     def register(self, obj: T = None, *, name: str | None = None, aliases: Tuple[str, ...] = ()) -> Any:
         """Register ``obj`` under its ``__name__`` (or ``name``) and each alias; usable as a decorator."""
@@ -33,16 +40,21 @@ class Registry:
                 existing = self._objects.get(key, self._aliases.get(key))
                 if existing is not None and existing is not target:
                     raise KeyError(f'rssr {self.kind} registry: {key!r} is already registered to '
-                                   f'{_qualname(existing)}; cannot register {_qualname(target)} under the same name.')
+                                   f'{qualified_name(existing)}; cannot register {qualified_name(target)} under the '
+                                   f'same name.')
                 table[key] = target
+            for listener in self._listeners:
+                listener(self)
             return target
 
         return add if obj is None else add(obj)
 
     def get(self, key: str) -> Any:
+        """The object registered under ``key`` (a name or an alias); an unknown key names the closest ones."""
         if key in self:
             return self._objects.get(key, self._aliases.get(key))
-        raise KeyError(f'No {self.kind} named {key!r} in rssr; known: {", ".join(sorted(self._objects))}')
+        hint = did_you_mean(key, [*self._objects, *self._aliases])
+        raise KeyError(f'No {self.kind} named {key!r} in rssr{hint or "."} Known: {", ".join(sorted(self._objects))}')
 
     def __contains__(self, key: str) -> bool:
         return key in self._objects or key in self._aliases
@@ -56,10 +68,6 @@ class Registry:
     def aliases(self) -> Dict[str, Any]:
         """Alias name -> object (names rssr resolves without registering them in BasicSR)."""
         return dict(self._aliases)
-
-
-def _qualname(obj: Any) -> str:
-    return f'{getattr(obj, "__module__", "?")}.{getattr(obj, "__qualname__", repr(obj))}'
 
 
 ARCHS = Registry('arch')

@@ -17,6 +17,7 @@ from torch import nn
 
 from rssr.errors import UserError
 from rssr.registry import ARCHS
+from rssr.utils import did_you_mean
 
 
 class UnknownModelError(UserError, KeyError):
@@ -95,14 +96,12 @@ def list_models(pattern: str = '*') -> list[str]:
 
 
 def model_card(name: str) -> ModelCard:
+    """The card of the zoo model ``name``; an unknown name names the closest known ones."""
     try:
         return _CARDS[name]
     except KeyError:
-        import difflib
-        close = difflib.get_close_matches(name, _CARDS, n=3)
-        hint = f' Did you mean {", ".join(close)}?' if close else ''
-        raise UnknownModelError(f'No model named {name!r} in the rssr zoo.{hint} Known: '
-                                f'{", ".join(list_models())}') from None
+        raise UnknownModelError(f'No model named {name!r} in the rssr zoo{did_you_mean(name, _CARDS) or "."} '
+                                f'Known: {", ".join(list_models())}') from None
 
 
 def create_model(name: str, scale: Optional[int] = None, in_chans: Optional[int] = None,
@@ -125,8 +124,8 @@ def create_model(name: str, scale: Optional[int] = None, in_chans: Optional[int]
     model = ARCHS.get(card.arch)(**kwargs)
     if pretrained in (None, False):
         return model
-    from rssr.checkpoint import load_weights, stored_band_normalization
     from rssr.band_normalization import BandNormalization, with_normalization
+    from rssr.checkpoint import load_weights, stored_band_normalization
     load_weights(model, pretrained)
     return with_normalization(model, BandNormalization.from_metadata(stored_band_normalization(pretrained)))
 
@@ -146,8 +145,8 @@ def describe_card(name: str) -> str:
     if path is None:
         lines.append('  weights: none shipped (train with the recipe, or pass your own checkpoint)')
         return '\n'.join(lines)
-    from rssr.checkpoint import stored_band_normalization
     from rssr.band_normalization import BandNormalization
+    from rssr.checkpoint import stored_band_normalization
     lines.append(f'  weights: {path} (x{card.weights_scale})')
     if card.weights_info:
         lines.append(f'  about the weights: {card.weights_info}')

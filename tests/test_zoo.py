@@ -44,7 +44,7 @@ def test_create_model_overrides_and_pretrained(tmp_path):
 
 
 def test_unknown_model_name_suggests_close_names():
-    with pytest.raises(KeyError, match='Did you mean.*mambacsr'):
+    with pytest.raises(KeyError, match="in the rssr zoo; did you mean 'mambacsr'"):
         rssr.create_model('mambacrs')
 
 

@@ -1,26 +1,23 @@
 """Build a network for inference from an rssr options file, an arch name and kwargs, or a zoo name."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Dict, Optional
 
 import yaml
 from torch import nn
 
-from rssr.checkpoint import load_weights, stored_band_normalization
-from rssr.inference.scene import InferenceError
 from rssr.band_normalization import resolve_band_normalization, with_normalization
+from rssr.checkpoint import load_weights, stored_band_normalization
+from rssr.errors import InferenceError
+from rssr.utils import did_you_mean, read_yaml_file, yaml_error_location, yaml_problem
 from rssr.zoo import create_model, model_card
 
 
 def _from_options(path: str) -> tuple[nn.Module, Optional[str], Optional[Dict[str, Any]]]:
-    if not Path(path).is_file():
-        raise InferenceError(f'Options file not found: {path}')
-    try:
-        options = yaml.safe_load(Path(path).read_text(encoding='utf-8'))
-    except yaml.YAMLError as err:
-        raise InferenceError(f'Options file {path} is not valid YAML: {err}') from None
-    network = dict((options or {}).get('network_g') or {})
+    options = read_yaml_file(path, 'options file', InferenceError)
+    if not isinstance(options, dict):
+        options = {}
+    network = dict(options.get('network_g') or {})
     if 'type' not in network:
         raise InferenceError(f'Options file {path} has no network_g.type to build the network from.')
     arch = network.pop('type')
@@ -33,8 +30,8 @@ def parse_arch_kwargs(text: str) -> Dict[str, Any]:
     try:
         kwargs = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise InferenceError(f'--arch-kwargs {text!r} is not valid YAML ({" ".join(str(err).split())}); give a '
-                             f"mapping such as --arch-kwargs '{{in_chans: 4, upscale: 4}}'.") from None
+        raise InferenceError(f'--arch-kwargs {text!r} is not valid YAML{yaml_error_location(err)}: {yaml_problem(err)}; '
+                             f"give a mapping such as --arch-kwargs '{{in_chans: 4, upscale: 4}}'.") from None
     if kwargs is None:
         return {}
     if not isinstance(kwargs, dict):
@@ -46,27 +43,23 @@ def _build_arch(arch: str, kwargs: Dict[str, Any], where: str = '--arch-kwargs')
     """Build ``arch`` as BasicSR's ``build_network`` resolves it (the name, else ``<name>_basicsr``, else
     an rssr alias); a key the arch's signature lacks (and no ``**kwargs`` to take it) is an error
     naming the closest valid key, as in ``rssr.train``'s option check of ``network_g``."""
-    import rssr  # noqa: F401  (registers rssr archs into BasicSR)
     from basicsr.utils.registry import ARCH_REGISTRY
 
+    import rssr  # noqa: F401  (registers rssr archs into BasicSR)
+    from rssr.basicsr.options import signature_keys
     from rssr.basicsr.registration import lookup
-    from rssr.basicsr.options import closest, signature_keys
 
     target = lookup(ARCH_REGISTRY, arch)
     if target is None:
         known = sorted(ARCH_REGISTRY.keys())
-        close = closest(arch, known)
-        raise InferenceError(f'Unknown arch {arch!r}.' + (f' Did you mean {", ".join(close)}?' if close else '') +
-                             f' Registered archs: {", ".join(known)} (add another package\'s archs with --import PKG).')
+        raise InferenceError(f'Unknown arch {arch!r}{did_you_mean(arch, known) or "."} Registered archs: '
+                             f'{", ".join(known)} (add another package\'s archs with --import PKG).')
     valid, open_ended = signature_keys(target)
     unknown = [key for key in kwargs if key not in valid]
     if unknown and not open_ended:
-        hints = []
-        for key in unknown:
-            close = closest(str(key), valid)
-            hints.append(f'{key!r}' + (f' (did you mean {close[0]!r}?)' if close else ''))
-        raise InferenceError(f'{where}: {", ".join(hints)} {"is not an option" if len(unknown) == 1 else "are not options"} '
-                             f'of {arch}; its options are {", ".join(sorted(valid))}.')
+        problems = ' '.join(f'{key!r} is not an option of {arch}{did_you_mean(str(key), valid) or "."}'
+                            for key in unknown)
+        raise InferenceError(f'{where}: {problems} Its options are {", ".join(sorted(valid))}.')
     return target(**kwargs)
 
 

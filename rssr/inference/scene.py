@@ -31,19 +31,17 @@ from rasterio.windows import Window
 from torch import nn
 from tqdm import tqdm
 
+from rssr.band_normalization import BandNormalizedSR
+from rssr.errors import InferenceError
 from rssr.inference.tiling import Tile, TileGrid, blend_weights
 from rssr.io import (GeoReference, Radiometry, RasterError, output_georeference, read_raster, read_raster_info,
                      resolve_bands, resolve_radiometry, values_to_dn)
 from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
-from rssr.band_normalization import BandNormalizedSR
+from rssr.utils import AUTOCAST_DTYPES
 
 logger = logging.getLogger('rssr')
 TILE_ALIGN = 32  # LR pixels: tile starts (but the last) are multiples of this, output blocks TILE_ALIGN * scale
 UNALIGNED_OUTPUT_BLOCK = 256  # output block side when tiles are too small to align
-
-
-class InferenceError(RuntimeError):
-    """The scene, the model or the output path do not fit together; the message says how."""
 
 
 @dataclass(frozen=True)
@@ -90,9 +88,9 @@ def model_scale(model: nn.Module, in_chans: int, device: torch.device) -> int:
 def _autocast(device: torch.device, amp: Optional[str]):
     if amp is None:
         return contextlib.nullcontext()
-    dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(amp)
+    dtype = AUTOCAST_DTYPES.get(amp)
     if dtype is None:
-        raise InferenceError(f"amp must be None, 'bf16' or 'fp16'; got {amp!r}.")
+        raise InferenceError(f"amp must be None, {' or '.join(map(repr, AUTOCAST_DTYPES))}; got {amp!r}.")
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 

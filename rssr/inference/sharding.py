@@ -20,7 +20,8 @@ import torch
 import torch.distributed as dist
 
 from rssr.basicsr.distributed import init_dist, local_rank
-from rssr.inference.scene import InferenceError, stale_partial_outputs
+from rssr.errors import InferenceError
+from rssr.inference.scene import stale_partial_outputs
 
 logger = logging.getLogger('rssr')
 WRITTEN, SKIPPED, FAILED = 'wrote', 'skipped (already complete)', 'failed'

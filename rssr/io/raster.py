@@ -61,10 +61,6 @@ class RasterInfo:
     nodata: Optional[float]
     descriptions: Tuple[Optional[str], ...]
 
-    @property
-    def is_georeferenced(self) -> bool:
-        return self.crs is not None
-
 
 @dataclass(frozen=True)
 class Radiometry:
