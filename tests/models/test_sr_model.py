@@ -141,8 +141,9 @@ def test_num_gpu_without_cuda_falls_back_to_cpu(tmp_path):
     assert model.device.type == 'cpu'
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU; CPU twin: test_bf16_autocast_...')
+@pytest.mark.cuda
 def test_bf16_autocast_on_cuda(tmp_path):
+    """CPU twin: test_bf16_autocast_runs_the_network_in_bf16_and_learns."""
     opt = runtime_options(train_options(tmp_path / 'data', with_val=False), tmp_path)
     opt['num_gpu'] = 1
     opt['train']['amp'] = 'bf16'

@@ -266,9 +266,10 @@ def cuda_backends():
     return backends
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+@pytest.mark.cuda
 @pytest.mark.parametrize('case', CASES + [EXTREME_CASE], ids=lambda c: c.id)
 def test_cuda_backends_match_reference(case):
+    """Every CUDA backend against the float64 reference; CPU twin: test_torch_backend_matches_reference."""
     for backend in cuda_backends():
         if backend == 'mamba_ssm' and (case.b_groups != case.c_groups or min(case.b_groups, case.c_groups) < 0):
             continue  # mamba_ssm's kernel needs B and C grouped alike and time-varying
