@@ -106,13 +106,38 @@ def test_import_of_a_package_with_a_missing_dependency_names_it(tmp_path):
     assert "needs the module 'no_such_dependency'" in result.stderr
 
 
+# ``python -m rssr.train ARGS`` as it runs under an import-hook install (setuptools' editable mode) from a
+# directory holding a folder named ``rssr``: ``rssr`` itself resolves to that folder (a namespace package, the
+# current directory being first on the module path), its submodules to the installed files through the hook.
+# Both finders are put in place here, so the situation arises whichever way this checkout is installed.
+SHADOWED_TRAIN = """
+import os, runpy, sys
+from importlib.machinery import PathFinder
+
+package_dir = sys.argv.pop(1)
+
+class CurrentDirectoryFirst:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        return PathFinder.find_spec(name, [os.getcwd()]) if name == 'rssr' else None
+
+class InstalledSubmodules:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if not name.startswith('rssr.'):
+            return None
+        return PathFinder.find_spec(name, [os.path.join(os.path.dirname(package_dir), *name.split('.')[:-1])])
+
+sys.meta_path.insert(0, CurrentDirectoryFirst)
+sys.meta_path.append(InstalledSubmodules)
+runpy.run_module('rssr.train', run_name='__main__', alter_sys=True)
+"""
+
+
 def test_shadowing_rssr_folder_in_the_current_directory_is_explained(tmp_path):
     (tmp_path / 'rssr').mkdir()  # e.g. a clone named rssr, run from its parent directory
-    env = cli_env(with_repo_on_path=False)  # as installed (pip install -e .): no PYTHONPATH
-    where = run_python(['-c', 'import rssr; print(getattr(rssr, "__file__", None))'], tmp_path, env=env)
-    if where.stdout.strip() != 'None':
-        pytest.skip(f'this installation of rssr is not hidden by a folder in the current directory ({where.stdout})')
-    result = run_python(['-m', 'rssr.train', '-opt', 'x.yml'], tmp_path, env=env)
+    env = cli_env(with_repo_on_path=False)
+    result = run_python(['-c', SHADOWED_TRAIN, str(REPO / 'rssr'), '-opt', 'x.yml'], tmp_path, env=env)
     assert result.returncode == 2, result.stderr[-3000:]
     assert 'Traceback' not in result.stderr
     assert f'the folder {tmp_path / "rssr"} hides the installed rssr package' in result.stderr
