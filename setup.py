@@ -18,7 +18,8 @@ setup(
     packages=find_packages(include=['rssr', 'rssr.*']),
     package_data={'rssr': ['weights/*.safetensors']},  # shipped demo-grade weights (rssr.weights)
     install_requires=requirements,
-    entry_points={'console_scripts': ['rssr-train = rssr.train:main', 'rssr-test = rssr.test:main']},
+    entry_points={'console_scripts': ['rssr-train = rssr.train:main', 'rssr-test = rssr.test:main',
+                                      'rssr-infer = rssr.infer:main', 'rssr-info = rssr.info:main']},
     extras_require={
         'cuda': ['mamba-ssm', 'causal-conv1d'],
         'test': ['pytest'],
