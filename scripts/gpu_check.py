@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[1]
-DEPENDENCIES = ('torch', 'torchvision', 'basicsr', 'einops', 'timm', 'cv2', 'yaml', 'numpy', 'rasterio',
+DEPENDENCIES = ('torch', 'torchvision', 'basicsr', 'timm', 'cv2', 'yaml', 'numpy', 'rasterio',
                 'torchmetrics', 'tqdm', 'safetensors', 'triton')
 # section name -> (time limit in seconds, needs CUDA)
 SECTIONS: Dict[str, tuple] = {

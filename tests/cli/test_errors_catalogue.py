@@ -544,8 +544,8 @@ def _(tmp):
     return run
 
 
-@case('infer-unknown-zoo-model', 'rssr.infer', 2, r"No model named 'convmambasrr' in the rssr zoo\. Did you mean "
-      r'convmambasr')
+@case('infer-unknown-zoo-model', 'rssr.infer', 2, r"No model named 'convmambasrr' in the rssr zoo; did you mean "
+      r"'convmambasr'")
 def _(tmp):
     run = infer_run(tmp)
     run.argv[run.argv.index('--arch'):run.argv.index('--arch') + 4] = ['--model', 'convmambasrr']
