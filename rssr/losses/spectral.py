@@ -1,4 +1,4 @@
-"""Spectral losses: ratio-index consistency (ConvFormerSR's idea) and spectral angle (SAM).
+"""Spectral losses: ratio-index consistency (ConvFormerSR's idea), spectral angle (SAM) and relative L1.
 
 **RatioIndexLoss is rssr's formulation of an idea from ConvFormerSR** (Li et al., IEEE TGRS 62,
 2024, doi:10.1109/TGRS.2023.3340043): "a spectral loss based on the remote sensing ratio index to
@@ -50,14 +50,17 @@ def normalized_difference(a: Tensor, b: Tensor, eps: float = 1e-6) -> Tensor:
 
 
 def _reduce(per_pixel: Tensor, weight: Tensor, reduction: str) -> Tensor:
-    """Weighted reduction of (B, K, H, W) over pixels then the K terms ('mean'), or a plain sum."""
+    """Weighted reduction of (B, K, H, W) over pixels then the K terms ('mean'; a term with no weight at
+    all, e.g. a fully masked band, is left out rather than counted as 0), or a plain sum."""
     weighted = per_pixel * weight
     if reduction == 'none':
         return weighted
     if reduction == 'sum':
         return weighted.sum()
-    per_term = weighted.sum(dim=(0, 2, 3)) / weight.expand_as(per_pixel).sum(dim=(0, 2, 3)).clamp(min=1e-12)
-    return per_term.mean()
+    total_weight = weight.expand_as(per_pixel).sum(dim=(0, 2, 3))
+    per_term = weighted.sum(dim=(0, 2, 3)) / total_weight.clamp(min=1e-12)
+    present = total_weight > 0
+    return per_term[present].mean() if bool(present.any()) else per_term.sum()
 
 
 def _pixel_weight(weight: Optional[Tensor], like: Tensor) -> Tensor:
@@ -243,3 +246,40 @@ class SAMLoss(nn.Module):
         if pixel_weight.shape[1] != 1:
             raise ValueError(f'SAMLoss: weight must be per pixel (B, 1, H, W), got {tuple(pixel_weight.shape)}')
         return self.loss_weight * _reduce(angle, pixel_weight * (norms >= self.eps), self.reduction).float()
+
+
+@register_loss()
+class RelativeL1Loss(nn.Module):
+    """L1 error relative to the target's magnitude: mean over pixels and bands of
+
+        |pred - target| / (|target| + eps)
+
+    Dark pixels (water, shadow) count as much as bright ones in relative terms, where a plain L1
+    (or an L1 on band-standardised values) lets their small absolute errors through; on such
+    pixels band ratios (NDVI, NDWI) and spectral angles are most sensitive to those errors.
+    The denominator uses the target only (no gradient), so the gradient is bounded by 1 / eps.
+
+    Args:
+        loss_weight: factor on the loss.
+        eps: added to |target|, in the data's units (e.g. 0.01 for reflectance in [0, 1]); it bounds
+            the weight of near-zero targets. The loss is not scale-invariant: give physical values.
+        reduction: 'mean' (weighted by ``weight``, per band then averaged), 'sum' or 'none'.
+    """
+
+    def __init__(self, loss_weight: float = 1.0, eps: float = 0.01, reduction: str = 'mean') -> None:
+        super().__init__()
+        if reduction not in REDUCTIONS:
+            raise ValueError(f'RelativeL1Loss: reduction must be one of {REDUCTIONS}, got {reduction!r}')
+        if eps <= 0:
+            raise ValueError(f'RelativeL1Loss: eps must be > 0 (it bounds 1 / (|target| + eps)), got {eps}')
+        self.loss_weight, self.eps, self.reduction = loss_weight, eps, reduction
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None) -> Tensor:
+        """pred, target (B, C, H, W); weight (B, 1 or C, H, W) per-pixel weight / validity mask."""
+        _check_pair(pred, target, 'RelativeL1Loss')
+        target = target.detach().float()
+        relative = (pred.float() - target).abs() / (target.abs() + self.eps)
+        return self.loss_weight * _reduce(relative, _pixel_weight(weight, pred), self.reduction)
+
+    def extra_repr(self) -> str:
+        return f'eps={self.eps}, loss_weight={self.loss_weight}'

@@ -1,11 +1,11 @@
-"""RatioIndexLoss and SAMLoss against hand-computed values, their gradients and their errors."""
+"""RatioIndexLoss, SAMLoss and RelativeL1Loss against hand-computed values, their gradients and their errors."""
 import math
 
 import pytest
 import torch
 
 import rssr  # noqa: F401  (registers the losses into BasicSR)
-from rssr.losses.spectral import RatioIndexLoss, SAMLoss, normalized_difference
+from rssr.losses.spectral import RatioIndexLoss, RelativeL1Loss, SAMLoss, normalized_difference
 
 BGRN = ['blue', 'green', 'red', 'nir']
 
@@ -139,3 +139,57 @@ def test_losses_build_from_basicsr_options():
                        'band_order': BGRN, 'criterion': 'l1'})
     assert loss(PRED, TARGET).item() == pytest.approx(0.1 * RatioIndexLoss(band_order=BGRN)(PRED, TARGET).item())
     assert isinstance(build_loss({'type': 'SAMLoss', 'loss_weight': 1.0}), SAMLoss)
+    relative = build_loss({'type': 'RelativeL1Loss', 'loss_weight': 2.0, 'eps': 0.02})
+    assert relative(PRED, TARGET).item() == pytest.approx(2 * RelativeL1Loss(eps=0.02)(PRED, TARGET).item())
+
+
+def test_relative_l1_matches_hand_computation_per_band_then_mean():
+    eps = 0.01
+    per_band = [[abs(p - t) / (t + eps) for p, t in zip(pred, target)]
+                for pred, target in zip(PRED[0, :, 0].tolist(), TARGET[0, :, 0].tolist())]
+    expected = sum(sum(band) / 2 for band in per_band) / 4
+    assert RelativeL1Loss(eps=eps)(PRED, TARGET).item() == pytest.approx(expected, rel=1e-6)
+    assert RelativeL1Loss(loss_weight=0.5, eps=eps)(PRED, TARGET).item() == pytest.approx(0.5 * expected, rel=1e-6)
+    unreduced = RelativeL1Loss(eps=eps, reduction='none')(PRED, TARGET)
+    assert unreduced.flatten().tolist() == pytest.approx(sum(per_band, []), rel=1e-6)
+    assert RelativeL1Loss(eps=eps, reduction='sum')(PRED, TARGET).item() == pytest.approx(
+        sum(map(sum, per_band)), rel=1e-6)
+
+
+def test_relative_l1_weighs_dark_pixels_up():
+    # the same absolute error costs more on water (target 0.02) than on vegetation (target 0.4)
+    target = image([0.4, 0.02])
+    water_error = RelativeL1Loss()(target + torch.tensor([0., 0.01]).view(1, 1, 1, 2), target).item()
+    land_error = RelativeL1Loss()(target + torch.tensor([0.01, 0.]).view(1, 1, 1, 2), target).item()
+    assert water_error == pytest.approx(0.01 / 0.03 / 2, rel=1e-6)
+    assert land_error == pytest.approx(0.01 / 0.41 / 2, rel=1e-6)
+
+
+def test_relative_l1_gradients_bounded_and_target_untouched():
+    pred = torch.tensor([[[[0.5, 0.0, -0.1]]]], requires_grad=True)
+    target = torch.tensor([[[[0.0, 0.0, 0.3]]]], requires_grad=True)
+    eps = 0.01
+    RelativeL1Loss(eps=eps)(pred, target).backward()
+    assert pred.grad.flatten().tolist() == pytest.approx([1 / eps / 3, 0.0, -1 / (0.3 + eps) / 3], rel=1e-5)
+    assert target.grad is None
+
+
+def test_relative_l1_weight_masks_pixels_and_bands():
+    loss = RelativeL1Loss()
+    first_only = loss(PRED[..., :1], TARGET[..., :1]).item()
+    assert loss(PRED, TARGET, torch.tensor([1., 0.]).view(1, 1, 1, 2)).item() == pytest.approx(first_only, rel=1e-6)
+    band_weight = torch.ones(1, 4, 1, 2)
+    band_weight[0, 3] = 0  # NIR masked: the mean over the other three bands
+    three_bands = RelativeL1Loss()(PRED[:, :3], TARGET[:, :3]).item()
+    assert loss(PRED, TARGET, band_weight).item() == pytest.approx(three_bands, rel=1e-6)
+
+
+def test_relative_l1_errors_name_the_problem():
+    with pytest.raises(ValueError, match='RelativeL1Loss: eps must be > 0'):
+        RelativeL1Loss(eps=0)
+    with pytest.raises(ValueError, match="RelativeL1Loss: reduction must be one of .*'median'"):
+        RelativeL1Loss(reduction='median')
+    with pytest.raises(ValueError, match='RelativeL1Loss: pred and target must both be'):
+        RelativeL1Loss()(torch.rand(1, 4, 2, 2), torch.rand(1, 3, 2, 2))
+    with pytest.raises(ValueError, match=r'loss weight must be \(B, 1, H, W\) or \(B, C, H, W\)'):
+        RelativeL1Loss()(torch.rand(1, 4, 2, 2), torch.rand(1, 4, 2, 2), torch.ones(1, 2, 2, 2))
