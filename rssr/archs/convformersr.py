@@ -26,23 +26,23 @@ channel-attention energy grows with H * W; it is computed in float32 even under 
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import torch
-from timm.layers import DropPath
+from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
 
 from rssr.layers.init import init_linear_and_layernorm
-from rssr.layers.padding import SizeRequirements, check_bands, crop_output, pad_to_valid
+from rssr.layers.padding import SizeRequirements
 from rssr.layers.residual_group import BasicLayer
+from rssr.layers.sr_skeleton import SRSkeleton, warn_unknown_kwargs
 from rssr.layers.tokens import PatchEmbed, to_map, to_tokens
-from rssr.layers.upsample import Upsample, is_power_of_two
-from rssr.layers.window_attention import WindowAttention, attend_in_windows, shifted_window_mask, to_2tuple
+from rssr.layers.upsample import is_power_of_two
+from rssr.layers.window_attention import WindowAttention, attend_in_windows, shifted_window_mask
 from rssr.registry import register_arch
+from rssr.utils import to_2tuple
 from rssr.zoo import ModelCard, register_card
 
-UPSAMPLE_FEATURES = 64
 RCG_BLOCKS = 16
 RCG_RES_SCALE = 0.2
 GCAM_WEIGHT = 0.01
@@ -51,20 +51,7 @@ FFM_CHANNEL_RATIO = 16
 FFM_SPATIAL_KERNEL = 7
 
 # SwinIR-style keys that official ConvFormerSR YAMLs may carry; the official class swallows them.
-_IGNORED_BY_OFFICIAL = ('upsampler', 'resi_connection', 'ape', 'drop_rate', 'attn_drop_rate', 'use_checkpoint')
-
-
-class Mlp(nn.Module):
-    """fc1 -> GELU -> fc2, the transformer feed-forward."""
-
-    def __init__(self, dim: int, hidden_dim: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dim, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+SWINIR_OPTIONS = ('upsampler', 'resi_connection', 'ape', 'drop_rate', 'attn_drop_rate', 'use_checkpoint')
 
 
 class ChannelSelfAttention(nn.Module):
@@ -127,7 +114,7 @@ class EnhancedAttentionBlock(nn.Module):
         self.attn = WindowAttention(dim, window_size, num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale)
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
         self.norm2 = norm_layer(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
         self.conv_block = GlobalAttentionModule(dim)
 
     def window_mask(self, size: Tuple[int, int], device: torch.device) -> Optional[Tensor]:
@@ -173,7 +160,7 @@ class ResidualLeakyBlock(nn.Module):
         return x + self.conv2(self.lrelu(self.conv1(x))) * self.res_scale
 
 
-class SpatialAttention(nn.Module):
+class CBAMSpatialAttention(nn.Module):
     """CBAM spatial attention: sigmoid(conv7x7([mean_c x, max_c x])), a (B, 1, H, W) map."""
 
     def __init__(self, kernel_size: int = FFM_SPATIAL_KERNEL) -> None:
@@ -185,7 +172,7 @@ class SpatialAttention(nn.Module):
         return torch.sigmoid(self.conv1(pooled))
 
 
-class ChannelAttention(nn.Module):
+class CBAMChannelAttention(nn.Module):
     """CBAM channel attention: sigmoid(fc(avgpool x) + fc(maxpool x)), pooled over the whole map."""
 
     def __init__(self, dim: int, ratio: int = FFM_CHANNEL_RATIO) -> None:
@@ -202,8 +189,8 @@ class FeatureFusionModule(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.spat_attn = SpatialAttention()
-        self.chan_attn = ChannelAttention(dim)
+        self.spat_attn = CBAMSpatialAttention()
+        self.chan_attn = CBAMChannelAttention(dim)
         self.conv1 = nn.Conv2d(dim, dim, 3, 1, 1)
         self.conv2 = nn.Conv2d(dim, dim, 3, 1, 1)
 
@@ -212,7 +199,7 @@ class FeatureFusionModule(nn.Module):
 
 
 @register_arch()
-class ConvFormerSR(nn.Module):
+class ConvFormerSR(SRSkeleton):
     """ConvFormerSR with the official constructor (defaults: embed_dim 96, 4 stages of 6 blocks, x3).
 
     Args:
@@ -246,13 +233,15 @@ class ConvFormerSR(nn.Module):
                  upscale: int = 3, img_range: float = 1., num_block: int = 4,
                  rgb_mean: Optional[Sequence[float]] = None, **kwargs: Any) -> None:
         super().__init__()
-        _warn_ignored(kwargs)
+        note = 'the official class swallows them silently, check network_g for typos'
+        swinir_options = sorted(set(kwargs) & set(SWINIR_OPTIONS))
+        if swinir_options:
+            note = f'SwinIR options ConvFormerSR does not have: {", ".join(swinir_options)}; {note}'
+        warn_unknown_kwargs('ConvFormerSR', kwargs, note)
         depths, num_heads = list(depths), list(num_heads)
         _validate(in_chans, embed_dim, depths, num_heads, upscale, num_block, rgb_mean)
-        self.in_chans, self.upscale, self.img_range = in_chans, upscale, img_range
-        self.window_size, self.num_block = window_size, num_block
-        mean = torch.zeros(in_chans) if rgb_mean is None else torch.tensor(list(rgb_mean)[:in_chans], dtype=torch.float)
-        self.register_buffer('mean', mean.view(1, in_chans, 1, 1), persistent=False)
+        self.setup_skeleton(in_chans, img_range, [0.] * in_chans if rgb_mean is None else list(rgb_mean)[:in_chans])
+        self.upscale, self.window_size, self.num_block = upscale, window_size, num_block
 
         image_h, image_w = to_2tuple(img_size)
         patch_h, patch_w = to_2tuple(patch_size)
@@ -279,10 +268,7 @@ class ConvFormerSR(nn.Module):
             nn.Sequential(*(ResidualLeakyBlock(embed_dim) for _ in range(RCG_BLOCKS))) for _ in depths)
         self.FFM_Layers = nn.ModuleList(FeatureFusionModule(embed_dim) for _ in depths)
         self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1)
-        self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, UPSAMPLE_FEATURES, 3, 1, 1),
-                                                  nn.LeakyReLU(inplace=True))
-        self.upsample = Upsample(upscale, UPSAMPLE_FEATURES)
-        self.conv_last = nn.Conv2d(UPSAMPLE_FEATURES, in_chans, 3, 1, 1)
+        self.build_tail('pixelshuffle', upscale, embed_dim, in_chans)
 
         attention_window = min(window_size, min(resolution))
         self.size_requirements = SizeRequirements(multiple_of=math.lcm(window_size, attention_window),
@@ -299,26 +285,6 @@ class ConvFormerSR(nn.Module):
             side = self.layers_after_RAG[stage](to_map(self.norm(tokens), size))
             cnn = self.FFM_Layers[stage](self.RCG_Layers[stage](cnn), side)
         return cnn
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_bands(x, self.in_chans, 'ConvFormerSR')
-        height, width = x.shape[2:]
-        x = pad_to_valid(x, self.size_requirements)
-        mean = self.mean.type_as(x)
-        x = (x - mean) * self.img_range
-        shallow = self.conv_first(x)
-        x = self.conv_after_body(self.forward_features(shallow)) + shallow
-        x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
-        x = x / self.img_range + mean
-        return crop_output(x, height, width, self.upscale)
-
-
-
-def _warn_ignored(kwargs: dict) -> None:
-    for key in kwargs:
-        note = ' (a SwinIR option ConvFormerSR does not have)' if key in _IGNORED_BY_OFFICIAL else ''
-        warnings.warn(f'ConvFormerSR: ignoring unknown argument {key!r}{note}; the official class swallows it '
-                      f'silently, check network_g for typos', stacklevel=3)
 
 
 def _validate(in_chans: int, embed_dim: int, depths: list, num_heads: list, upscale: int, num_block: int,
@@ -344,12 +310,14 @@ def _validate(in_chans: int, embed_dim: int, depths: list, num_heads: list, upsc
                          f'give one mean per band')
 
 
+OFFICIAL_KWARGS = dict(img_size=64, patch_size=1, embed_dim=96, depths=[6, 6, 6, 6], num_heads=[6, 6, 6, 6],
+                       window_size=8, mlp_ratio=4., qkv_bias=True, drop_path_rate=0.1, patch_norm=True,
+                       img_range=1., num_block=4)
+
 register_card(ModelCard(
     name='convformersr',
     arch='ConvFormerSR',
-    kwargs=dict(img_size=64, patch_size=1, embed_dim=96, depths=[6, 6, 6, 6], num_heads=[6, 6, 6, 6],
-                window_size=8, mlp_ratio=4., qkv_bias=True, drop_path_rate=0.1, patch_norm=True,
-                img_range=1., num_block=4),
+    kwargs=OFFICIAL_KWARGS,
     paper='J. Li et al., "ConvFormerSR: Fusing Transformers and Convolutional Neural Networks for '
           'Cross-Sensor Remote Sensing Imagery Super-Resolution", IEEE TGRS 62, 2024, art. 5601115',
     doi='10.1109/TGRS.2023.3340043',

@@ -13,23 +13,21 @@ SimAM returns NaN there), and ``scan_backend`` selects the selective-scan kernel
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from rssr.layers.channel_attention import ChannelAttentionBlock
 from rssr.layers.init import init_linear_and_layernorm
-from rssr.layers.padding import check_bands
 from rssr.layers.residual import residual_blocks
 from rssr.layers.residual_group import ResidualGroup, resi_connection_conv
+from rssr.layers.sr_skeleton import DIV2K_RGB_MEAN, SRSkeleton, rgb_mean_for, warn_unknown_kwargs
 from rssr.layers.ss2d import VSSBlock
 from rssr.layers.tokens import PatchEmbed, to_map
-from rssr.layers.upsample import SwinIRTail, check_swinir_head
+from rssr.layers.upsample import check_swinir_head
 from rssr.registry import register_arch
 from rssr.zoo import ModelCard, register_card
-
-DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 
 class StarReLU(nn.Module):
@@ -45,43 +43,11 @@ class StarReLU(nn.Module):
         return self.scale * self.relu(x) ** 2 + self.bias
 
 
-class ChannelAttention(nn.Module):
-    """RCAN channel attention with a StarReLU: x * sigmoid(conv(starrelu(conv(avgpool(x))))).
-
-    The squeeze width is num_feat // squeeze_factor; below squeeze_factor channels it is 0 (the
-    official shapes are kept) and the gate is sigmoid of the last conv's bias, computed directly
-    because PyTorch's conv2d rejects zero-channel weights at run time.
-    """
-
-    def __init__(self, num_feat: int, squeeze_factor: int = 30) -> None:
-        super().__init__()
-        squeezed = num_feat // squeeze_factor
-        self.squeeze_is_empty = squeezed == 0
-        self.attention = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Conv2d(num_feat, squeezed, 1), StarReLU(),
-            nn.Conv2d(squeezed, num_feat, 1), nn.Sigmoid())
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.squeeze_is_empty:
-            return x * torch.sigmoid(self.attention[3].bias).view(1, -1, 1, 1)
-        return x * self.attention(x)
-
-
-class CAB(nn.Module):
-    """Channel-attention block, the VSSBlock's local branch: conv3x3 (C -> C/r), StarReLU,
-    conv3x3 (C/r -> C), channel attention. r = compress_ratio, or 6 for light SR. No residual."""
-
-    def __init__(self, num_feat: int, is_light_sr: bool = False, compress_ratio: int = 3,
-                 squeeze_factor: int = 30) -> None:
-        super().__init__()
-        if is_light_sr:
-            compress_ratio = 6
-        self.cab = nn.Sequential(
-            nn.Conv2d(num_feat, num_feat // compress_ratio, 3, 1, 1), StarReLU(),
-            nn.Conv2d(num_feat // compress_ratio, num_feat, 3, 1, 1), ChannelAttention(num_feat, squeeze_factor))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.cab(x)
+def star_relu_channel_attention_block(num_feat: int, is_light_sr: bool) -> ChannelAttentionBlock:
+    """The VSSBlock's local branch: MambaIR's CAB with StarReLU activations (compress ratio 3, or 6 for
+    light SR; squeeze factor 30)."""
+    return ChannelAttentionBlock(num_feat, compress_ratio=6 if is_light_sr else 3, squeeze_factor=30,
+                                 act_layer=StarReLU, attention_act_layer=StarReLU)
 
 
 class SimAM(nn.Module):
@@ -141,7 +107,7 @@ class GlobalDetailReconstructionModule(nn.Module):
 
 
 @register_arch()
-class ConvMambaSR(SwinIRTail, nn.Module):
+class ConvMambaSR(SRSkeleton):
     """ConvMambaSR. Input (B, in_chans, H, W) in [0, 1]; output (B, in_chans, upscale*H, upscale*W).
 
     Args (official names and defaults):
@@ -169,13 +135,10 @@ class ConvMambaSR(SwinIRTail, nn.Module):
                  use_checkpoint: bool = False, upscale: int = 2, img_range: float = 1., upsampler: str = '',
                  resi_connection: str = '1conv', scan_backend: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__()
-        for key in kwargs:
-            warnings.warn(f'ConvMambaSR: ignoring unknown keyword argument {key!r}', stacklevel=2)
-        check_swinir_head('ConvMambaSR', upsampler, upscale, resi_connection)
-        self.in_chans, self.embed_dim, self.upscale, self.upsampler = in_chans, embed_dim, upscale, upsampler
-        self.img_range = img_range
-        mean = DIV2K_RGB_MEAN if in_chans == 3 else (0.,)
-        self.register_buffer('mean', torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        warn_unknown_kwargs('ConvMambaSR', kwargs)
+        tail = check_swinir_head('ConvMambaSR', upsampler, upscale, resi_connection)
+        self.setup_skeleton(in_chans, img_range, rgb_mean_for(in_chans, DIV2K_RGB_MEAN))
+        self.embed_dim, self.upscale = embed_dim, upscale
         is_light_sr = upsampler == 'pixelshuffledirect'
         num_stages = len(depths)
 
@@ -186,8 +149,9 @@ class ConvMambaSR(SwinIRTail, nn.Module):
         self.RSSG_layers = nn.ModuleList()
         for stage, depth in enumerate(depths):
             first = sum(depths[:stage])
-            blocks = [VSSBlock(embed_dim, CAB(embed_dim, is_light_sr), drop_path=block_drop_paths[first + j],
-                               norm_layer=nn.LayerNorm, d_state=d_state, expand=mlp_ratio, scan_backend=scan_backend)
+            blocks = [VSSBlock(embed_dim, star_relu_channel_attention_block(embed_dim, is_light_sr),
+                               drop_path=block_drop_paths[first + j], norm_layer=nn.LayerNorm, d_state=d_state,
+                               expand=mlp_ratio, scan_backend=scan_backend)
                       for j in range(depth)]
             self.RSSG_layers.append(ResidualGroup(blocks, embed_dim, resi_connection, use_checkpoint))
         self.norm = norm_layer(embed_dim)
@@ -197,7 +161,7 @@ class ConvMambaSR(SwinIRTail, nn.Module):
         self.GDRM_Layers = nn.ModuleList(GlobalDetailReconstructionModule(embed_dim) for _ in range(num_stages))
         self.conv_after_body = resi_connection_conv(embed_dim, resi_connection)
 
-        self.build_tail(upsampler, upscale, embed_dim, in_chans)
+        self.build_tail(tail, upscale, embed_dim, in_chans)
         self.apply(init_linear_and_layernorm)
 
     def forward_features(self, shallow: Tensor) -> Tensor:
@@ -212,29 +176,20 @@ class ConvMambaSR(SwinIRTail, nn.Module):
             fused = gdrm(after_cnn(cnn_group(fused)), mamba)
         return fused
 
-    def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
-        mean = self.mean.to(x.dtype)
-        x = (x - mean) * self.img_range
-        shallow = self.conv_first(x)
-        body = self.conv_after_body(self.forward_features(shallow)) + shallow
-        out = self.reconstruct(body, x)
-        return out / self.img_range + mean
-
-    def _check_input(self, x: Tensor) -> None:
-        check_bands(x, self.in_chans, 'ConvMambaSR')
+    def check_input(self, x: Tensor) -> None:
+        super().check_input(x)
         if x.shape[-2] * x.shape[-1] < 2:
             raise ValueError('ConvMambaSR needs at least 2 pixels per image: its SimAM attention divides by '
                              f'H*W - 1, so a {x.shape[-2]}x{x.shape[-1]} input gives NaN')
 
 
-OFFICIAL_CONFIG = dict(img_size=48, embed_dim=96, depths=(6, 6, 6, 6), RCG_num=16, d_state=16, mlp_ratio=2.,
+OFFICIAL_KWARGS = dict(img_size=48, embed_dim=96, depths=(6, 6, 6, 6), RCG_num=16, d_state=16, mlp_ratio=2.,
                        img_range=1., upsampler='pixelshuffle', resi_connection='1conv')
 
 register_card(ModelCard(
     name='convmambasr',
     arch='ConvMambaSR',
-    kwargs=OFFICIAL_CONFIG,
+    kwargs=OFFICIAL_KWARGS,
     paper='Q. Zhu, G. Zhang, X. Zou, X. Wang, J. Huang, X. Li. ConvMambaSR: Leveraging State-Space Models and '
           'CNNs in a Dual-Branch Architecture for Remote Sensing Imagery Super-Resolution. Remote Sensing 16(17), '
           '3254, 2024',

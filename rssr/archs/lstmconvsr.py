@@ -20,7 +20,6 @@ and a bad ``resi_connection`` / ``upscale`` fails at construction.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch
@@ -29,19 +28,18 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from rssr.layers.init import init_linear_and_layernorm
-from rssr.layers.padding import SizeRequirements, check_bands, crop_output, pad_to_valid
+from rssr.layers.padding import SizeRequirements
 from rssr.layers.residual_group import resi_connection_conv
+from rssr.layers.sr_skeleton import DIV2K_RGB_MEAN, SRSkeleton, rgb_mean_for, warn_unknown_kwargs
 from rssr.layers.tokens import to_map, to_tokens
-from rssr.layers.upsample import SwinIRTail, check_swinir_head
+from rssr.layers.upsample import check_swinir_head
 from rssr.layers.wavelet import HaarDWT
 from rssr.ops.hilbert import hilbert_scan_order
 from rssr.ops.mlstm import mlstm
 from rssr.registry import register_arch
 from rssr.zoo import ModelCard, register_card
 
-DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 SCAN_DIRECTIONS = ('rowwise_from_top_left', 'rowwise_from_bot_right', 'hilbertcurve')
-_IGNORED_OFFICIAL_KWARGS = ('drop_path_rate', 'norm_layer', 'patch_norm')
 
 
 # ----------------------------------------------------------------------------- mLSTM layer
@@ -330,7 +328,7 @@ class LongShortGroup(nn.Module):
 
 
 @register_arch()
-class LSTMConvSR(SwinIRTail, nn.Module):
+class LSTMConvSR(SRSkeleton):
     """LSTMConvSR: shallow conv, groups of long/short-range blocks, SwinIR-style reconstruction head.
 
     Args:
@@ -357,14 +355,11 @@ class LSTMConvSR(SwinIRTail, nn.Module):
                  resi_connection: str = '1conv', rgb_mean: Sequence[float] = DIV2K_RGB_MEAN,
                  mlstm_backend: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__()
-        for key in kwargs:
-            warnings.warn(f'LSTMConvSR: ignoring unknown keyword argument {key!r}', stacklevel=2)
-        check_swinir_head('LSTMConvSR', upsampler, upscale, resi_connection)
+        warn_unknown_kwargs('LSTMConvSR', kwargs)
+        tail = check_swinir_head('LSTMConvSR', upsampler, upscale, resi_connection)
         self._check_config(in_chans, rgb_mean, embed_dim)
-        self.in_chans, self.embed_dim, self.upscale, self.upsampler = in_chans, embed_dim, upscale, upsampler
-        self.img_range = img_range
-        mean = torch.tensor(rgb_mean if in_chans == 3 else (0.,), dtype=torch.float32).view(1, -1, 1, 1)
-        self.register_buffer('mean', mean, persistent=False)  # not in the state_dict, as officially
+        self.setup_skeleton(in_chans, img_range, rgb_mean_for(in_chans, rgb_mean))
+        self.embed_dim, self.upscale = embed_dim, upscale
 
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
         self.pos_drop = nn.Dropout(p=drop_rate)
@@ -372,13 +367,8 @@ class LSTMConvSR(SwinIRTail, nn.Module):
             LongShortGroup(embed_dim, depth, mlp_ratio, CNN_num, resi_connection, use_checkpoint, mlstm_backend)
             for depth in depths)
         self.conv_after_body = resi_connection_conv(embed_dim, resi_connection)
-        self.build_tail(upsampler, upscale, embed_dim, in_chans)
+        self.build_tail(tail, upscale, embed_dim, in_chans)
         self.apply(init_linear_and_layernorm)
-
-    @property
-    def scale(self) -> int:
-        """Output size / input size."""
-        return self.upscale if self.upsampler in ('pixelshuffle', 'pixelshuffledirect') else 1
 
     @staticmethod
     def _check_config(in_chans: int, rgb_mean: Sequence[float], embed_dim: int) -> None:
@@ -389,31 +379,20 @@ class LSTMConvSR(SwinIRTail, nn.Module):
             raise ValueError(f'LSTMConvSR: rgb_mean needs 3 values for 3-band input, got {list(rgb_mean)}')
 
     def forward_features(self, x: Tensor) -> Tensor:
+        """Shallow features (B, C, H, W) -> dropout, then the long/short-range groups."""
         x = self.pos_drop(x)
         for group in self.NB_layers:
             x = group(x)
         return x
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x (B, in_chans, H, W), any H and W -> (B, in_chans, H * scale, W * scale)."""
-        check_bands(x, self.in_chans, 'LSTMConvSR')
-        height, width = x.shape[-2:]
-        x = pad_to_valid(x, self.size_requirements)
-        mean = self.mean.to(x.dtype)
-        x = (x - mean) * self.img_range
-        shallow = self.conv_first(x)
-        body = self.conv_after_body(self.forward_features(shallow)) + shallow
-        out = self.reconstruct(body, x)
-        return crop_output(out / self.img_range + mean, height, width, self.scale)
 
-
-OFFICIAL_CONFIG = dict(img_range=1., embed_dim=128, depths=(1, 1, 1, 1), mlp_ratio=4., CNN_num=12,
+OFFICIAL_KWARGS = dict(img_range=1., embed_dim=128, depths=(1, 1, 1, 1), mlp_ratio=4., CNN_num=12,
                        upsampler='pixelshuffle', resi_connection='1conv', rgb_mean=DIV2K_RGB_MEAN)
 
 register_card(ModelCard(
     name='lstmconvsr',
     arch='LSTMConvSR',
-    kwargs=OFFICIAL_CONFIG,
+    kwargs=OFFICIAL_KWARGS,
     paper='Q. Zhu, G. Zhang, X. Wang, J. Huang. LSTMConvSR: Joint Long-Short-Range Modeling via '
           'LSTM-First-CNN-Next Architecture for Remote Sensing Image Super-Resolution. '
           'Remote Sensing 17(15), 2745, 2025',

@@ -27,56 +27,38 @@ reflection and crops the output back (the official code fails on them).
 from __future__ import annotations
 
 import warnings
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
 
+from rssr.layers.channel_attention import ChannelAttentionBlock
 from rssr.layers.init import init_linear_and_layernorm
-from rssr.layers.padding import SizeRequirements, check_bands, crop_output, pad_to_valid
+from rssr.layers.padding import SizeRequirements
 from rssr.layers.residual_group import ResidualGroup, resi_connection_conv
+from rssr.layers.sr_skeleton import DIV2K_RGB_MEAN, SRSkeleton, rgb_mean_for, warn_unknown_kwargs
 from rssr.layers.ss2d import SS2D
 from rssr.layers.tokens import PatchEmbed, to_map
-from rssr.layers.upsample import Upsample
-from rssr.ops.window_scan import (CompactWindowOrder, ScanDirection, compact_window_merge, compact_window_order,
-                                  compact_window_scan, cross_scale_merge, cross_scale_scan, window_merge, window_scan)
+from rssr.ops.window_scan import (
+    CompactWindowOrder,
+    ScanDirection,
+    compact_window_merge,
+    compact_window_order,
+    compact_window_scan,
+    cross_scale_merge,
+    cross_scale_scan,
+    window_merge,
+    window_scan,
+)
 from rssr.registry import register_arch
 from rssr.zoo import ModelCard, register_card
 
-RGB_MEAN = (0.4488, 0.4371, 0.4040)
 CROSS_SCALE_DIRECTIONS = ('w16', 'w16_flip', 'c_w16', 'c_w16_flip')
 CROSS_SCALE_D_STATE = 16
 LOW_RES_SCAN_SIZE = 8  # the official half-resolution groups never receive scan_size
 CROSS_SCALE_MULTIPLE = 16
-
-
-class ChannelAttention(nn.Module):
-    """RCAN channel attention: x * sigmoid(conv(relu(conv(avgpool(x))))) (keys ``attention.1/.3``)."""
-
-    def __init__(self, num_feat: int, squeeze_factor: int) -> None:
-        super().__init__()
-        self.attention = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Conv2d(num_feat, num_feat // squeeze_factor, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(num_feat // squeeze_factor, num_feat, 1), nn.Sigmoid())
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.attention(x)
-
-
-class CAB(nn.Module):
-    """MambaIR's channel-attention block: 3x3 conv squeeze, GELU, 3x3 conv, channel attention."""
-
-    def __init__(self, num_feat: int, compress_ratio: int, squeeze_factor: int) -> None:
-        super().__init__()
-        hidden = num_feat // compress_ratio
-        self.cab = nn.Sequential(
-            nn.Conv2d(num_feat, hidden, 3, 1, 1), nn.GELU(), nn.Conv2d(hidden, num_feat, 3, 1, 1),
-            ChannelAttention(num_feat, squeeze_factor))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.cab(x)
 
 
 class DirectionGate(nn.Module):
@@ -245,7 +227,7 @@ class ResidualLocalMambaBlock(nn.Module):
         self.self_attention = LocalWindowSS2D(hidden_dim, d_state, directions, scan_backend=scan_backend)
         self.skip_scale = nn.Parameter(torch.ones(hidden_dim))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.conv_block = CAB(hidden_dim, compress_ratio=24, squeeze_factor=24)
+        self.conv_block = ChannelAttentionBlock(hidden_dim, compress_ratio=24, squeeze_factor=24)
         self.ln_2 = nn.LayerNorm(hidden_dim)
         self.skip_scale2 = nn.Parameter(torch.ones(hidden_dim))
         self.mlp = Mlp(hidden_dim, int(mlp_ratio * hidden_dim), act_layer=nn.GELU)
@@ -287,7 +269,7 @@ def _as_depths(value: Union[int, Sequence[int]], name: str) -> Tuple[int, ...]:
 
 
 @register_arch()
-class MambaCSR(nn.Module):
+class MambaCSR(SRSkeleton):
     """MambaCSR (official kwargs; the official YAML ``network_g`` builds it unchanged).
 
     Args:
@@ -323,11 +305,9 @@ class MambaCSR(nn.Module):
                  drop_rate: float = 0., drop_path_rate: float = 0.1,
                  norm_layer: Callable[[int], nn.Module] = nn.LayerNorm, patch_norm: bool = True,
                  use_checkpoint: bool = False, exact_cross_scale_inverse: bool = False,
-                 scan_backend: Optional[str] = None, **kwargs) -> None:
+                 scan_backend: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__()
-        if kwargs:
-            warnings.warn(f'MambaCSR: ignoring unknown argument(s) {", ".join(sorted(kwargs))} '
-                          '(the official constructor swallows them too)', stacklevel=2)
+        warn_unknown_kwargs('MambaCSR', kwargs, 'the official constructor swallows them too')
         if embed_dim < 24:
             raise ValueError(f'MambaCSR: embed_dim must be >= 24 (the CAB squeezes channels by 24), got {embed_dim}')
         if upsampler not in ('pixelshuffle', ''):
@@ -336,14 +316,11 @@ class MambaCSR(nn.Module):
             warnings.warn("MambaCSR: upsampler='' (the official default) builds no reconstruction tail and the "
                           "network returns its input; the official configurations use 'pixelshuffle'", stacklevel=2)
         depths, depths2 = _as_depths(depths, 'depths'), _as_depths(depths2, 'depths2')
-        self.img_size, self.patch_size = img_size, patch_size
-        self.in_chans, self.upscale, self.upsampler = in_chans, upscale, upsampler
-        self.embed_dim, self.img_range, self.mlp_ratio = embed_dim, img_range, mlp_ratio
-        self.cross_scale_scan = cross_scale_scan
+        self.setup_skeleton(in_chans, img_range, rgb_mean_for(in_chans, DIV2K_RGB_MEAN))
+        self.img_size, self.patch_size, self.upscale = img_size, patch_size, upscale
+        self.embed_dim, self.mlp_ratio, self.cross_scale_scan = embed_dim, mlp_ratio, cross_scale_scan
         if not cross_scale_scan:
             self.size_requirements = SizeRequirements()
-        mean = torch.tensor(RGB_MEAN).view(1, 3, 1, 1) if in_chans == 3 else torch.zeros(1, 1, 1, 1)
-        self.register_buffer('mean', mean, persistent=False)  # not in official state_dicts
 
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
         patch_norm_layer = norm_layer if patch_norm else None
@@ -371,12 +348,9 @@ class MambaCSR(nn.Module):
                                          for _ in depths2)
         self.norm = norm_layer(embed_dim)
         self.conv_after_body = resi_connection_conv(embed_dim, resi_connection)
-        if upsampler == 'pixelshuffle':
-            num_feat = 64
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1),
-                                                      nn.LeakyReLU(inplace=True))
-            self.upsample = Upsample(upscale, num_feat)
-            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
+        self.upsampler = upsampler
+        if upsampler:
+            self.build_tail(upsampler, upscale, embed_dim, in_chans)
         self.apply(init_linear_and_layernorm)
 
     def forward_features(self, x: Tensor) -> Tensor:
@@ -394,21 +368,12 @@ class MambaCSR(nn.Module):
                 tokens = self.layers3[i](tokens, low_tokens, x_size)
         return to_map(self.norm(tokens), x_size)
 
-    def forward(self, x: Tensor) -> Tensor:
-        check_bands(x, self.in_chans, 'MambaCSR')
-        height, width = x.shape[-2:]
-        x = pad_to_valid(x, self.size_requirements)
-        mean = self.mean.type_as(x)
-        x = (x - mean) * self.img_range
-        if self.upsampler != 'pixelshuffle':
-            return (x / self.img_range + mean)[..., :height, :width]
-        features = self.conv_first(x)
-        features = self.conv_after_body(self.forward_features(features)) + features
-        y = self.conv_last(self.upsample(self.conv_before_upsample(features)))
-        return crop_output(y / self.img_range + mean, height, width, self.upscale)
+    def restore(self, x: Tensor) -> Tensor:
+        """As the official network: without a tail (upsampler '') the (normalised) input is returned unchanged."""
+        return super().restore(x) if self.upsampler else x
 
 
-_OFFICIAL_KWARGS = dict(img_size=64, embed_dim=180, d_state=16, scan_size=8, depths=[6, 6, 6, 6, 6, 6],
+OFFICIAL_KWARGS = dict(img_size=64, embed_dim=180, d_state=16, scan_size=8, depths=[6, 6, 6, 6, 6, 6],
                         depths2=[6], mlp_ratio=2, img_range=1., upsampler='pixelshuffle', resi_connection='1conv',
                         dual_interleaved_scan=True)
 _CARD_COMMON = dict(
@@ -424,7 +389,7 @@ _CARD_COMMON = dict(
 )
 
 register_card(ModelCard(
-    name='mambacsr', kwargs={**_OFFICIAL_KWARGS, 'cross_scale_scan': True},
+    name='mambacsr', kwargs={**OFFICIAL_KWARGS, 'cross_scale_scan': True},
     size_requirements='H and W multiples of 16 (other sizes are reflect-padded and cropped back)',
     recipe='options/train/MambaCSR/train_MambaCSR_Final_x4.yml',
     params={2: 21_904_130, 3: 22_088_770, 4: 22_051_842},
@@ -435,7 +400,7 @@ register_card(ModelCard(
     **_CARD_COMMON))
 
 register_card(ModelCard(
-    name='mambacsr_wo', kwargs={**_OFFICIAL_KWARGS, 'cross_scale_scan': False},
+    name='mambacsr_wo', kwargs={**OFFICIAL_KWARGS, 'cross_scale_scan': False},
     size_requirements='any size',
     recipe='options/train/MambaCSR/train_MambaCSR_wo_x4.yml',
     params={2: 18_224_891, 3: 18_409_531, 4: 18_372_603},

@@ -28,28 +28,26 @@ Extension over the official code: odd H or W is reflect-padded to even and the o
 from __future__ import annotations
 
 import math
-import warnings
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rssr.layers.init import init_linear_and_layernorm
-from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
+from rssr.layers.padding import SizeRequirements
 from rssr.layers.reparam import ConvBN, RepDWConv, reparameterize
 from rssr.layers.residual_group import ResidualGroup, resi_connection_conv
+from rssr.layers.sr_skeleton import DIV2K_RGB_MEAN, SRSkeleton, rgb_mean_for, warn_unknown_kwargs
 from rssr.layers.ssm import DirectionalSSM
 from rssr.layers.tokens import PatchEmbed, PatchUnEmbed, to_map, to_tokens
-from rssr.layers.upsample import Upsample, UpsampleOneStep
 from rssr.ops.cross_scan import cross_merge, cross_scan
 from rssr.registry import register_arch
+from rssr.utils import to_2tuple
 from rssr.zoo import ModelCard, register_card
 
 EMBED_DIM = 64
 CHANNEL_GROUPS = (8, 8, 16, 32)  # CSSP's split of the 64 channels, hard-wired in the official code
-UPSAMPLERS = ('pixelshuffle', 'pixelshuffledirect', 'nearest+conv', '')
-RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 
 class RepSS2D(DirectionalSSM):
@@ -177,12 +175,8 @@ class RepMambaBlock(nn.Module):
         return tokens + self.mlp(self.norm2(tokens), x_size)
 
 
-def _pair(value: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
 @register_arch(aliases=('SMSR',))
-class RepMamba(nn.Module):
+class RepMamba(SRSkeleton):
     """Rep-Mamba super-resolution network; constructor = the official ``SMSR`` kwargs and defaults.
 
     Live args: in_chans (bands in = out), embed_dim (must be 64), depths (blocks per residual
@@ -207,28 +201,21 @@ class RepMamba(nn.Module):
                  ape: bool = False, patch_norm: bool = True, use_checkpoint: bool = False, upscale: int = 4,
                  img_range: float = 1., upsampler: str = 'pixelshuffledirect', resi_connection: str = '1conv',
                  hier_win_ratios: Sequence[float] = (0.5, 1, 2, 4, 6, 8), deploy: bool = False,
-                 scan_backend: Optional[str] = None, **kwargs) -> None:
+                 scan_backend: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__()
-        for key in kwargs:
-            warnings.warn(f'RepMamba: ignoring unknown keyword argument {key!r} (the official SMSR silently '
-                          f'swallows it; check the spelling in network_g)', stacklevel=2)
+        warn_unknown_kwargs('RepMamba', kwargs, 'the official SMSR swallows them silently; check the spelling in '
+                                                'network_g')
         if embed_dim != EMBED_DIM:
             raise ValueError(f'RepMamba: embed_dim must be {EMBED_DIM} (the channel cascade splits 64 channels into '
                              f'{CHANNEL_GROUPS}, hard-wired in the official design), got {embed_dim}')
-        if upsampler not in UPSAMPLERS:
-            raise ValueError(f'RepMamba: upsampler must be one of {UPSAMPLERS}, got {upsampler!r}')
-        if upsampler == 'nearest+conv' and upscale != 4:
-            raise ValueError(f"RepMamba: upsampler 'nearest+conv' supports only upscale 4, got {upscale}")
-        self.in_chans, self.upscale, self.upsampler, self.img_range = in_chans, upscale, upsampler, img_range
-        self.embed_dim, self.ape, self.deploy = embed_dim, ape, deploy
-        mean = torch.tensor(RGB_MEAN).view(1, 3, 1, 1) if in_chans == 3 else torch.zeros(1, 1, 1, 1)
-        self.register_buffer('mean', mean, persistent=False)
+        self.setup_skeleton(in_chans, img_range, rgb_mean_for(in_chans, DIV2K_RGB_MEAN))
+        self.upscale, self.embed_dim, self.ape, self.deploy = upscale, embed_dim, ape, deploy
 
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
         self.patch_embed = PatchEmbed(embed_dim, norm_layer if patch_norm else None)
         self.patch_unembed = PatchUnEmbed(embed_dim)
         if ape:
-            rows, cols = (s // p for s, p in zip(_pair(img_size), _pair(patch_size)))
+            rows, cols = (s // p for s, p in zip(to_2tuple(img_size), to_2tuple(patch_size)))
             self.absolute_pos_embed = nn.Parameter(torch.zeros(1, rows * cols, embed_dim))
             nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
         self.pos_drop = nn.Dropout(drop_rate)
@@ -238,34 +225,13 @@ class RepMamba(nn.Module):
             for depth in depths)
         self.norm = norm_layer(embed_dim)
         self.conv_after_body = resi_connection_conv(embed_dim, resi_connection)
-        self._build_reconstruction(embed_dim, in_chans, upscale, upsampler)
+        self.build_tail(upsampler, upscale, embed_dim, in_chans)
         self.apply(init_linear_and_layernorm)
 
-    def _build_reconstruction(self, embed_dim: int, out_chans: int, upscale: int, upsampler: str) -> None:
-        """The SwinIR-family heads; LeakyReLU slope 0.01 in conv_before_upsample, 0.2 elsewhere."""
-        num_feat = 64
-        if upsampler == 'pixelshuffledirect':
-            self.upsample = UpsampleOneStep(upscale, embed_dim, out_chans)
-            return
-        if upsampler in ('pixelshuffle', 'nearest+conv'):
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1),
-                                                      nn.LeakyReLU(inplace=True))
-        if upsampler == 'pixelshuffle':
-            self.upsample = Upsample(upscale, num_feat)
-        elif upsampler == 'nearest+conv':
-            self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-            self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-            self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-            self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
-        self.conv_last = nn.Conv2d(num_feat if upsampler else embed_dim, out_chans, 3, 1, 1)
-
     def no_weight_decay(self) -> set:
+        """Names of parameters to keep out of weight decay (timm's convention); the SSM parameters
+        ``A_logs`` and ``Ds`` are marked by their ``_no_weight_decay`` flag instead."""
         return {'absolute_pos_embed'}
-
-    @property
-    def output_scale(self) -> int:
-        """Ratio of output to input size (1 when there is no upsampler)."""
-        return self.upscale if self.upsampler else 1
 
     def forward_features(self, x: Tensor) -> Tensor:
         x_size = (x.shape[2], x.shape[3])
@@ -282,29 +248,6 @@ class RepMamba(nn.Module):
             tokens = layer(tokens, x_size)
         return self.patch_unembed(self.norm(tokens), x_size)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x (B, in_chans, H, W) in [0, 1] -> (B, in_chans, H*scale, W*scale); any H, W (see module doc)."""
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f'RepMamba: expected input (B, {self.in_chans}, H, W), got {tuple(x.shape)}')
-        height, width = x.shape[-2:]
-        x = pad_to_valid(x, self.size_requirements)
-        mean = self.mean.type_as(x)
-        x = (x - mean) * self.img_range
-        shallow = self.conv_first(x)
-        features = self.conv_after_body(self.forward_features(shallow)) + shallow
-        if self.upsampler == 'pixelshuffledirect':
-            out = self.upsample(features)
-        elif self.upsampler == 'pixelshuffle':
-            out = self.conv_last(self.upsample(self.conv_before_upsample(features)))
-        elif self.upsampler == 'nearest+conv':
-            out = self.conv_before_upsample(features)
-            out = self.lrelu(self.conv_up1(F.interpolate(out, scale_factor=2, mode='nearest')))
-            out = self.lrelu(self.conv_up2(F.interpolate(out, scale_factor=2, mode='nearest')))
-            out = self.conv_last(self.lrelu(self.conv_hr(out)))
-        else:
-            out = x + self.conv_last(features)
-        return crop_output(out / self.img_range + mean, height, width, self.output_scale)
-
     def switch_to_deploy(self) -> 'RepMamba':
         """Fuse every RepDW and Conv+BN into a single convolution, in place; returns self.
 
@@ -317,22 +260,24 @@ class RepMamba(nn.Module):
         return self
 
 
-_PAPER = ('K. Jiang, M. Yang, Y. Xiao, J. Wu, G. Wang, X. Feng, J. Jiang, "Rep-Mamba: Re-parameterization in '
-          'Vision Mamba for Lightweight Remote Sensing Image Super-Resolution", IEEE TGRS 63, 2025')
+OFFICIAL_KWARGS: dict = {}  # the constructor defaults are the official configuration
 _CARD_COMMON = dict(
-    arch='RepMamba', paper=_PAPER, doi='10.1109/TGRS.2025.3597745', repo='https://github.com/meigeni0929/Rep-Mamba',
+    arch='RepMamba',
+    paper='K. Jiang, M. Yang, Y. Xiao, J. Wu, G. Wang, X. Feng, J. Jiang, "Rep-Mamba: Re-parameterization in '
+          'Vision Mamba for Lightweight Remote Sensing Image Super-Resolution", IEEE TGRS 63, 2025',
+    doi='10.1109/TGRS.2025.3597745', repo='https://github.com/meigeni0929/Rep-Mamba',
     repo_license='none (no LICENSE file; rssr code is an independent implementation)', scales=(2, 3, 4),
     in_chans=3, size_requirements='any size (min 2x2): odd H/W reflect-padded to even and cropped back (rssr '
                                   'extension; the official model needs even sides)',
     kernels=('selective_scan',), amp={'bf16': True, 'fp16': True},  # the scan itself always runs in float32
     recipe='options/train/RepMamba/train_RepMamba_x4_AID.yml')
 register_card(ModelCard(
-    name='repmamba', kwargs={}, params={2: 775_212, 3: 783_867, 4: 795_984},
+    name='repmamba', kwargs=OFFICIAL_KWARGS, params={2: 775_212, 3: 783_867, 4: 795_984},
     flops={2: '2.681 G', 3: '2.717 G', 4: '2.766 G MACs (fvcore on the official code; selective scan not counted: '
                                           '+0.43 G by VMamba\'s 9LDN+LD)'},
     **_CARD_COMMON))
 register_card(ModelCard(
-    name='repmamba_deploy', kwargs={'deploy': True}, params={2: 763_692, 3: 772_347, 4: 784_464},
+    name='repmamba_deploy', kwargs={**OFFICIAL_KWARGS, 'deploy': True}, params={2: 763_692, 3: 772_347, 4: 784_464},
     flops={2: '2.631 G', 3: '2.667 G', 4: '2.716 G MACs (fvcore on the officially fused modules; selective scan not '
                                           'counted: +0.43 G by VMamba\'s 9LDN+LD)'},
     **_CARD_COMMON))

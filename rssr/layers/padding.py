@@ -47,9 +47,6 @@ class SizeRequirements:
             sides = [-(-s // self.multiple_of) * self.multiple_of for s in sides]
         return sides[0], sides[1]
 
-    def is_valid(self, height: int, width: int) -> bool:
-        return self.valid_size(height, width) == (height, width)
-
 
 def check_bands(x: Tensor, in_chans: int, arch: str) -> None:
     """Raise a clear error unless x is a (B, in_chans, H, W) batch (the archs' first conv would fail obscurely)."""

@@ -34,7 +34,8 @@ class DirectionalSSM(nn.Module):
         self.d_inner, self.d_state, self.dt_rank, self.directions = d_inner, d_state, dt_rank, directions
         self.scan_backend = scan_backend
         bound = d_inner ** -0.5  # nn.Linear(d_inner, R + 2N)'s default kaiming-uniform bound
-        self.x_proj_weight = nn.Parameter(torch.empty(directions, dt_rank + 2 * d_state, d_inner).uniform_(-bound, bound))
+        self.x_proj_weight = nn.Parameter(
+            torch.empty(directions, dt_rank + 2 * d_state, d_inner).uniform_(-bound, bound))
         self.dt_projs_weight = nn.Parameter(
             torch.empty(directions, d_inner, dt_rank).uniform_(-dt_rank ** -0.5, dt_rank ** -0.5))
         dt = torch.exp(torch.rand(directions, d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))

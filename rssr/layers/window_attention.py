@@ -21,18 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rssr.utils import to_2tuple
+
 Size2 = Union[int, Tuple[int, int]]
 
 MASKED_LOGIT = -100.0
 """Value added to the logits of (query, key) pairs that lie in different regions of a shifted window."""
-
-
-def to_2tuple(value: Size2) -> Tuple[int, int]:
-    """(value, value) for an int, the pair itself otherwise."""
-    if isinstance(value, int):
-        return value, value
-    height, width = value
-    return int(height), int(width)
 
 
 def window_partition(x: Tensor, window_size: Size2) -> Tensor:

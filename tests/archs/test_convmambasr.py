@@ -9,7 +9,7 @@ import yaml
 
 import rssr  # noqa: F401  (registries filled)
 import rssr.layers.residual_group as residual_group
-from rssr.archs.convmambasr import OFFICIAL_CONFIG, ChannelAttention, ConvMambaSR
+from rssr.archs.convmambasr import OFFICIAL_KWARGS, ConvMambaSR
 from rssr.layers.ss2d import SS2D
 from rssr.zoo import create_model, model_card
 from testkit import CONFORMANCE, REPO
@@ -51,7 +51,7 @@ def test_state_dict_has_no_rgb_mean():
 @pytest.mark.parametrize('scale', [2, 3, 4])
 def test_official_parameter_counts(scale):
     with torch.device('meta'):
-        model = ConvMambaSR(upscale=scale, in_chans=3, **OFFICIAL_CONFIG)
+        model = ConvMambaSR(upscale=scale, in_chans=3, **OFFICIAL_KWARGS)
         zoo_model = create_model('convmambasr', scale=scale)
     assert sum(p.numel() for p in model.parameters()) == OFFICIAL_PARAMS[scale]
     assert sum(p.numel() for p in zoo_model.parameters()) == model_card('convmambasr').params[scale]
@@ -116,12 +116,10 @@ def test_gradient_checkpointing_matches_plain_training(monkeypatch):
 
 
 def test_zero_channel_squeeze_keeps_official_shapes_and_runs():
-    attention = ChannelAttention(20, squeeze_factor=30)
-    assert attention.attention[1].weight.shape == (0, 20, 1, 1)
-    x = torch.rand(1, 20, 4, 3)
-    expected = x * torch.sigmoid(attention.attention[3].bias).view(1, -1, 1, 1)
-    assert torch.equal(attention(x), expected)
-    assert _tiny(embed_dim=16, in_chans=4)(torch.rand(1, 4, 3, 3)).shape == (1, 4, 12, 12)
+    model = _tiny(embed_dim=16, in_chans=4)
+    attention = model.RSSG_layers[0].residual_group.blocks[0].conv_blk.cab[3]
+    assert attention.attention[1].weight.shape == (0, 16, 1, 1)
+    assert model(torch.rand(1, 4, 3, 3)).shape == (1, 4, 12, 12)
 
 
 def test_unknown_keyword_warns_with_its_name():

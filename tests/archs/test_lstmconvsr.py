@@ -82,7 +82,7 @@ def test_recipe_network_builds_unchanged(options_file):
 
 
 def test_unknown_keywords_warn_and_official_unused_ones_do_not():
-    with pytest.warns(UserWarning, match="ignoring unknown keyword argument 'window_size'"):
+    with pytest.warns(UserWarning, match=r"ignoring unknown keyword argument\(s\) 'window_size'"):
         LSTMConvSR(**TINY, window_size=8)
     with warnings.catch_warnings():
         warnings.simplefilter('error')

@@ -153,10 +153,10 @@ def test_bad_arguments_give_clear_errors():
         RepMamba(**TINY, upsampler='nearest+conv', upscale=2)
     with pytest.raises(ValueError, match='upsampler must be one of'):
         RepMamba(**TINY, upsampler='bilinear')
-    with pytest.warns(UserWarning, match="unknown keyword argument 'windw_size'"):
+    with pytest.warns(UserWarning, match=r"unknown keyword argument\(s\) 'windw_size'"):
         RepMamba(**TINY, windw_size=8)
     model = RepMamba(**TINY, upscale=2)
-    with pytest.raises(ValueError, match=r'expected input \(B, 3, H, W\), got \(1, 4, 6, 6\)'):
+    with pytest.raises(ValueError, match=r'expects \(B, 3, H, W\) input \(in_chans=3\), got shape \(1, 4, 6, 6\)'):
         model(torch.rand(1, 4, 6, 6))
     with pytest.raises(ValueError, match='absolute position embedding has 96 positions'):
         RepMamba(**TINY, upscale=1, upsampler='', ape=True, img_size=[8, 12])(torch.rand(1, 3, 8, 8))
