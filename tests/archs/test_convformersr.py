@@ -1,14 +1,12 @@
 """ConvFormerSR: official conformance, strict loading with the official buffers, parameter counts,
 forward/backward for many band counts and sizes, configuration errors, and autocast safety."""
-from pathlib import Path
 
 import pytest
 import torch
+from testkit import CONFORMANCE
 
 import rssr
 from rssr.archs.convformersr import ChannelSelfAttention, ConvFormerSR
-from testkit import CONFORMANCE
-
 
 
 def _cases(file_name):

@@ -1,13 +1,12 @@
 """MambaCSR: conformance with the official code, strict loading, parameter counts, any-size forward/backward."""
-from pathlib import Path
 
 import pytest
 import torch
+from testkit import CONFORMANCE, REPO
 
 import rssr  # noqa: F401
 from rssr.archs.mambacsr import MambaCSR, direction_schedule
 from rssr.zoo import create_model, list_models, model_card
-from testkit import CONFORMANCE, REPO
 
 FIXTURE = torch.load(CONFORMANCE / 'mambacsr.pt', weights_only=True)
 EXTRA = torch.load(CONFORMANCE / 'mambacsr_extra.pt', weights_only=True)
@@ -83,7 +82,8 @@ def test_unknown_kwargs_warn_and_bad_arguments_raise():
 
 
 def test_direction_schedule():
-    assert direction_schedule(5, 4, True, False)[2:] == [('w64', 'w64_flip'), ('c_w64', 'c_w64_flip'), ('w4', 'w4_flip')]
+    assert direction_schedule(5, 4, True, False)[2:] == [('w64', 'w64_flip'), ('c_w64', 'c_w64_flip'),
+                                                         ('w4', 'w4_flip')]
     assert direction_schedule(2, 8, False, True) == [('w32', 'w32_flip'), ('c_w32', 'c_w32_flip')]
     assert direction_schedule(6, 8, False, True)[1] == ('c_w8', 'c_w8_flip')
     assert direction_schedule(1, 8, False, False) == [('w8', 'w8_flip', 'c_w8', 'c_w8_flip')]
@@ -144,6 +144,7 @@ def test_recipe_files_hold_the_official_recipe(variant, cross):
 
 def test_partitioned_forward_stitches_partitions_like_a_whole_image_forward():
     import torch.nn.functional as F
+
     from rssr.basicsr.models.mambacsr_model import mirror_pad, partitioned_forward
     from rssr.registry import MODELS
     assert MODELS.get('MambaCSRModel').test is not None

@@ -2,8 +2,15 @@
 import pytest
 import torch
 
-from rssr.layers.window_attention import (MASKED_LOGIT, WindowAttention, attend_in_windows, relative_position_index,
-                                          shifted_window_mask, window_partition, window_reverse)
+from rssr.layers.window_attention import (
+    MASKED_LOGIT,
+    WindowAttention,
+    attend_in_windows,
+    relative_position_index,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
 
 
 def test_partition_and_reverse_round_trip_with_rectangular_windows():
