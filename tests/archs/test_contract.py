@@ -1,0 +1,176 @@
+"""The contract every zoo model keeps, checked for each name in ``rssr.list_models()`` (in the manner of
+timm's tests/test_models.py and spandrel's test helpers): forward and backward at odd LR sizes with an output
+of exactly (H * output_scale, W * output_scale) and a finite gradient for every parameter, bf16 autocast on the
+CPU, gradient checkpointing that changes nothing but memory, a strict state_dict round trip, a warning for an
+unknown keyword, and declared size requirements whose valid sizes run unpadded.
+
+Official sizes are far too slow for a CPU test suite, so each model is built small: the overrides below shrink
+depth and width and keep what makes the model that model (upsampler, scan kind, scale). The conformance and
+per-arch tests (test_<arch>.py) cover the official configurations.
+"""
+from __future__ import annotations
+
+import inspect
+import io
+from typing import Any, Dict, Tuple
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import rssr
+from rssr.layers.padding import SizeRequirements
+from rssr.registry import ARCHS
+
+SMALL_OVERRIDES: Dict[str, Dict[str, Any]] = {
+    'convformersr': dict(embed_dim=16, depths=[1], num_heads=[2], mlp_ratio=2., num_block=1),
+    # ConvMambaSR's channel attention squeezes embed_dim // 3 (// 6 with pixelshuffledirect) by 30: narrower
+    # models skip it, leaving its activation's parameters without a gradient.
+    'convmambasr': dict(embed_dim=90, depths=[1], RCG_num=1, d_state=4, mlp_ratio=1.),
+    'convmambasr_s2_x4': dict(embed_dim=180, depths=[1], RCG_num=1, d_state=4),
+    'lstmconvsr': dict(embed_dim=16, depths=[1], CNN_num=1, mlp_ratio=2.),
+    'mambacsr': dict(embed_dim=24, d_state=4, depths=[1], depths2=[1], mlp_ratio=1.),
+    'mambacsr_wo': dict(embed_dim=24, d_state=4, depths=[1], depths2=[1], mlp_ratio=1.),
+    'repmamba': dict(depths=[1], num_heads=[1], mlp_ratio=1.),  # embed_dim 64 is hard-wired in the design
+    'repmamba_deploy': dict(depths=[1], num_heads=[1], mlp_ratio=1.),
+    'repmamba_s2_x4': dict(depths=[1], num_heads=[1], mlp_ratio=1.),
+}
+MODELS = rssr.list_models()
+ODD_LR_SIZES = ((7, 9), (13, 10))
+
+
+def small_model(name: str, seed: int = 0, **kwargs: Any) -> nn.Module:
+    """The zoo model ``name`` at the default scale, shrunk by SMALL_OVERRIDES, initialised from ``seed``."""
+    torch.manual_seed(seed)
+    return rssr.create_model(name, **SMALL_OVERRIDES[name], **kwargs)
+
+
+def lr_batch(name: str, height: int, width: int, seed: int = 1) -> Tensor:
+    """A (1, bands, height, width) LR batch in [0, 1) with the model's band count."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(1, rssr.model_card(name).in_chans, height, width, generator=generator)
+
+
+def expected_shape(model: nn.Module, lr: Tensor) -> Tuple[int, ...]:
+    batch, bands, height, width = lr.shape
+    return batch, bands, height * model.output_scale, width * model.output_scale
+
+
+def takes_use_checkpoint(name: str) -> bool:
+    return 'use_checkpoint' in inspect.signature(ARCHS.get(rssr.model_card(name).arch)).parameters
+
+
+def outputs_and_gradients(model: nn.Module, lr: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
+    """The output for ``lr`` and the gradient of a fixed scalar of it for every non-empty parameter that requires
+    one (at small widths a channel attention can squeeze to zero channels, leaving empty weights)."""
+    model.zero_grad(set_to_none=True)
+    output = model(lr)
+    (output * torch.linspace(-1, 1, output.numel()).view_as(output)).sum().backward()
+    return output.detach(), {name: p.grad for name, p in model.named_parameters() if p.requires_grad and p.numel()}
+
+
+def test_every_zoo_model_has_small_overrides():
+    """A new zoo entry must say how to build it small here, or the contract would not cover it."""
+    assert sorted(SMALL_OVERRIDES) == MODELS
+
+
+@pytest.mark.parametrize('name', MODELS)
+def test_forward_and_backward_at_odd_sizes(name):
+    model = small_model(name).train()
+    assert model.output_scale == 4  # create_model's default scale
+    for height, width in ODD_LR_SIZES:
+        lr = lr_batch(name, height, width)
+        output, gradients = outputs_and_gradients(model, lr)
+        assert output.shape == expected_shape(model, lr)
+        assert torch.isfinite(output).all()
+        missing = [key for key, grad in gradients.items() if grad is None]
+        assert not missing, f'no gradient reaches {missing}'
+        assert all(torch.isfinite(grad).all() for grad in gradients.values())
+
+
+@pytest.mark.parametrize('name', MODELS)
+def test_bf16_autocast_forward_on_cpu(name):
+    model = small_model(name).eval()
+    lr = lr_batch(name, *ODD_LR_SIZES[0])
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        output = model(lr)
+    assert output.shape == expected_shape(model, lr)
+    assert torch.isfinite(output).all()
+
+
+def count_module_calls_during(step) -> int:
+    """How many module forwards run while ``step()`` runs (checkpointing re-runs blocks in backward)."""
+    calls = []
+    handle = nn.modules.module.register_module_forward_hook(lambda *_: calls.append(1))
+    try:
+        step()
+    finally:
+        handle.remove()
+    return len(calls)
+
+
+@pytest.mark.parametrize('name', [name for name in MODELS if takes_use_checkpoint(name)])
+def test_gradient_checkpointing_changes_nothing_but_memory(name):
+    plain, checkpointed = small_model(name).eval(), small_model(name, use_checkpoint=True).eval()
+    lr = lr_batch(name, *ODD_LR_SIZES[1])
+    expected_output, expected_gradients = outputs_and_gradients(plain, lr)
+    output, gradients = outputs_and_gradients(checkpointed, lr)
+    torch.testing.assert_close(output, expected_output)
+    assert gradients.keys() == expected_gradients.keys()
+    for key, gradient in gradients.items():
+        torch.testing.assert_close(gradient, expected_gradients[key], msg=f'gradient of {key}')
+    recomputed = count_module_calls_during(lambda: checkpointed(lr).sum().backward())
+    assert recomputed > count_module_calls_during(lambda: plain(lr).sum().backward()), 'nothing was recomputed'
+
+
+@pytest.mark.parametrize('name', MODELS)
+def test_state_dict_round_trip_is_strict_and_exact(name):
+    trained = small_model(name, seed=0).eval()
+    buffer = io.BytesIO()
+    torch.save(trained.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = small_model(name, seed=1).eval()
+    fresh.load_state_dict(torch.load(buffer, weights_only=True), strict=True)
+    lr = lr_batch(name, *ODD_LR_SIZES[0])
+    with torch.no_grad():
+        assert torch.equal(fresh(lr), trained(lr))
+
+
+@pytest.mark.parametrize('name', [name for name in MODELS if rssr.model_card(name).weights])
+def test_shipped_weights_load_strictly_into_the_card_configuration(name):
+    """``pretrained=True`` (offline: the weights ship with rssr) holds exactly the card's network."""
+    card = rssr.model_card(name)
+    trained = rssr.create_model(name, pretrained=True).eval()
+    network = getattr(trained, 'net', trained)  # weights with a band normalisation come back inside it
+    fresh = rssr.create_model(name, scale=card.weights_scale).eval()
+    fresh.load_state_dict(network.state_dict(), strict=True)
+    lr = lr_batch(name, *ODD_LR_SIZES[0])
+    with torch.no_grad():
+        output = trained(lr)
+        assert torch.equal(fresh(lr), network(lr))
+    assert output.shape == expected_shape(fresh, lr) and torch.isfinite(output).all()
+
+
+@pytest.mark.parametrize('name', MODELS)
+def test_unknown_keyword_warns(name):
+    with pytest.warns(UserWarning, match="ignoring unknown keyword argument.*'not_an_option'"):
+        small_model(name, not_an_option=1)
+
+
+@pytest.mark.parametrize('name', MODELS)
+def test_valid_sizes_run_without_padding(name):
+    """At a valid size the output is what the network computes on that size, with padding switched off."""
+    model = small_model(name).eval()
+    requirements = model.size_requirements
+    assert isinstance(requirements, SizeRequirements)
+    unpadded = small_model(name).eval()
+    unpadded.size_requirements = SizeRequirements()
+    for odd_height, odd_width in ODD_LR_SIZES:
+        height, width = requirements.valid_size(odd_height, odd_width)
+        assert height >= odd_height and width >= odd_width
+        assert requirements.valid_size(height, width) == (height, width)
+        lr = lr_batch(name, height, width)
+        with torch.no_grad():
+            output = model(lr)
+            assert torch.equal(output, unpadded(lr))
+        assert output.shape == expected_shape(model, lr)
