@@ -9,8 +9,9 @@ HR reflectance (``rssr.data.degradations.bicubic_downsample``), written as a uin
 real LR product; SR = ``rssr.infer``'s scene inference of that file (tiling, blending and the
 model's band normalisation included), kept as float reflectance; bicubic = MATLAB-style bicubic
 x scale of the LR. Both are scored against HR with rssr's metrics on reflectance: PSNR (data range
-1), SAM (degrees), ERGAS and mean |NDVI error| (NDVI from B04 and B08). Prints a Markdown table and
-saves ``LR-bicubic | SR | HR`` RGB PNGs (B04 B03 B02, one stretch per tile) under ``--figures``.
+1), SAM (degrees), ERGAS and mean |NDVI error| (NDVI from B04 and B08), and SAM and NDVI error split
+into water (HR NIR < 0.05, where red + NIR is small and NDVI ill-conditioned) and land. Prints two
+Markdown tables and saves ``LR-bicubic | SR | HR`` RGB PNGs (B04 B03 B02, one stretch per tile) under ``--figures``.
 """
 from __future__ import annotations
 
@@ -27,12 +28,13 @@ from rssr.data.degradations import bicubic_downsample
 from rssr.inference.loading import load_model
 from rssr.inference.scene import OutputOptions, super_resolve_scene
 from rssr.io.raster import output_georeference, read_raster, resolve_radiometry, write_raster
-from rssr.metrics.image_quality import (calculate_ergas, calculate_multiband_psnr, calculate_ndvi_error,
-                                        calculate_sam)
+from rssr.metrics.image_quality import calculate_ergas, calculate_multiband_psnr, calculate_ndvi_error, calculate_sam
 
 BAND_NAMES = ('B02', 'B03', 'B04', 'B08')
 RADIOMETRY = 'sentinel2'  # reflectance = DN / 10000
 METRIC_NAMES = ('psnr', 'sam', 'ergas', 'ndvi_error')
+NIR_BAND = BAND_NAMES.index('B08')
+WATER_NIR_BELOW = 0.05  # HR NIR reflectance under which a pixel counts as water
 
 
 def upsample_bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
@@ -42,12 +44,21 @@ def upsample_bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
 
 
 def score(sr: np.ndarray, hr: np.ndarray, scale: int) -> Dict[str, float]:
-    """PSNR, SAM, ERGAS and NDVI error of ``(C, H, W)`` reflectance ``sr`` against ``hr``."""
+    """PSNR, SAM, ERGAS and NDVI error of ``(C, H, W)`` reflectance ``sr`` against ``hr``, with SAM and
+    NDVI error also on water and land pixels alone (``nan`` where a tile has none)."""
     sr_t, hr_t = torch.from_numpy(sr).double(), torch.from_numpy(hr).double()
-    return {'psnr': calculate_multiband_psnr(sr_t, hr_t, data_range=1.0),
-            'sam': calculate_sam(sr_t, hr_t),
-            'ergas': calculate_ergas(sr_t, hr_t, scale=scale),
-            'ndvi_error': calculate_ndvi_error(sr_t, hr_t, band_names=BAND_NAMES)}
+    scores = {'psnr': calculate_multiband_psnr(sr_t, hr_t, data_range=1.0),
+              'sam': calculate_sam(sr_t, hr_t),
+              'ergas': calculate_ergas(sr_t, hr_t, scale=scale),
+              'ndvi_error': calculate_ndvi_error(sr_t, hr_t, band_names=BAND_NAMES)}
+    water = hr_t[NIR_BAND] < WATER_NIR_BELOW
+    for cover, mask in (('water', water), ('land', ~water)):
+        has_pixels = bool(mask.any())
+        scores[f'sam_{cover}'] = calculate_sam(sr_t, hr_t, mask=mask) if has_pixels else float('nan')
+        scores[f'ndvi_error_{cover}'] = (calculate_ndvi_error(sr_t, hr_t, band_names=BAND_NAMES, mask=mask)
+                                         if has_pixels else float('nan'))
+    scores['water_fraction'] = float(water.double().mean())
+    return scores
 
 
 def rgb_stretch(images: Sequence[np.ndarray]) -> List[np.ndarray]:
@@ -100,6 +111,19 @@ def markdown_table(results: Dict[str, Dict[str, Dict[str, float]]]) -> str:
     return '\n'.join(lines)
 
 
+def cover_table(results: Dict[str, Dict[str, Dict[str, float]]]) -> str:
+    """One row per tile: water fraction, then SAM and NDVI error of SR and bicubic on water and on land."""
+    header = ('| tile | water | SAM water SR | SAM water bic | NDVI err water SR | NDVI err water bic | SAM land SR | '
+              'SAM land bic | NDVI err land SR | NDVI err land bic |')
+    lines = [header, '|' + '---|' * (header.count('|') - 1)]
+    for tile, scores in results.items():
+        sr, bic = scores['sr'], scores['bicubic']
+        cells = [f'{sr[f"{metric}_{cover}"]:.{digits}f} | {bic[f"{metric}_{cover}"]:.{digits}f}'
+                 for cover in ('water', 'land') for metric, digits in (('sam', 2), ('ndvi_error', 4))]
+        lines.append(f'| {tile} | {100 * sr["water_fraction"]:.0f} % | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('tiles', nargs='+', type=Path, help='HR GeoTIFFs (B02 B03 B04 B08, reflectance x 10000)')
@@ -118,6 +142,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         results = {tile.stem: evaluate_tile(model, tile, args.scale, Path(workdir), args.figures)
                    for tile in args.tiles}
     print(markdown_table(results))
+    print()
+    print(cover_table(results))
 
 
 if __name__ == '__main__':
