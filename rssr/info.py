@@ -55,8 +55,8 @@ def kernels_per_model() -> str:
                        'mlstm': f'mlstm (parallel up to {PARALLEL_MAX_LENGTH} tokens, chunkwise above)'}
     lines = []
     for name in rssr.list_models():
-        kernels = rssr.model_card(name).kernels
-        lines.append(f'{name}: ' + ('; '.join(implementations.get(k, k) for k in kernels) or 'convolutions/attention only'))
+        kernels = '; '.join(implementations.get(kernel, kernel) for kernel in rssr.model_card(name).kernels)
+        lines.append(f'{name}: {kernels or "convolutions/attention only"}')
     return '\n    ' + '\n    '.join(lines)
 
 
@@ -72,6 +72,7 @@ def report() -> Dict[str, object]:
             f' ({torch.cuda.get_device_name(0)})' if torch.cuda.is_available() else ''),
         'torchvision': _version('torchvision'),
         'basicsr': _version('basicsr'),
+        'basicsr importable': _importable('basicsr'),  # imports it: rssr's model classes join the registry
         'triton': _version('triton'),
         'mamba_ssm importable': _importable('mamba_ssm.ops.selective_scan_interface'),
         'causal_conv1d importable': _importable('causal_conv1d'),

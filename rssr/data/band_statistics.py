@@ -130,8 +130,8 @@ def _item_arrays(dataset: Any) -> Iterable[Tuple[np.ndarray, Optional[np.ndarray
 def dataset_band_statistics(dataset_opt: Dict[str, Any], max_pixels_per_image: Optional[int] = None
                             ) -> BandStatistics:
     """Per-band statistics of the GT a dataset built from ``dataset_opt`` yields (see the module docstring)."""
-    import rssr  # noqa: F401  (registries filled)
     from basicsr.utils.registry import DATASET_REGISTRY
+
 
     dataset = DATASET_REGISTRY.get(dataset_opt['type'])(dict(dataset_opt, phase='val'))
     rasters = _gt_rasters(dataset)

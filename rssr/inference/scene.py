@@ -175,8 +175,8 @@ def super_resolve_scene(model: nn.Module, source: str | os.PathLike, destination
                              f'{source} (bands {band_numbers}); choose bands to match the model (--bands).')
     requirements: SizeRequirements = getattr(model, 'size_requirements', SizeRequirements())
     if min(info.height, info.width) < requirements.min_side:
-        raise InferenceError(f'{source} is {info.height} x {info.width} pixels, smaller than the {requirements.min_side}'
-                             f' pixels per side this model needs.')
+        raise InferenceError(f'{source} is {info.height} x {info.width} pixels, smaller than the '
+                             f'{requirements.min_side} pixels per side this model needs.')
     tile_size = tiling.tile
     if tile_size > max(info.height, info.width):
         logger.info('Scene %s (%d x %d) is smaller than a %d-pixel tile: running it as one tile.',
@@ -277,7 +277,9 @@ def _store_validity(valid_cells: Dict, grid: TileGrid, cell_index: Tuple[int, in
     mask = valid_cells.setdefault(cell_index, np.ones((height, width), dtype=bool))
     r0, r1 = max(top, tile.top), min(top + height, tile.top + tile.height)
     c0, c1 = max(left, tile.left), min(left + width, tile.left + tile.width)
-    mask[r0 - top:r1 - top, c0 - left:c1 - left] = tile_valid[r0 - tile.top:r1 - tile.top, c0 - tile.left:c1 - tile.left]
+    cell_rows, cell_cols = slice(r0 - top, r1 - top), slice(c0 - left, c1 - left)
+    tile_rows, tile_cols = slice(r0 - tile.top, r1 - tile.top), slice(c0 - tile.left, c1 - tile.left)
+    mask[cell_rows, cell_cols] = tile_valid[tile_rows, tile_cols]
 
 
 def _forward(model: nn.Module, tiles: List[np.ndarray], valid: List[np.ndarray], requirements: SizeRequirements,

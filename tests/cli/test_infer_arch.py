@@ -35,7 +35,8 @@ def test_unknown_arch_kwargs_key_names_the_closest_valid_key():
 
 
 def test_unknown_arch_names_the_closest_registered_names():
-    with pytest.raises(InferenceError, match=r"^Unknown arch 'ConvMambaSr'; did you mean 'ConvMambaSR'.*\? Registered archs: "):
+    with pytest.raises(InferenceError, match=r"^Unknown arch 'ConvMambaSr'; did you mean 'ConvMambaSR'.*\? "
+                                             r'Registered archs: '):
         load_model(arch='ConvMambaSr', weights='unused.pth')
 
 
