@@ -386,6 +386,7 @@ _CARD_COMMON = dict(
                  'redistributable',
     scales=(4,),
     kernels=('selective_scan',),
+    amp={'bf16': True},  # the scan and its merge run in float32
 )
 
 register_card(ModelCard(
@@ -396,7 +397,6 @@ register_card(ModelCard(
     flops={2: '90.03 G MACs', 3: '90.82 G MACs',
            4: '92.53 G MACs (conv 16.24 G, linear 51.69 G, einsum 6.85 G, selective scan 17.75 G '
               'analytic; scripts/benchmark_archs.py)'},
-    amp={'bf16': True},  # the scan and its merge run in float32
     **_CARD_COMMON))
 
 register_card(ModelCard(
@@ -407,5 +407,4 @@ register_card(ModelCard(
     flops={2: '82.38 G MACs', 3: '83.17 G MACs',
            4: '84.88 G MACs (conv 15.76 G, linear 47.78 G, einsum 5.95 G, selective scan 15.39 G '
               'analytic; scripts/benchmark_archs.py)'},
-    amp={'bf16': True},
     **_CARD_COMMON))
