@@ -5,10 +5,13 @@ Helpers (paths, synthetic rasters, option files, the CPU ``torchrun`` launcher) 
 """
 from __future__ import annotations
 
+import os
 from typing import Iterator, List
 
 import pytest
 import torch
+
+CUBLAS_WORKSPACE = 'CUBLAS_WORKSPACE_CONFIG'
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -26,16 +29,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
 
 @pytest.fixture(autouse=True)
 def restore_torch_global_state() -> Iterator[None]:
-    """Undo what a test (or the code under test, e.g. ``deterministic: true``) set process-wide."""
+    """Undo what a test (or the code under test, e.g. ``deterministic: true``) set process-wide, including the
+    cuBLAS workspace variable that deterministic CUDA kernels need."""
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     dtype = torch.get_default_dtype()
     threads = torch.get_num_threads()
     grad = torch.is_grad_enabled()
+    cublas_workspace = os.environ.get(CUBLAS_WORKSPACE)
     yield
     torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
     torch.set_default_dtype(dtype)
     torch.set_num_threads(threads)
     torch.set_grad_enabled(grad)
+    if cublas_workspace is None:
+        os.environ.pop(CUBLAS_WORKSPACE, None)
+    else:
+        os.environ[CUBLAS_WORKSPACE] = cublas_workspace
