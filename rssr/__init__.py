@@ -1,19 +1,15 @@
 """rssr: remote-sensing image super-resolution, a BasicSR plugin model zoo.
 
-``import rssr`` makes BasicSR 1.4.2 importable on current torch/torchvision, then registers every
-rssr arch, loss, metric, dataset and model into BasicSR's registries. Import it before anything
-imports basicsr (see :mod:`rssr.basicsr.compat`).
+``import rssr`` registers every rssr arch, loss, metric, dataset and model in rssr's registries
+(:mod:`rssr.registry`) without importing BasicSR: ``rssr.archs``, ``rssr.layers`` and ``rssr.ops`` are
+plain torch. rssr enters BasicSR's registries when BasicSR is imported, before or after rssr; BasicSR
+1.4.2 is then made importable on current torch/torchvision first (see :mod:`rssr.basicsr.activation`).
 """
-from rssr.basicsr import compat
+from rssr import archs, data, losses, metrics, weights  # noqa: F401  (registration side effects)
+from rssr.basicsr.activation import connect_to_basicsr
+from rssr.zoo import create_model, list_models, model_card
 
-compat.install()
-
-from rssr import archs, data, losses, metrics, weights  # noqa: E402  (registration side effects)
-from rssr.basicsr import models, registration  # noqa: E402
-from rssr.zoo import create_model, list_models, model_card  # noqa: E402
-
-registration.register_all()
-compat.install_basicsr_aliases()
+connect_to_basicsr()
 
 __version__ = '0.1.0'
 __all__ = ['create_model', 'list_models', 'model_card', '__version__']

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rssr.errors import UserError
-from rssr.basicsr.options import closest
+from rssr.utils import closest_names
 
 MODES = ('none', 'dataset', 'image')
 RESIDUALS = ('none', 'bicubic')
@@ -100,7 +100,7 @@ class BandNormalization:
                                          f'not {spec!r}')
         for key in spec:
             if key not in OPTION_KEYS:
-                close = closest(str(key), OPTION_KEYS, n=1)
+                close = closest_names(str(key), OPTION_KEYS, n=1)
                 hint = f'; did you mean {close[0]!r}?' if close else f'; valid: {", ".join(OPTION_KEYS)}'
                 raise BandNormalizationError(f'band_normalization.{key} is not an option{hint}')
         return cls(mode=str(spec.get('mode', 'none')), mean=_floats(spec.get('mean'), 'mean'),

@@ -5,8 +5,8 @@ inside :func:`user_errors`. Three kinds of exception end in a message alone (``R
 re-raises them with the traceback):
 
 * rssr's own error types (:class:`UserError` and its subclasses, the option checker's
-  ``OptionsError``, the NaN guard's ``NonFiniteLossError``), also when a DataLoader worker raised
-  them (torch re-raises those with the worker's traceback as message: only the message is kept);
+  ``OptionsError`` among them, and the NaN guard's :class:`NonFiniteLossError`), also when a DataLoader
+  worker raised them (torch re-raises those with the worker's traceback as message: only the message is kept);
 * out of memory (``torch.OutOfMemoryError`` or an allocator's RuntimeError), with the batch being
   processed and advice;
 * a file that cannot be written (permission denied, read-only file system, disk full), naming it.
@@ -56,6 +56,10 @@ class InferenceError(UserError):
     """The scene, the model or the output path of ``rssr.infer`` do not fit together; the message says how."""
 
 
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/Inf loss or gradient; continuing would only produce garbage weights."""
+
+
 class CannotWriteError(UserError):
     """An output (checkpoint, result, folder) cannot be written; the message names it."""
 
@@ -74,11 +78,6 @@ def note_batch(paths: Sequence[str], shape: Tuple[int, ...], network: str) -> No
 def _known_type_exit_code(err: BaseException) -> Optional[int]:
     if isinstance(err, UserError):
         return err.exit_code
-    from rssr.basicsr.models.sr_model import NonFiniteLossError
-    from rssr.basicsr.options import OptionsError
-
-    if isinstance(err, OptionsError):
-        return EXIT_BAD_OPTIONS
     if isinstance(err, NonFiniteLossError):
         return EXIT_NON_FINITE
     return None

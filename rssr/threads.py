@@ -15,18 +15,14 @@ rssr makes its own choice (use ``RSSR_NUM_THREADS=1`` to insist on one thread).
 """
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from rssr.basicsr.options import declare_option_keys
-
 ENV_VARIABLE = 'RSSR_NUM_THREADS'
-OPTION_KEY = 'num_threads'
+OPTION_KEY = 'num_threads'  # a top-level option key (declared to the option checker by rssr.basicsr.options)
 WORKER_NICENESS = 10  # added to each DataLoader worker's niceness: the training's threads go first
-declare_option_keys('', [OPTION_KEY])
 
 
 @dataclass(frozen=True)
@@ -107,18 +103,11 @@ class LowPriorityWorkerInit:
             self.worker_init(worker_id)
 
 
-def _limit_worker_threads(build_dataloader: Callable[..., Any]) -> Callable[..., Any]:
-    """BasicSR's ``build_dataloader`` whose loaders start their workers with :class:`LowPriorityWorkerInit`."""
-
-    @functools.wraps(build_dataloader)
-    def build(*args: Any, **kwargs: Any) -> Any:
-        loader = build_dataloader(*args, **kwargs)
-        if not isinstance(loader.worker_init_fn, LowPriorityWorkerInit):
-            loader.worker_init_fn = LowPriorityWorkerInit(loader.worker_init_fn)
-        return loader
-
-    build.limits_worker_threads = True
-    return build
+def lower_worker_priority(loader: Any) -> Any:
+    """``loader`` (a DataLoader) with its workers started by :class:`LowPriorityWorkerInit` (once)."""
+    if not isinstance(loader.worker_init_fn, LowPriorityWorkerInit):
+        loader.worker_init_fn = LowPriorityWorkerInit(loader.worker_init_fn)
+    return loader
 
 
 def explicit_threads(opt: Optional[Mapping[str, Any]], environ: Mapping[str, str]) -> Optional[Tuple[Any, str]]:
@@ -131,9 +120,8 @@ def explicit_threads(opt: Optional[Mapping[str, Any]], environ: Mapping[str, str
 
 
 def configure_threads(opt: Optional[Dict[str, Any]]) -> ThreadChoice:
-    """Set torch's (and OpenCV's) intra-op thread count for this process, lower the priority of its
-    DataLoader workers, and say so once per node."""
-    import basicsr.train
+    """Set torch's (and OpenCV's) intra-op thread count for this process and say so once per node (BasicSR's
+    training loaders get :func:`lower_worker_priority` from :func:`rssr.basicsr.distributed.patch_basicsr`)."""
     import cv2
     import torch
 
@@ -141,8 +129,6 @@ def configure_threads(opt: Optional[Dict[str, Any]]) -> ThreadChoice:
                             explicit_threads(opt, os.environ), os.environ.get('OMP_NUM_THREADS'))
     torch.set_num_threads(choice.threads)
     cv2.setNumThreads(choice.threads)
-    if not getattr(basicsr.train.build_dataloader, 'limits_worker_threads', False):  # the train pipeline's loaders
-        basicsr.train.build_dataloader = _limit_worker_threads(basicsr.train.build_dataloader)
     if int(os.environ.get('LOCAL_RANK', 0)) == 0:
         print(choice.message(), file=sys.stderr, flush=True)
     return choice

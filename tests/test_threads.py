@@ -20,10 +20,7 @@ from rssr.threads import (LowPriorityWorkerInit, ThreadChoice, choose_threads, c
 
 @pytest.fixture(autouse=True)
 def restore_threads(monkeypatch):
-    """Leave torch's and OpenCV's thread counts, BasicSR's loader builder and the environment as they were."""
-    import basicsr.train
-
-    monkeypatch.setattr(basicsr.train, 'build_dataloader', basicsr.train.build_dataloader)
+    """Leave torch's and OpenCV's thread counts and the environment as they were."""
     torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
     for name in ('RSSR_NUM_THREADS', 'OMP_NUM_THREADS', 'LOCAL_WORLD_SIZE', 'LOCAL_RANK'):
         monkeypatch.delenv(name, raising=False)
@@ -95,12 +92,14 @@ class _ThreadCounts(torch.utils.data.Dataset):
 def test_training_loader_workers_run_one_torch_thread_at_lower_priority_and_never_hang(monkeypatch, capsys):
     import basicsr.train
 
+    from rssr.basicsr.distributed import with_low_priority_workers
+
     monkeypatch.setenv('RSSR_NUM_THREADS', '2')
     configure_threads(None)
-    configure_threads(None)  # idempotent: the loaders are wrapped once
-    loader = basicsr.train.build_dataloader(_ThreadCounts(), {'phase': 'train', 'num_worker_per_gpu': 1,
-                                                              'batch_size_per_gpu': 2},
-                                            num_gpu=0, dist=False, sampler=None, seed=0)
+    build_dataloader = with_low_priority_workers(basicsr.train.build_dataloader)
+    assert with_low_priority_workers(build_dataloader) is build_dataloader  # idempotent: wrapped once
+    loader = build_dataloader(_ThreadCounts(), {'phase': 'train', 'num_worker_per_gpu': 1, 'batch_size_per_gpu': 2},
+                              num_gpu=0, dist=False, sampler=None, seed=0)
     assert isinstance(loader.worker_init_fn, LowPriorityWorkerInit)
     assert isinstance(loader.worker_init_fn.worker_init, functools.partial)  # BasicSR's seeding, still run
     pickle.dumps(loader.worker_init_fn)  # workers can be spawned, not only forked

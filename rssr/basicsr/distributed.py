@@ -10,7 +10,8 @@ points (:func:`patch_basicsr`):
   device the model will train on.
 * The training sampler restarts a resumed epoch from its first batch. rssr's
   :class:`ResumableSampler` skips the batches already trained on and restores the random state
-  saved with them, so a resumed run sees the same batches as an uninterrupted one.
+  saved with them, so a resumed run sees the same batches as an uninterrupted one. The position
+  reaches it explicitly: :func:`load_resume_state` gives the pipeline a sampler factory bound to it.
 
 It also replaces two methods of every BasicSR model (SRModel, SRGANModel, ESRGANModel, HATModel,
 rssr's models, ...):
@@ -22,20 +23,27 @@ rssr's models, ...):
   ranks train on: DDP's forward then broadcasts buffers on one rank alone (gloo fails with
   "Connection closed by peer", NCCL can hang). :func:`validate_on_rank_zero` validates on rank 0
   with the unwrapped networks (no collective), then every rank waits at a barrier.
+
+And the training pipeline's ``build_dataloader`` starts its workers at a lower priority
+(:func:`rssr.threads.lower_worker_priority`, see :mod:`rssr.threads`).
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-_pending_resume: Optional[Dict[str, Any]] = None
+from rssr.basicsr.checkpoint_format import checkpoint_suffix
+from rssr.threads import lower_worker_priority
+
 _validation_wait_group: Optional[Any] = None
 VALIDATION_WAIT_TIMEOUT = timedelta(hours=24)  # ranks > 0 wait this long for rank 0's validation
 
@@ -107,6 +115,16 @@ def gather_rng_states(opt: Dict[str, Any]) -> List[Dict[str, Any]]:
     return gathered
 
 
+@dataclass(frozen=True)
+class ResumePosition:
+    """Where a resumed run continues: the iteration, the batch size per GPU, and this rank's saved random
+    state (None in states saved without one)."""
+
+    iteration: int
+    batch_size: int
+    rng: Optional[Dict[str, Any]]
+
+
 class ResumableSampler:
     """BasicSR's EnlargedSampler that can continue a resumed epoch where the saved run stopped.
 
@@ -117,15 +135,15 @@ class ResumableSampler:
     the same, their random augmentations are not).
     """
 
-    def __init__(self, dataset: Any, num_replicas: int, rank: int, ratio: int = 1) -> None:
+    def __init__(self, dataset: Any, num_replicas: int, rank: int, ratio: int = 1,
+                 resume: Optional[ResumePosition] = None) -> None:
         self.dataset = dataset
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch: Optional[int] = None
         self.num_samples = math.ceil(len(dataset) * ratio / num_replicas)
         self.total_size = self.num_samples * num_replicas
-        global _pending_resume
-        self._resume, _pending_resume = _pending_resume, None
+        self._resume = resume
 
     def _epoch_indices(self) -> List[int]:
         generator = torch.Generator()
@@ -137,12 +155,11 @@ class ResumableSampler:
         indices = self._epoch_indices()
         if self._resume is not None and self.epoch is not None:  # not before the pipeline's first set_epoch
             resume, self._resume = self._resume, None
-            batch_size = resume['batch_size']
-            batches_per_epoch = self.num_samples // batch_size
-            batches_done = min(max(resume['iter'] - self.epoch * batches_per_epoch, 0), batches_per_epoch)
-            indices = indices[batches_done * batch_size:]
-            if resume['rng'] is not None:
-                set_rng_state(resume['rng'])
+            batches_per_epoch = self.num_samples // resume.batch_size
+            batches_done = min(max(resume.iteration - self.epoch * batches_per_epoch, 0), batches_per_epoch)
+            indices = indices[batches_done * resume.batch_size:]
+            if resume.rng is not None:
+                set_rng_state(resume.rng)
         return iter(indices)
 
     def __len__(self) -> int:
@@ -152,15 +169,22 @@ class ResumableSampler:
         self.epoch = epoch
 
 
+def resumable_sampler_factory(resume: Optional[ResumePosition]) -> Callable[..., ResumableSampler]:
+    """A replacement of BasicSR's ``EnlargedSampler`` class: builds :class:`ResumableSampler` s that continue
+    from ``resume`` (None: a run from the start)."""
+    return functools.partial(ResumableSampler, resume=resume)
+
+
 def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """Find (``--auto_resume``: the newest state under ./experiments/<name>) and load the resume state.
 
-    Storages are mapped to the device this process trains on; the state's random generator and
-    data position are handed to the :class:`ResumableSampler` built next by the pipeline.
+    Storages are mapped to the device this process trains on. The training pipeline builds its sampler
+    next: it gets :func:`resumable_sampler_factory` bound to the state's data position and random state.
     """
+    import basicsr.train
     from basicsr.utils import check_resume, scandir
 
-    global _pending_resume
+    basicsr.train.EnlargedSampler = resumable_sampler_factory(None)
     path = opt['path'].get('resume_state')
     if opt['auto_resume']:
         states_dir = os.path.join('experiments', opt['name'], 'training_states')
@@ -175,17 +199,14 @@ def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     check_resume(opt, state['iter'])
     _use_checkpoint_format(opt)
     rng_states = state.get('rng')
-    _pending_resume = {
-        'iter': state['iter'],
-        'batch_size': opt['datasets']['train']['batch_size_per_gpu'],
-        'rng': rng_states[opt['rank']] if rng_states and len(rng_states) > opt['rank'] else None,
-    }
+    basicsr.train.EnlargedSampler = resumable_sampler_factory(ResumePosition(
+        iteration=state['iter'], batch_size=opt['datasets']['train']['batch_size_per_gpu'],
+        rng=rng_states[opt['rank']] if rng_states and len(rng_states) > opt['rank'] else None))
     return state
 
 
 def _use_checkpoint_format(opt: Dict[str, Any]) -> None:
     """Point BasicSR's resumed network paths (always ``.pth``) at the format the run saves in."""
-    from rssr.basicsr.models.sr_model import checkpoint_suffix
     suffix = checkpoint_suffix(opt)
     for key, value in opt['path'].items():
         if key.startswith('pretrain_network') and isinstance(value, str) and value.endswith('.pth'):
@@ -237,6 +258,19 @@ def validate_on_rank_zero(model: Any, dataloader: Any, current_iter: int, tb_log
     _wait_for_all_ranks()
 
 
+def with_low_priority_workers(build_dataloader: Callable[..., Any]) -> Callable[..., Any]:
+    """BasicSR's ``build_dataloader`` whose loaders start their workers with :func:`lower_worker_priority`."""
+    if getattr(build_dataloader, 'lowers_worker_priority', False):
+        return build_dataloader
+
+    @functools.wraps(build_dataloader)
+    def build(*args: Any, **kwargs: Any) -> Any:
+        return lower_worker_priority(build_dataloader(*args, **kwargs))
+
+    build.lowers_worker_priority = True
+    return build
+
+
 def patch_basicsr() -> None:
     """Install the CPU/GPU-agnostic replacements into BasicSR's pipeline modules (idempotent)."""
     import basicsr.train
@@ -250,7 +284,8 @@ def patch_basicsr() -> None:
     basicsr.utils.dist_util.init_dist = init_dist
     basicsr.utils.options.init_dist = init_dist
     basicsr.train.load_resume_state = load_resume_state
-    basicsr.train.EnlargedSampler = ResumableSampler
+    basicsr.train.EnlargedSampler = resumable_sampler_factory(None)
+    basicsr.train.build_dataloader = with_low_priority_workers(basicsr.train.build_dataloader)
     BaseModel.model_to_device = model_to_device
     SRModel.dist_validation = validate_on_rank_zero
     install_error_guards()  # rssr.basicsr.guards: one-paragraph errors, no partial checkpoints

@@ -17,33 +17,34 @@ another BasicSR project is never refused. Top-level keys are open (other project
 read their own): an unknown one is an error only when it is a near-miss of a known key.
 
 Components declare keys their source does not show (read through a helper the derivation cannot
-follow, or reserved for later) with class attributes, each an iterable of key names:
-
-* a model class (``model_type``): ``train_option_keys`` (``train:``), ``val_option_keys``
-  (``val:``), ``top_level_option_keys``, and ``optimizers_by_name`` (a mapping ``name -> optimizer
-  class`` for ``train.optim_*.type``, when its ``get_optimizer`` is not BasicSR's ``if optim_type ==
-  'Adam'`` chain);
-* a dataset class: ``option_keys`` (its ``datasets.<phase>:`` keys) and ``top_level_option_keys``;
-
-and code that is no component (e.g. a start-up hook reading a top-level key) calls
-:func:`declare_option_keys`. Keys that BasicSR's own option files carry but BasicSR 1.4.2 no
-longer reads (:data:`IGNORED_LEGACY_KEYS`) warn that they have no effect.
+follow, or reserved for later) through the protocol of :mod:`rssr.basicsr.declarations`, and code that
+is no component (e.g. a start-up hook reading a top-level key) calls :func:`declare_option_keys`.
+Keys that BasicSR's own option files carry but BasicSR 1.4.2 no longer reads
+(:data:`IGNORED_LEGACY_KEYS`) warn that they have no effect.
 """
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 import os
 import warnings
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
-import yaml
-
+from rssr.basicsr.checkpoint_format import CHECKPOINT_FORMATS, checkpoint_format
+from rssr.basicsr.declarations import (
+    DATASET_OPTION_KEYS,
+    OPTIMIZERS_BY_NAME,
+    TOP_LEVEL_OPTION_KEYS,
+    TRAIN_OPTION_KEYS,
+    VAL_OPTION_KEYS,
+    declared,
+)
 from rssr.basicsr.option_reads import OptionPath, OptionReads, class_reads, compared_names, function_reads
+from rssr.errors import UserError
+from rssr.threads import OPTION_KEY as THREADS_OPTION_KEY
+from rssr.threads import configure_threads
+from rssr.utils import closest_names, did_you_mean, read_yaml_file
 
-# SRModel's train keys (RSSRModel declares them with its own; kept for that declaration).
-TRAIN_KEYS = {'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt'}
 # Keys in BasicSR's and its derived projects' option files that BasicSR 1.4.2 reads nowhere.
 IGNORED_LEGACY_KEYS: Dict[OptionPath, Set[str]] = {('datasets', '*'): {'use_shuffle'}}
 _DECLARED = OptionReads()
@@ -60,21 +61,8 @@ def declare_option_keys(section: str, keys: Iterable[str]) -> None:
         _DECLARED.read(path, key)
 
 
-class OptionsError(ValueError):
+class OptionsError(UserError, ValueError):
     """The option file cannot drive a run; the message says what to change."""
-
-
-def closest(name: str, candidates: Iterable[str], n: int = 3) -> List[str]:
-    """The valid names closest to ``name`` (case-insensitive), best first."""
-    candidates = sorted(set(candidates))
-    lowered = {c.lower(): c for c in candidates}
-    matches = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)
-    return [lowered[m] for m in matches]
-
-
-def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    close = closest(name, candidates)
-    return f'; did you mean {" or ".join(repr(c) for c in close)}?' if close else ''
 
 
 def signature_keys(target: Callable, skip: Tuple[str, ...] = ()) -> Tuple[Set[str], bool]:
@@ -122,7 +110,7 @@ class _Checker:
                 self.notes.append(f'{where}.{key} is read by no code of BasicSR {_basicsr_version()} (a key of '
                                   f'older versions): it has no effect')
                 continue
-            hint = _did_you_mean(str(key), known)
+            hint = did_you_mean(str(key), known)
             reader = read_elsewhere(str(key))
             if why_open is None and hint and reader is None:
                 self.problems.append(f'{where}.{key} is not an option of {owner}{hint}')
@@ -154,9 +142,9 @@ class _Checker:
         for key in spec:
             if key in valid:
                 continue
-            hint = _did_you_mean(str(key), valid)
-            if has_var_kwargs and set(closest(str(key), missing)):
-                self.problems.append(f'{where}.{key} is not an option of {owner}{_did_you_mean(str(key), missing)} '
+            hint = did_you_mean(str(key), valid)
+            if has_var_kwargs and set(closest_names(str(key), missing)):
+                self.problems.append(f'{where}.{key} is not an option of {owner}{did_you_mean(str(key), missing)} '
                                      f'(a required argument, missing)')
             elif has_var_kwargs:
                 self.notes.append(f'{where}.{key} is not a named argument of {owner} (which takes **kwargs){hint}; '
@@ -180,7 +168,7 @@ class _Checker:
         found = lookup(registry, str(name))
         if found is not None:
             return found
-        close = closest(str(name), registry._obj_map)
+        close = closest_names(str(name), registry._obj_map)
         listing = f'closest: {", ".join(close)}' if close else f'registered: {", ".join(sorted(registry._obj_map))}'
         self.problems.append(f'{key} {name!r} is not in BasicSR\'s {registry._name} registry ({listing})')
         return None
@@ -188,7 +176,8 @@ class _Checker:
     def error(self) -> Optional[OptionsError]:
         if not self.problems:
             return None
-        listed = ' '.join(f'({i}) {p}' + ('' if p.endswith(('?', '.')) else '.') for i, p in enumerate(self.problems, 1))
+        listed = ' '.join(f'({i}) {p}' + ('' if p.endswith(('?', '.')) else '.')
+                          for i, p in enumerate(self.problems, 1))
         return OptionsError(f'rssr: cannot start from option file {self.path}: {listed} Nothing was run; fix '
                             f'the file and run the same command again.')
 
@@ -238,24 +227,25 @@ def _basicsr_version() -> str:
 @functools.lru_cache(maxsize=None)
 def pipeline_reads() -> OptionReads:
     """Keys read by BasicSR's train and test pipelines (options parsing, data loaders, loggers)
-    and by rssr's start-up (thread settings)."""
+    and by rssr's start-up (thread settings; their top-level key is read through a constant)."""
     import basicsr.test
     import basicsr.train
     from basicsr.utils.options import parse_options
-    from rssr.threads import configure_threads
+
     reads = OptionReads()
     for function in (basicsr.train.train_pipeline, basicsr.test.test_pipeline, parse_options, configure_threads):
         reads.update(function_reads(function))
+    reads.read((), THREADS_OPTION_KEY)
     return reads
 
 
 def declared_reads(component: Any, own_section: OptionPath) -> OptionReads:
-    """The keys a model or dataset class declares through the class-attribute protocol."""
+    """The keys a model or dataset class declares (:mod:`rssr.basicsr.declarations`)."""
     reads = OptionReads()
-    sections = {'top_level_option_keys': (), 'train_option_keys': ('train',), 'val_option_keys': ('val',),
-                'option_keys': own_section}
-    for attribute, path in sections.items():
-        for key in getattr(component, attribute, ()) or ():
+    sections = {TOP_LEVEL_OPTION_KEYS: (), TRAIN_OPTION_KEYS: ('train',), VAL_OPTION_KEYS: ('val',),
+                DATASET_OPTION_KEYS: own_section}
+    for declaration, path in sections.items():
+        for key in declared(component, declaration):
             reads.read(path, key)
     return reads
 
@@ -281,17 +271,7 @@ def load_yaml(path: str) -> Dict[str, Any]:
     if not os.path.isfile(path):
         raise OptionsError(f'rssr: option file {path} does not exist (looked in {os.getcwd()}). Pass the path of '
                            f'a YAML file with -opt, e.g. -opt options/demo/sentinel2_x4_demo.yml.')
-    try:
-        with open(path, encoding='utf-8') as handle:
-            opt = yaml.safe_load(handle)
-    except yaml.YAMLError as err:
-        mark = getattr(err, 'problem_mark', None)
-        where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark else ''
-        problem = getattr(err, 'problem', None) or str(err).splitlines()[0]
-        raise OptionsError(f'rssr: option file {path} is not valid YAML{where}: {problem}. Check the indentation '
-                           f'(spaces only) and the `key: value` syntax there.') from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise OptionsError(f'rssr: cannot read option file {path}: {err}.') from None
+    opt = read_yaml_file(path, 'option file', lambda message: OptionsError(f'rssr: {message}.'))
     if not isinstance(opt, dict):
         raise OptionsError(f'rssr: option file {path} must hold a mapping of options (name:, model_type:, '
                            f'network_g:, datasets:, ...), not {type(opt).__name__}.')
@@ -307,12 +287,12 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
         OptionsError: one paragraph listing every problem found. Keys that may be valid for code
         rssr cannot follow are reported with :func:`warnings.warn`.
     """
-    import rssr  # noqa: F401  (registries filled)
     from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
     opt = load_yaml(path)
     check = _Checker(path)
-    required = ['name', 'model_type', 'num_gpu', 'network_g', 'datasets', 'path'] + (['train', 'logger'] if is_train else ['val'])
+    required = ['name', 'model_type', 'num_gpu', 'network_g', 'datasets', 'path']
+    required += ['train', 'logger'] if is_train else ['val']
     for key in required:
         if key not in opt:
             check.problems.append(f'the top-level key `{key}:` is missing')
@@ -336,9 +316,9 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
         _check_metrics(check, opt['val'].get('metrics'), reads, METRIC_REGISTRY)
     if is_train and isinstance(opt.get('logger'), Mapping):
         check.section('logger', opt['logger'], ('logger',), reads, 'BasicSR\'s training logger', MODEL_REGISTRY)
-        fmt = opt['logger'].get('checkpoint_format', 'pth')
-        if fmt not in ('pth', 'safetensors'):
-            check.problems.append(f'logger.checkpoint_format must be pth or safetensors, not {fmt!r}')
+        fmt = checkpoint_format(opt)
+        if fmt not in CHECKPOINT_FORMATS:
+            check.problems.append(f'logger.checkpoint_format must be {" or ".join(CHECKPOINT_FORMATS)}, not {fmt!r}')
     if isinstance(opt.get('path'), Mapping):
         check.section('path', opt['path'], ('path',), reads, f'{model_name} or BasicSR\'s pipeline', MODEL_REGISTRY)
         for key, value in opt['path'].items():
@@ -366,12 +346,12 @@ def _check_band_normalization(check: _Checker, spec: Any) -> None:
 
 
 def _dataset_top_level_keys(datasets: Any, registry: Any) -> Set[str]:
-    """Top-level keys the file's dataset classes declare (``top_level_option_keys``)."""
+    """Top-level keys the file's dataset classes declare (:data:`~rssr.basicsr.declarations.TOP_LEVEL_OPTION_KEYS`)."""
     from rssr.basicsr.registration import lookup
 
     specs = datasets.values() if isinstance(datasets, Mapping) else ()
     classes = [lookup(registry, str(spec.get('type'))) for spec in specs if isinstance(spec, Mapping)]
-    return {key for cls in classes for key in getattr(cls, 'top_level_option_keys', ()) or ()}
+    return {key for cls in classes for key in declared(cls, TOP_LEVEL_OPTION_KEYS)}
 
 
 def _check_datasets(check: _Checker, datasets: Any, is_train: bool, registry: Any, model: OptionReads) -> None:
@@ -387,7 +367,7 @@ def _check_datasets(check: _Checker, datasets: Any, is_train: bool, registry: An
         kind = str(phase).split('_')[0]
         if kind not in ('train', 'val', 'test'):
             check.problems.append(f'{where}: the phase name must be train, val, val_<n>, test or test_<n>'
-                                  f'{_did_you_mean(kind, ("train", "val", "test"))}')
+                                  f'{did_you_mean(kind, ("train", "val", "test"))}')
         dataset_class = check.registered(where, spec, registry, 'dataset')
         if dataset_class is None:
             continue
@@ -425,7 +405,7 @@ def _check_train(check: _Checker, train: Mapping[str, Any], model_class: Optiona
             check.problems.append(f'train.{key} needs a `type:` and `lr:`')
         elif isinstance(optim, Mapping) and optimizers:
             if optim['type'] not in optimizers:
-                hint = _did_you_mean(str(optim['type']), optimizers)
+                hint = did_you_mean(str(optim['type']), optimizers)
                 check.problems.append(f'train.{key}.type {optim["type"]!r} is not offered by {model_name} '
                                       f'(choose from {", ".join(optimizers)}){hint}')
             else:
@@ -436,10 +416,11 @@ def _check_train(check: _Checker, train: Mapping[str, Any], model_class: Optiona
 
 def optimizers_offered(model_class: Optional[type]) -> Dict[str, Any]:
     """``optim_*.type`` names the model's ``get_optimizer`` accepts, each with its optimizer class:
-    declared as ``optimizers_by_name``, else derived from the ``optim_type == 'Adam'`` branches."""
-    declared = getattr(model_class, 'optimizers_by_name', None)
-    if declared:
-        return dict(declared)
+    declared as :data:`~rssr.basicsr.declarations.OPTIMIZERS_BY_NAME`, else derived from the
+    ``optim_type == 'Adam'`` branches."""
+    offered = declared(model_class, OPTIMIZERS_BY_NAME)
+    if offered:
+        return dict(offered)
     found = compared_names(getattr(model_class, 'get_optimizer', None), 'optim_type')
     return {name: target for name, target in found.items() if target is not None}
 
@@ -453,7 +434,7 @@ def _check_scheduler(check: _Checker, scheduler: Any, model_class: Optional[type
         check.problems.append(f'train.scheduler needs a `type:` ({", ".join(schedulers)})')
     elif scheduler['type'] not in schedulers:
         check.problems.append(f'train.scheduler.type {scheduler["type"]!r} is not one of {", ".join(schedulers)}'
-                              f'{_did_you_mean(str(scheduler["type"]), schedulers)}')
+                              f'{did_you_mean(str(scheduler["type"]), schedulers)}')
     else:
         check.constructor_kwargs('train.scheduler', scheduler, schedulers[scheduler['type']],
                                  f'scheduler {scheduler["type"]}', skip=('optimizer',))

@@ -11,18 +11,19 @@ register its own ``SMSR`` (which then wins).
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+import functools
+from typing import Any, Dict, Optional
 
 from rssr import registry
+from rssr.utils import qualified_name
 
 
 class RegistryConflictError(RuntimeError):
     """An rssr name is already taken in a BasicSR registry by a different object."""
 
 
-def _basicsr_registries() -> dict:
-    from basicsr.utils.registry import (ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY,
-                                        MODEL_REGISTRY)
+def _basicsr_registries() -> Dict[registry.Registry, Any]:
+    from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
     return {
         registry.ARCHS: ARCH_REGISTRY,
         registry.LOSSES: LOSS_REGISTRY,
@@ -30,10 +31,6 @@ def _basicsr_registries() -> dict:
         registry.DATASETS: DATASET_REGISTRY,
         registry.MODELS: MODEL_REGISTRY,
     }
-
-
-def _describe(obj: Any) -> str:
-    return f'{getattr(obj, "__module__", "?")}.{getattr(obj, "__qualname__", repr(obj))}'
 
 
 def lookup(theirs: Any, name: str, suffix: str = 'basicsr') -> Optional[Any]:
@@ -60,20 +57,31 @@ class _GetWithAliases:
         return found
 
 
+def copy_registry(theirs: Any, ours: registry.Registry) -> None:
+    """Copy every entry of ``ours`` into the BasicSR registry ``theirs``; resolve rssr's aliases through
+    BasicSR's ``get`` without registering them."""
+    theirs.rssr_aliases = ours.aliases()
+    if not isinstance(theirs.__dict__.get('get'), _GetWithAliases):
+        theirs.get = _GetWithAliases(theirs)
+    for name, obj in ours:
+        existing = theirs._obj_map.get(name)
+        if existing is obj:
+            continue
+        if existing is not None:
+            raise RegistryConflictError(
+                f"BasicSR's {theirs._name} registry already holds {name!r} as {qualified_name(existing)}; "
+                f'rssr wants to register {qualified_name(obj)} under that name. Rename one of them, or '
+                f'import only one package that defines {name!r}.')
+        theirs._obj_map[name] = obj
+
+
 def register_all() -> None:
-    """Copy every rssr registry entry into the matching BasicSR registry; resolve rssr's aliases
-    through BasicSR's ``get`` without registering them."""
+    """Copy every rssr registry into the matching BasicSR registry (idempotent)."""
     for ours, theirs in _basicsr_registries().items():
-        theirs.rssr_aliases = ours.aliases()
-        if not isinstance(theirs.__dict__.get('get'), _GetWithAliases):
-            theirs.get = _GetWithAliases(theirs)
-        for name, obj in ours:
-            existing = theirs._obj_map.get(name)
-            if existing is obj:
-                continue
-            if existing is not None:
-                raise RegistryConflictError(
-                    f"BasicSR's {theirs._name} registry already holds {name!r} as {_describe(existing)}; "
-                    f'rssr wants to register {_describe(obj)} under that name. Rename one of them, or '
-                    f'import only one package that defines {name!r}.')
-            theirs._obj_map[name] = obj
+        copy_registry(theirs, ours)
+
+
+def mirror_later_registrations() -> None:
+    """Copy each rssr registry into BasicSR's again whenever something registers into it later."""
+    for ours, theirs in _basicsr_registries().items():
+        ours.add_listener(functools.partial(copy_registry, theirs))

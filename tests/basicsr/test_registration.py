@@ -1,20 +1,109 @@
-"""import rssr registers into BasicSR idempotently and never shadows BasicSR's names."""
+"""rssr enters BasicSR's registries whenever BasicSR is imported (before or after rssr), idempotently, never
+shadowing BasicSR's names; its plain-torch packages import without BasicSR."""
 import importlib
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
+from testkit import REPO
+
+REGISTRIES_FILLED = '''
+from basicsr.utils import registry as theirs
+from rssr import registry as ours
+pairs = [(ours.ARCHS, theirs.ARCH_REGISTRY), (ours.LOSSES, theirs.LOSS_REGISTRY),
+         (ours.METRICS, theirs.METRIC_REGISTRY), (ours.DATASETS, theirs.DATASET_REGISTRY),
+         (ours.MODELS, theirs.MODEL_REGISTRY)]
+for rssr_registry, basicsr_registry in pairs:
+    missing = [name for name, obj in rssr_registry if basicsr_registry._obj_map.get(name) is not obj]
+    assert not missing and rssr_registry.names(), (rssr_registry.kind, missing)
+assert theirs.MODEL_REGISTRY.get('RSSRModel') and theirs.ARCH_REGISTRY.get('SMSR').__name__ == 'RepMamba'
+from basicsr.utils.matlab_functions import rgb2ycbcr
+'''
+COMPAT_WITHOUT_RSSR = f'''
+import importlib.util
+spec = importlib.util.spec_from_file_location('compat', {str(REPO / 'rssr' / 'basicsr' / 'compat.py')!r})
+compat = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compat)
+compat.install()
+'''
 
 
-def test_import_twice_is_harmless():
-    import rssr
-    importlib.reload(importlib.import_module('rssr.basicsr.registration')).register_all()
-    rssr.basicsr.registration.register_all()
+def run_python(code: str) -> None:
+    """Run ``code`` in a fresh interpreter (import order matters); fail with its output if it fails."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    done = subprocess.run([sys.executable, '-c', textwrap.dedent(code)], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_plain_torch_packages_import_without_basicsr():
+    run_python('''
+        import sys
+        import rssr.archs, rssr.layers, rssr.ops, rssr.utils, rssr.zoo
+        assert 'basicsr' not in sys.modules, 'importing rssr.archs imported basicsr'
+        import rssr
+        assert 'basicsr' not in sys.modules and rssr.list_models()
+    ''')
+
+
+def test_import_rssr_then_basicsr_fills_the_registries():
+    run_python('import rssr\nimport basicsr\n' + REGISTRIES_FILLED)
+
+
+def test_import_basicsr_then_rssr_fills_the_registries():
+    run_python(COMPAT_WITHOUT_RSSR + '''
+import sys
+import basicsr
+assert 'rssr' not in sys.modules
+import rssr
+''' + REGISTRIES_FILLED)
+
+
+def test_hat_style_import_then_train_pipeline():
+    run_python('import rssr\nfrom basicsr.train import train_pipeline\n' + REGISTRIES_FILLED)
+
+
+def test_importing_twice_is_harmless():
+    run_python('''
+import importlib, sys
+import rssr, basicsr
+import rssr.basicsr.registration as registration
+importlib.reload(rssr)
+registration.register_all()
+rssr.basicsr.activation.activate_bridge()
+assert not any(type(finder).__name__ == 'BasicSRImportHook' for finder in sys.meta_path)
+''' + REGISTRIES_FILLED)
+
+
+def basicsr_registry(name: str):
+    """One of BasicSR's registries, imported after rssr (whose import hook installs BasicSR's shims)."""
+    import rssr  # noqa: F401
+
+    return getattr(importlib.import_module('basicsr.utils.registry'), name)
+
+
+def test_later_registrations_reach_basicsr():
+    from rssr.registry import MODELS
+
+    model_registry = basicsr_registry('MODEL_REGISTRY')
+
+    class LateModel:
+        pass
+
+    MODELS.register(LateModel)
+    try:
+        assert model_registry.get('LateModel') is LateModel
+    finally:
+        del MODELS._objects['LateModel'], model_registry._obj_map['LateModel']
 
 
 def test_conflict_names_both_objects():
-    import rssr
-    from basicsr.utils.registry import LOSS_REGISTRY
     from rssr.basicsr.registration import RegistryConflictError, register_all
     from rssr.registry import LOSSES
+
+    loss_registry = basicsr_registry('LOSS_REGISTRY')
 
     class L1Loss:  # a different object under BasicSR's own name
         pass
@@ -25,4 +114,4 @@ def test_conflict_names_both_objects():
             register_all()
     finally:
         del LOSSES._objects['L1Loss']
-    assert LOSS_REGISTRY.get('L1Loss').__module__.startswith('basicsr')
+    assert loss_registry.get('L1Loss').__module__.startswith('basicsr')

@@ -12,7 +12,8 @@ from basicsr.models import build_model
 from basicsr.utils import set_random_seed
 
 from testkit import runtime_options, train_options
-from rssr.basicsr.models.sr_model import NonFiniteLossError
+from rssr.basicsr.models.sr_model import no_weight_decay_names, weight_decay_groups
+from rssr.errors import NonFiniteLossError
 
 
 def build(tmp_path: Path, logger=None, **train):
@@ -168,3 +169,57 @@ def test_zoo_loader_reads_rssr_safetensors_checkpoints(tmp_path):
     fresh = build(tmp_path / 'fresh').net_g
     load_weights(fresh, Path(model.opt['path']['models']) / 'net_g_1.safetensors')  # prefers params_ema
     assert all(torch.equal(a, b) for a, b in zip(model.net_g_ema.parameters(), fresh.parameters()))
+
+
+class _SwinStyle(torch.nn.Module):
+    """Parameters excluded from weight decay by each convention: a flag, a name, a keyword."""
+
+    def __init__(self):
+        super().__init__()
+        self.flagged = torch.nn.Parameter(torch.ones(2))
+        self.flagged._no_weight_decay = True
+        self.absolute_pos_embed = torch.nn.Parameter(torch.ones(2))
+        self.relative_position_bias_table = torch.nn.Parameter(torch.ones(2))
+        self.conv = torch.nn.Conv2d(1, 1, 1)
+        self.frozen = torch.nn.Parameter(torch.ones(2), requires_grad=False)
+
+    def no_weight_decay(self):
+        return {'absolute_pos_embed'}
+
+    def no_weight_decay_keywords(self):
+        return {'relative_position_bias'}
+
+
+def test_weight_decay_groups_follow_the_mamba_and_swinir_conventions():
+    net = _SwinStyle()
+    assert no_weight_decay_names(net) == {'flagged', 'absolute_pos_embed', 'relative_position_bias_table'}
+    decayed, exempt = weight_decay_groups(net, 0.01)
+    assert decayed['params'] == [net.conv.weight, net.conv.bias] and 'weight_decay' not in decayed
+    assert exempt == {'params': [net.flagged, net.absolute_pos_embed, net.relative_position_bias_table],
+                      'weight_decay': 0.0}
+    assert weight_decay_groups(net, 0) == [{'params': [p for p in net.parameters() if p.requires_grad]}]
+
+
+TINY_MAMBA_NETS = {
+    'ConvMambaSR': {'embed_dim': 8, 'depths': [1], 'RCG_num': 1, 'd_state': 4, 'mlp_ratio': 1},
+    'RepMamba': {'embed_dim': 64, 'depths': [1], 'num_heads': [1], 'mlp_ratio': 1, 'ape': True, 'img_size': 8},
+}
+
+
+@pytest.mark.parametrize('arch', sorted(TINY_MAMBA_NETS))
+def test_adamw_leaves_the_no_weight_decay_parameters_undecayed(tmp_path, arch, caplog):
+    opt = runtime_options(train_options(tmp_path / 'data', with_val=False), tmp_path)
+    opt['network_g'] = {'type': arch, 'upscale': 2, 'upsampler': 'pixelshuffledirect', **TINY_MAMBA_NETS[arch]}
+    opt['train']['optim_g'] = {'type': 'AdamW', 'lr': 0.1, 'weight_decay': 0.01}
+    model = build_model(opt)
+    net = model.get_bare_model(model.net_g)
+    exempt = {name for name, _ in net.named_parameters()
+              if name.endswith(('.A_logs', '.Ds')) or name == 'absolute_pos_embed'}
+    assert exempt and no_weight_decay_names(net) == exempt
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    for param in net.parameters():
+        param.grad = torch.zeros_like(param)  # AdamW's step is then its weight decay alone
+    model.optimizer_g.step()
+    for name, param in net.named_parameters():
+        factor = 1.0 if name in exempt else 1 - 0.1 * 0.01
+        torch.testing.assert_close(param.detach(), before[name] * factor, rtol=0, atol=1e-7, msg=name)

@@ -70,6 +70,8 @@ class MambaCSRModel(RSSRModel):
     ``band_normalization``, every partition is normalised with the statistics of the whole input.
     """
 
+    top_level_option_keys = (*RSSRModel.top_level_option_keys, 'padding_size')  # rssr.basicsr.declarations
+
     def test(self) -> None:
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
         was_training = net.training

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from rssr.basicsr.declarations import METRIC_KIND, METRIC_OPTIONS, declared
 from rssr.errors import DataError
 
 NETWORK_IN_CHANNEL_KEYS = ('in_chans', 'num_in_ch', 'in_nc', 'in_channels', 'n_colors')
@@ -38,7 +39,7 @@ AGGREGATIONS = ('images', 'class_folder', 'class_prefix')
 class MultibandValidationMixin:
     """Band-count checks, nodata masks and multiband validation for a BasicSR ``SRModel`` subclass."""
 
-    val_option_keys = ('save_format', 'aggregate')  # beside BasicSR's val keys (read by rssr.basicsr.options)
+    val_option_keys = ('save_format', 'aggregate')  # beside BasicSR's val keys (rssr.basicsr.declarations)
 
     def __init__(self, opt: Dict[str, Any]) -> None:
         super().__init__(opt)
@@ -94,13 +95,14 @@ class MultibandValidationMixin:
         """Fill what the YAML may leave out of rssr metrics: ``better: lower`` where lower is better, and
         the SR ``scale`` (ERGAS), so that the options logged with each value are complete."""
         from basicsr.utils.registry import METRIC_REGISTRY
+
         from rssr.metrics.image_quality import LOWER_IS_BETTER
 
         for metric_opt in ((self.opt.get('val') or {}).get('metrics') or {}).values():
             metric = METRIC_REGISTRY.get(metric_opt['type'])
-            if getattr(metric, 'rssr_metric_kind', None) in LOWER_IS_BETTER:
+            if declared(metric, METRIC_KIND) in LOWER_IS_BETTER:
                 metric_opt.setdefault('better', 'lower')
-            if 'scale' in getattr(metric, 'rssr_options', ()):
+            if 'scale' in (declared(metric, METRIC_OPTIONS) or ()):
                 metric_opt.setdefault('scale', self.opt['scale'])
 
     def _metric_value(self, name: str, metric_opt: Dict[str, Any], sr: torch.Tensor, gt: torch.Tensor,
@@ -110,7 +112,7 @@ class MultibandValidationMixin:
 
         opts = deepcopy(metric_opt)
         metric = METRIC_REGISTRY.get(opts.pop('type'))
-        options = getattr(metric, 'rssr_options', None)
+        options = declared(metric, METRIC_OPTIONS)
         if options is not None:
             if 'band_names' in options and opts.get('band_names') is None:
                 opts['band_names'] = self._band_names(item)
@@ -192,6 +194,7 @@ class MultibandValidationMixin:
     def _log_validation_metric_values(self, current_iter: int, dataset_name: str, tb_logger) -> None:
         """BasicSR's log, with how each number was computed (protocol) written next to it."""
         from basicsr.utils import get_root_logger
+
         from rssr.metrics.image_quality import describe_metric
 
         lines = [f'Validation {dataset_name}' + ('' if self._aggregation() == 'images' else
@@ -218,6 +221,7 @@ class MultibandValidationMixin:
         """Save one (C, H, W) SR result: georeferenced GeoTIFF, or PNG for 8-bit 1/3-band sources."""
         from affine import Affine
         from basicsr.utils import imwrite, tensor2img
+
         from rssr.io import GeoReference, Radiometry, output_georeference, read_raster_info, write_raster
 
         save_format = self.opt['val'].get('save_format', 'auto')

@@ -4,7 +4,9 @@ Use it with ``model_type: RSSRModel``. Beside what SRModel does, it
 
 * runs one YAML on CPU, one GPU or many (DDP without ``device_ids`` on CPU/gloo; ``num_gpu`` asking
   for GPUs on a machine without CUDA falls back to the CPU with a warning);
-* offers ``optim_g.type`` Adam, AdamW and SGD;
+* offers ``optim_g.type`` Adam, AdamW and SGD, and keeps the parameters that take no weight decay
+  out of it (:func:`weight_decay_groups`: the Mamba flag ``param._no_weight_decay`` and the SwinIR/timm
+  methods ``no_weight_decay()`` / ``no_weight_decay_keywords()`` of the network);
 * reads these ``train`` options (all optional)::
 
       amp: bf16            # autocast dtype: bf16, fp16 (with a grad scaler) or false
@@ -29,34 +31,32 @@ import os
 import warnings
 from collections import OrderedDict
 from contextlib import nullcontext
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
-
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
+from torch.nn.parallel import DistributedDataParallel
 
+from rssr.band_normalization import (
+    METADATA_KEY,
+    BandNormalization,
+    BandNormalizationError,
+    BandNormalizedSR,
+    resolve_band_normalization,
+)
 from rssr.basicsr import distributed
-from rssr.band_normalization import (METADATA_KEY, BandNormalization, BandNormalizationError,
-                                            BandNormalizedSR, resolve_band_normalization)
+from rssr.basicsr.checkpoint_format import checkpoint_suffix
 from rssr.basicsr.models.multiband_validation import MultibandValidationMixin
-from rssr.basicsr.options import TRAIN_KEYS
+from rssr.data.band_statistics import dataset_band_statistics
+from rssr.errors import NonFiniteLossError
 from rssr.registry import register_model
+from rssr.utils import AUTOCAST_DTYPES
 
 OPTIMIZERS = {'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW, 'SGD': torch.optim.SGD}
-AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
-CHECKPOINT_FORMATS = {'pth': '.pth', 'safetensors': '.safetensors'}
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN/Inf loss or gradient; continuing would only produce garbage weights."""
-
-
-def checkpoint_suffix(opt: Dict[str, Any]) -> str:
-    """File suffix of the network checkpoints a run saves (``logger.checkpoint_format``)."""
-    return CHECKPOINT_FORMATS[(opt.get('logger') or {}).get('checkpoint_format', 'pth')]
+# SRModel's train keys, declared with RSSRModel's own (its source reads them through BasicSR's helpers).
+SRMODEL_TRAIN_KEYS = {'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt'}
 
 
 def optimizer_class(name: str) -> type:
@@ -71,9 +71,32 @@ def amp_dtype(train_opt: Dict[str, Any]) -> Optional[torch.dtype]:
     value = train_opt.get('amp', False)
     if value in (False, None, 'false', 'none', 'fp32'):
         return None
-    if value not in AMP_DTYPES:
+    if value not in AUTOCAST_DTYPES:
         raise ValueError(f'train.amp must be bf16, fp16 or false, not {value!r}')
-    return AMP_DTYPES[value]
+    return AUTOCAST_DTYPES[value]
+
+
+def no_weight_decay_names(net: torch.nn.Module) -> Set[str]:
+    """Names of the parameters of ``net`` that take no weight decay: flagged ``param._no_weight_decay = True``
+    (the Mamba convention, e.g. ``A_logs`` and ``Ds``), named by ``net.no_weight_decay()`` or containing a
+    keyword of ``net.no_weight_decay_keywords()`` (the SwinIR/timm convention)."""
+    names = set(net.no_weight_decay()) if hasattr(net, 'no_weight_decay') else set()
+    keywords = set(net.no_weight_decay_keywords()) if hasattr(net, 'no_weight_decay_keywords') else set()
+    return {name for name, param in net.named_parameters()
+            if getattr(param, '_no_weight_decay', False) or name in names or any(k in name for k in keywords)}
+
+
+def weight_decay_groups(net: torch.nn.Module, weight_decay: float) -> List[Dict[str, Any]]:
+    """Optimizer parameter groups of the trainable parameters of ``net``: with a ``weight_decay``, those of
+    :func:`no_weight_decay_names` in a group of their own with weight decay 0 (empty groups left out);
+    without, one group (the optimizer state of runs saved before this split still loads)."""
+    trainable = [(name, param) for name, param in net.named_parameters() if param.requires_grad]
+    if not weight_decay:
+        return [{'params': [param for _, param in trainable]}]
+    exempt = no_weight_decay_names(net)
+    groups = [{'params': [p for n, p in trainable if n not in exempt]},
+              {'params': [p for n, p in trainable if n in exempt], 'weight_decay': 0.0}]
+    return [group for group in groups if group['params']]
 
 
 def _flatten(nested: Dict[str, Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
@@ -85,7 +108,8 @@ class RSSRModel(MultibandValidationMixin, SRModel):
     """Single-image SR model: SRModel plus device-agnostic DDP, AMP, clipping, accumulation, NaN guard,
     and (from :class:`MultibandValidationMixin`) any band count, nodata masks and GeoTIFF outputs."""
 
-    train_option_keys = TRAIN_KEYS | {'amp', 'grad_clip_norm', 'grad_accum_steps', 'nan_guard', 'spectral_opt'}
+    # declared to the option checker (rssr.basicsr.declarations)
+    train_option_keys = SRMODEL_TRAIN_KEYS | {'amp', 'grad_clip_norm', 'grad_accum_steps', 'nan_guard', 'spectral_opt'}
     optimizers_by_name = OPTIMIZERS
     top_level_option_keys = ('band_normalization',)
 
@@ -115,8 +139,6 @@ class RSSRModel(MultibandValidationMixin, SRModel):
 
     def _training_set_statistics(self, normalization: BandNormalization) -> BandNormalization:
         """Per-band mean/std of datasets.train's GT, computed on rank 0 and broadcast to every rank."""
-        from rssr.data.band_statistics import dataset_band_statistics
-
         dataset_opt = (self.opt.get('datasets') or {}).get('train')
         if dataset_opt is None:
             raise BandNormalizationError('band_normalization mode dataset without mean/std needs datasets.train to '
@@ -171,6 +193,24 @@ class RSSRModel(MultibandValidationMixin, SRModel):
         spectral_opt = train_opt.get('spectral_opt')
         self.cri_spectral = build_loss(spectral_opt).to(self.device) if spectral_opt else None
 
+    def setup_optimizers(self) -> None:
+        """SRModel's ``optim_g`` for ``net_g``, with the parameters that take no weight decay in a group of
+        their own (:func:`weight_decay_groups`); frozen parameters are left out, as SRModel does."""
+        optim_opt = self.opt['train']['optim_g']
+        optim_type = optim_opt.pop('type')
+        net = self.get_bare_model(self.net_g)
+        logger = get_root_logger()
+        for name, param in net.named_parameters():
+            if not param.requires_grad:
+                logger.warning(f'Params {name} will not be optimized.')
+        groups = weight_decay_groups(net, optim_opt.get('weight_decay', 0))
+        if optim_opt.get('weight_decay'):
+            exempt = sum(len(group['params']) for group in groups if group.get('weight_decay') == 0)
+            logger.info(f'Weight decay {optim_opt["weight_decay"]}: {exempt} parameter tensors of '
+                        f'{type(net).__name__} are exempt (no_weight_decay flags and names).')
+        self.optimizer_g = self.get_optimizer(optim_type, groups, **optim_opt)
+        self.optimizers.append(self.optimizer_g)
+
     def get_optimizer(self, optim_type: str, params: Iterable, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
         return optimizer_class(optim_type)(params, lr, **kwargs)
 
@@ -213,7 +253,8 @@ class RSSRModel(MultibandValidationMixin, SRModel):
         outputs = []
         for index, (lq, gt, weight, lq_valid) in enumerate(zip(micro_lq, micro_gt, micro_weight, micro_lq_valid)):
             last = index == len(micro_lq) - 1
-            sync = nullcontext() if last or not isinstance(self.net_g, DistributedDataParallel) else self.net_g.no_sync()
+            wrapped = isinstance(self.net_g, DistributedDataParallel)
+            sync = self.net_g.no_sync() if wrapped and not last else nullcontext()
             with sync:
                 statistics = network.statistics(lq, lq_valid)
                 with self._autocast():
@@ -289,6 +330,7 @@ class RSSRModel(MultibandValidationMixin, SRModel):
             save_atomically({**nested, **({METADATA_KEY: stored} if stored else {})}, path)
             return None
         from safetensors.torch import save_file
+
         from rssr.checkpoint import normalization_metadata
         metadata = {'param_keys': ','.join(keys)}  # read by rssr.checkpoint
         if stored:
@@ -315,8 +357,7 @@ class RSSRModel(MultibandValidationMixin, SRModel):
         """BasicSR's training state plus the grad scaler and every rank's random state."""
         if current_iter == -1:
             return
-        from rssr.basicsr.distributed import gather_rng_states
-        rng_states = gather_rng_states(self.opt)  # collective: every rank takes part
+        rng_states = distributed.gather_rng_states(self.opt)  # collective: every rank takes part
         if self.opt['rank'] != 0:
             return
         state = {'epoch': epoch, 'iter': current_iter,
@@ -346,4 +387,4 @@ def make_deterministic() -> None:
     torch.backends.cudnn.benchmark = False
 
 
-__all__: List[str] = ['RSSRModel', 'NonFiniteLossError', 'make_deterministic', 'checkpoint_suffix']
+__all__: List[str] = ['RSSRModel', 'make_deterministic', 'no_weight_decay_names', 'weight_decay_groups']
