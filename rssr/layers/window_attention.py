@@ -150,9 +150,9 @@ def attend_in_windows(x: Tensor, attention: WindowAttention, shift_size: Size2 =
     if sh or sw:
         x = torch.roll(x, shifts=(-sh, -sw), dims=(1, 2))
     window = attention.window_size
-    windows = window_partition(x, window).view(-1, window[0] * window[1], channels)
+    windows = window_partition(x, window).reshape(-1, window[0] * window[1], channels)
     windows = attention(windows, mask=mask)
-    x = window_reverse(windows.view(-1, *window, channels), window, height, width)
+    x = window_reverse(windows.reshape(-1, *window, channels), window, height, width)
     if sh or sw:
         x = torch.roll(x, shifts=(sh, sw), dims=(1, 2))
     return x

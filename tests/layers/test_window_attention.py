@@ -60,3 +60,12 @@ def test_shifted_attention_never_mixes_tokens_across_the_seam():
     moved = (out - reference).abs().sum(-1)[0] > 0
     assert moved[0, 0] and moved[:2, :2].all()  # same region (rows/cols 0-1) sees it
     assert not moved[2:, :].any() and not moved[:, 2:].any()  # tokens of other regions never do
+
+
+def test_one_row_of_windows_attends_each_window_alone():
+    """A single row of windows (8 x 16 map, window 8): partitioning gives a non-contiguous view."""
+    torch.manual_seed(0)
+    attention = WindowAttention(4, 8, 2)
+    x = torch.rand(1, 8, 16, 4)
+    halves = [attention(x[:, :, cols].reshape(1, 64, 4)).view(1, 8, 8, 4) for cols in (slice(0, 8), slice(8, 16))]
+    assert torch.allclose(attend_in_windows(x, attention), torch.cat(halves, dim=2), atol=1e-6)
