@@ -36,8 +36,8 @@ def test_cores_are_shared_evenly_by_the_processes_on_the_node(cores, world_size,
 
 def test_workers_run_at_one_thread_each_and_keep_the_main_process_share():
     choice = choose_threads(2, 1, workers=2)
-    assert choice == ThreadChoice(2, '2 cores / 1 process on this node; 2 DataLoader workers per process at 1 torch thread, '
-                                     'niceness +10')
+    assert choice == ThreadChoice(2, '2 cores / 1 process on this node; 2 DataLoader workers per process at 1 torch '
+                                     'thread, niceness +10')
     assert choose_threads(8, 2, workers=1).threads == 4
 
 

@@ -3,9 +3,10 @@ for BasicSR 1.3 import what moved.
 
 basicsr 1.4.2 imports ``torchvision.transforms.functional_tensor`` (removed in torchvision 0.17)
 and ``distutils`` (removed in Python 3.12). Both shims are installed only when the real module is
-missing, and must run before basicsr is first imported: ``python -m rssr.train/test/infer`` do this
-before any ``--import`` package, and library code must ``import rssr`` before anything imports
-basicsr.
+missing, and must run before basicsr is first imported: after ``import rssr``, rssr's import hook
+(:mod:`rssr.basicsr.activation`) installs them when basicsr is imported, so library code must
+``import rssr`` before anything imports basicsr (``python -m rssr.train/test/infer`` do, before any
+``--import`` package).
 
 BasicSR 1.4 moved the colour conversions from ``basicsr.utils.matlab_functions`` to
 ``basicsr.utils.color_util``; projects written for 1.3 (HAT, for one) still import

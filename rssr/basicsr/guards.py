@@ -29,6 +29,7 @@ import functools
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from rssr.basicsr.models.multiband_validation import NETWORK_IN_CHANNEL_KEYS, MultibandValidationMixin
 from rssr.errors import DataError, DataNotFoundError, UserError, note_batch
 
 GUARD_MARK = '_rssr_guarded'
@@ -232,8 +233,6 @@ def feed_data_checked(feed_data: Callable) -> Callable:
 
     @functools.wraps(feed_data)
     def checked(self: Any, data: Dict[str, Any]) -> None:
-        from rssr.basicsr.models.multiband_validation import NETWORK_IN_CHANNEL_KEYS, MultibandValidationMixin
-
         lq, paths = data['lq'], list(data.get('lq_path') or [])
         expected = MultibandValidationMixin.network_in_chans(self)
         if expected is not None and lq.shape[1] != expected:

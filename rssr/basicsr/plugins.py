@@ -1,8 +1,9 @@
 """``--import PKG``: bring another package's BasicSR components in before options are checked.
 
-``python -m rssr.train/test/infer --import PKG`` (repeatable) imports rssr first (BasicSR's shims
-and rssr's registrations, see :mod:`rssr.basicsr.compat`), then each package in the order given, so a
-package that imports basicsr at its top level works whatever it imports first. Its archs, models,
+``python -m rssr.train/test/infer --import PKG`` (repeatable) imports rssr first (its import hook
+installs BasicSR's shims and rssr's registrations when basicsr is imported, see
+:mod:`rssr.basicsr.activation`), then each package in the order given, so a package that imports
+basicsr at its top level works whatever it imports first. Its archs, models,
 losses, datasets and metrics are then in BasicSR's registries when the option file is checked.
 """
 from __future__ import annotations
@@ -55,8 +56,8 @@ def exit_if_rssr_shadowed() -> None:
 
 
 def import_plugins(packages: Sequence[str]) -> None:
-    """Import rssr (BasicSR shims and registration first), then each package; a missing one is a
-    user error naming it."""
+    """Import rssr (whose import hook sets BasicSR up, see :mod:`rssr.basicsr.activation`), then each
+    package; a missing one is a user error naming it."""
     exit_if_rssr_shadowed()
     import rssr  # noqa: F401
 
