@@ -50,3 +50,14 @@ def test_arch_kwargs_must_be_a_mapping():
     assert parse_arch_kwargs('') == {} and parse_arch_kwargs('{upscale: 2}') == {'upscale': 2}
     with pytest.raises(InferenceError, match='--arch-kwargs must be a mapping'):
         parse_arch_kwargs('[1, 2]')
+
+
+def test_options_file_mistakes_name_the_file(tmp_path):
+    with pytest.raises(InferenceError, match=r'^options file \S+missing\.yml does not exist'):
+        load_model(options=str(tmp_path / 'missing.yml'))
+    (tmp_path / 'bad.yml').write_text('network_g:\n  type: EDSR\n   num_feat: 4\n', encoding='utf-8')
+    with pytest.raises(InferenceError, match=r'^options file \S+bad\.yml is not valid YAML at line 3'):
+        load_model(options=str(tmp_path / 'bad.yml'))
+    (tmp_path / 'empty.yml').write_text('', encoding='utf-8')
+    with pytest.raises(InferenceError, match=r'empty\.yml has no network_g\.type'):
+        load_model(options=str(tmp_path / 'empty.yml'))

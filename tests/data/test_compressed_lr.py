@@ -28,7 +28,8 @@ def textured_image(height: int, width: int, seed: int) -> np.ndarray:
     """An 8-bit BGR image with edges, gradients and noise (so JPEG at each QF loses something)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
-    base = np.stack([(xx * 255 // max(width - 1, 1)), (yy * 255 // max(height - 1, 1)), ((xx // 6 + yy // 6) % 2) * 200])
+    checkerboard = ((xx // 6 + yy // 6) % 2) * 200
+    base = np.stack([xx * 255 // max(width - 1, 1), yy * 255 // max(height - 1, 1), checkerboard])
     noisy = base.transpose(1, 2, 0) + rng.normal(0, 25, (height, width, 3))
     return np.clip(noisy, 0, 255).astype(np.uint8)
 

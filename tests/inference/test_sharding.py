@@ -14,7 +14,7 @@ from affine import Affine
 from rssr import infer
 from rssr.inference.scene import stale_partial_outputs
 from rssr.inference.sharding import FAILED, SKIPPED, WRITTEN, JobResult, Shard, rank_device, run_shard, summary
-from testkit import REPO, run_torchrun
+from testkit import run_torchrun
 
 EDSR_KWARGS = dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=2, img_range=1.0,
                    rgb_mean=[0.1, 0.1, 0.1])
