@@ -30,8 +30,8 @@ def parse_arch_kwargs(text: str) -> Dict[str, Any]:
     try:
         kwargs = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise InferenceError(f'--arch-kwargs {text!r} is not valid YAML{yaml_error_location(err)}: '
-                             f"{yaml_problem(err)}; give a mapping such as --arch-kwargs '{{in_chans: 4, upscale: 4}}'.") from None
+        raise InferenceError(f'--arch-kwargs {text!r} is not valid YAML{yaml_error_location(err)}: {yaml_problem(err)}'
+                             f"; give a mapping such as --arch-kwargs '{{in_chans: 4, upscale: 4}}'.") from None
     if kwargs is None:
         return {}
     if not isinstance(kwargs, dict):
