@@ -30,7 +30,10 @@ import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from rssr.basicsr.models.multiband_validation import NETWORK_IN_CHANNEL_KEYS, MultibandValidationMixin
+from rssr.checkpoint import CheckpointError, describe_mismatch, extract_state_dict, read_checkpoint, save_atomically
+from rssr.data.transforms import check_pair_sizes, check_patch_fits
 from rssr.errors import DataError, DataNotFoundError, UserError, note_batch
+from rssr.io import RasterError, read_raster_info
 
 GUARD_MARK = '_rssr_guarded'
 
@@ -193,9 +196,6 @@ def _disk_pair(dataset: Any, index: int) -> Optional[Tuple[str, str]]:
 def _check_pair_headers(opt: Dict[str, Any], gt_path: str, lq_path: str) -> None:
     """LQ/GT sizes against ``scale`` and the training patch ``gt_size``, from the file headers (skipped when a
     header cannot be read: the read that follows then explains the file)."""
-    from rssr.data.transforms import check_pair_sizes, check_patch_fits
-    from rssr.io import RasterError, read_raster_info
-
     try:
         gt, lq = read_raster_info(gt_path), read_raster_info(lq_path)
     except RasterError:
@@ -261,8 +261,6 @@ def load_network_explained(load_network: Callable) -> Callable:
 
     @functools.wraps(load_network)
     def explained(self: Any, net: Any, load_path: str, strict: bool = True, param_key: Optional[str] = 'params'):
-        from rssr.checkpoint import CheckpointError, describe_mismatch, extract_state_dict, read_checkpoint
-
         try:
             return load_network(self, net, load_path, strict, param_key)
         except CheckpointError:
@@ -290,8 +288,6 @@ def save_network(self: Any, net: Any, net_label: str, current_iter: int, param_k
     """BasicSR's ``BaseModel.save_network`` (same file, same contents; rank 0 only, where BasicSR writes the
     same file from every rank), written through a temporary file; a failed save stops the run instead of
     being logged and ignored."""
-    from rssr.checkpoint import save_atomically
-
     if self.opt.get('rank', 0) != 0:
         return
     nets = net if isinstance(net, list) else [net]
@@ -307,8 +303,6 @@ def save_network(self: Any, net: Any, net_label: str, current_iter: int, param_k
 @_guarded
 def save_training_state(self: Any, epoch: int, current_iter: int) -> None:
     """BasicSR's ``BaseModel.save_training_state`` (rank 0, same contents), written through a temporary file."""
-    from rssr.checkpoint import save_atomically
-
     if current_iter == -1 or self.opt.get('rank', 0) != 0:
         return
     state = {'epoch': epoch, 'iter': current_iter, 'optimizers': [o.state_dict() for o in self.optimizers],
@@ -323,8 +317,6 @@ def load_resume_state_checked(load_resume_state: Callable) -> Callable:
 
     @functools.wraps(load_resume_state)
     def checked(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-        from rssr.checkpoint import CheckpointError, read_checkpoint
-
         try:
             state = load_resume_state(opt)
         except Exception as err:

@@ -30,6 +30,7 @@ import os
 import warnings
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
+from rssr.band_normalization import BandNormalization, BandNormalizationError
 from rssr.basicsr.checkpoint_format import CHECKPOINT_FORMATS, checkpoint_format
 from rssr.basicsr.declarations import (
     DATASET_OPTION_KEYS,
@@ -40,6 +41,7 @@ from rssr.basicsr.declarations import (
     declared,
 )
 from rssr.basicsr.option_reads import OptionPath, OptionReads, class_reads, compared_names, function_reads
+from rssr.basicsr.registration import lookup
 from rssr.errors import UserError
 from rssr.threads import OPTION_KEY as THREADS_OPTION_KEY
 from rssr.threads import configure_threads
@@ -163,8 +165,6 @@ class _Checker:
     def lookup(self, key: str, name: Any, registry: Any) -> Optional[Any]:
         """The object BasicSR's ``Registry.get`` returns for ``name`` (``<name>_basicsr`` and rssr's
         aliases such as ``SMSR`` included), or None with a problem naming the registry and the closest names."""
-        from rssr.basicsr.registration import lookup
-
         found = lookup(registry, str(name))
         if found is not None:
             return found
@@ -337,8 +337,6 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
 
 def _check_band_normalization(check: _Checker, spec: Any) -> None:
     """``band_normalization`` mistakes (a misspelled key, a bad mode) found before any data is read."""
-    from rssr.band_normalization import BandNormalization, BandNormalizationError
-
     try:
         BandNormalization.from_options(spec)
     except BandNormalizationError as err:
@@ -347,8 +345,6 @@ def _check_band_normalization(check: _Checker, spec: Any) -> None:
 
 def _dataset_top_level_keys(datasets: Any, registry: Any) -> Set[str]:
     """Top-level keys the file's dataset classes declare (:data:`~rssr.basicsr.declarations.TOP_LEVEL_OPTION_KEYS`)."""
-    from rssr.basicsr.registration import lookup
-
     specs = datasets.values() if isinstance(datasets, Mapping) else ()
     classes = [lookup(registry, str(spec.get('type'))) for spec in specs if isinstance(spec, Mapping)]
     return {key for cls in classes for key in declared(cls, TOP_LEVEL_OPTION_KEYS)}
