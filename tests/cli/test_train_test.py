@@ -12,31 +12,49 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 import torch
-
 from testkit import REPO, run_torchrun, train_options, write_yaml
+
 from rssr.basicsr.startup import EXIT_BAD_OPTIONS, normalize_argv
 
 LOG_LINE = re.compile(r'iter:\s+(\d+),.*l_pix: (\S+) grad_norm: (\S+)')
 
 
-def start(args: List[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1'}
-    return subprocess.Popen([sys.executable, '-m', 'rssr.train', *args], cwd=cwd, env=env, text=True,
+# ``python -m rssr.train`` that SIGKILLs itself as iteration ``kill_at`` starts (after the state of an earlier
+# iteration was saved): the kill lands at a known point however loaded the machine is.
+KILLED_AT_ITERATION = """
+import os, signal, sys
+from rssr.basicsr.models.sr_model import RSSRModel
+from rssr.train import main
+kill_at = int(sys.argv.pop(1))
+optimize_parameters = RSSRModel.optimize_parameters
+def optimize_unless_killed(self, current_iter):
+    if current_iter == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    optimize_parameters(self, current_iter)
+RSSRModel.optimize_parameters = optimize_unless_killed
+main(sys.argv[1:])
+"""
+
+
+def start(args: List[str], cwd: Path, kill_at: Optional[int] = None) -> subprocess.Popen:
+    """``python -m rssr.train ARGS`` in ``cwd``; with ``kill_at``, it SIGKILLs itself as that iteration starts."""
+    env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
+    launch = ['-m', 'rssr.train'] if kill_at is None else ['-c', KILLED_AT_ITERATION, str(kill_at)]
+    return subprocess.Popen([sys.executable, *launch, *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def losses_until(proc: subprocess.Popen, last_iter: int, kill_when: Optional[Path] = None
-                 ) -> Tuple[Dict[int, Tuple[str, str]], str]:
-    """Read the training log; SIGKILL the run once it logged ``last_iter`` (or once ``kill_when`` exists)."""
+def losses_until(proc: subprocess.Popen, last_iter: int) -> Tuple[Dict[int, Tuple[str, str]], str]:
+    """Read the training log; SIGKILL the run once it logged ``last_iter`` (or read until it ended)."""
     losses, lines = {}, []
     for line in proc.stdout:
         lines.append(line)
         match = LOG_LINE.search(line)
         if match:
             losses[int(match.group(1))] = match.group(2, 3)
-        if (kill_when is not None and kill_when.exists()) or (match and int(match.group(1)) >= last_iter):
-            proc.send_signal(signal.SIGKILL)
-            break
+            if int(match.group(1)) >= last_iter:
+                proc.send_signal(signal.SIGKILL)
+                break
     proc.wait(timeout=60)
     return losses, ''.join(lines)
 
@@ -52,15 +70,16 @@ def test_kill_then_auto_resume_continues_the_same_run(tmp_path):
         write_yaml(opt, folder / 'resume.yml')
 
     reference, _ = losses_until(start(['-opt', 'resume.yml'], runs['uninterrupted']), last_iter=10)
+    killed = start(['-opt', 'resume.yml'], runs['killed'], kill_at=5)  # newest state then: 3.state, mid-epoch
+    before_kill, log = losses_until(killed, last_iter=10)
+    assert killed.returncode == -signal.SIGKILL and max(before_kill) == 4, log[-4000:]
     states = runs['killed'] / 'experiments' / 'resume' / 'training_states'
-    before_kill, _ = losses_until(start(['-opt', 'resume.yml'], runs['killed']), 10, kill_when=states / '3.state')
-    resumed_from = max(int(p.stem) for p in states.glob('*.state'))
-    assert 3 <= resumed_from < 10
+    assert sorted(path.name for path in states.iterdir()) == ['3.state']  # complete: saved through a rename
     after_resume, log = losses_until(start(['-opt', 'resume.yml', '--auto_resume'], runs['killed']), last_iter=10)
 
-    assert f'Resuming training from epoch: {(resumed_from - 1) // 2}, iter: {resumed_from}.' in log
-    assert min(after_resume) == resumed_from + 1
-    assert {i: before_kill[i] for i in range(1, resumed_from + 1)} == {i: reference[i] for i in range(1, resumed_from + 1)}
+    assert 'Resuming training from epoch: 1, iter: 3.' in log
+    assert min(after_resume) == 4
+    assert before_kill == {i: reference[i] for i in before_kill}
     assert after_resume == {i: reference[i] for i in after_resume}
     assert max(after_resume) >= 10
     same = [torch.load(run / 'experiments' / 'resume' / 'training_states' / '9.state', weights_only=True)
@@ -156,10 +175,13 @@ def test_misspelled_keys_get_the_closest_valid_name(tmp_path, capsys):
     assert code == EXIT_BAD_OPTIONS
     for expected in ("network_g.num_feats is not an option of arch EDSR; did you mean 'num_feat'",
                      "train.totl_iter is not an option of model RSSRModel training; did you mean 'total_iter'",
-                     "train.grad_clip_nrom is not an option of model RSSRModel training; did you mean 'grad_clip_norm'",
+                     "train.grad_clip_nrom is not an option of model RSSRModel training; "
+                     "did you mean 'grad_clip_norm'",
                      "train.optim_g.weight_decy is not an option of optimizer AdamW; did you mean 'weight_decay'",
-                     "datasets.train.gt_szie is not an option of dataset type PairedImageDataset; did you mean 'gt_size'",
-                     "val.metrics.psnr.crop_boarder is not an option of metric calculate_psnr; did you mean 'crop_border'"):
+                     "datasets.train.gt_szie is not an option of dataset type PairedImageDataset; "
+                     "did you mean 'gt_size'",
+                     "val.metrics.psnr.crop_boarder is not an option of metric calculate_psnr; "
+                     "did you mean 'crop_border'"):
         assert expected in err
     assert_one_paragraph(err)
 
@@ -173,8 +195,9 @@ def test_test_cli_validates_and_writes_results_in_cwd(tmp_path, capsys):
     code, err = run_cli('rssr.test', ['-opt', 't.yml'], tmp_path, capsys)
     assert code == EXIT_BAD_OPTIONS and 'path.pretrain_network_g missing.pth does not exist' in err
 
-    import rssr  # noqa: F401
     from basicsr.archs import build_network
+
+    import rssr  # noqa: F401
     net = build_network(dict(opt['network_g']))
     torch.save({'params': net.state_dict()}, tmp_path / 'net.pth')
     test_opt['path']['pretrain_network_g'] = 'net.pth'
