@@ -2,6 +2,7 @@
 optimizers, determinism and safetensors checkpoints."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 import rssr  # noqa: F401
 from basicsr.models import build_model
-from basicsr.utils import set_random_seed
+from basicsr.utils import get_root_logger, set_random_seed
 
 from testkit import runtime_options, train_options
 from rssr.basicsr.models.sr_model import no_weight_decay_names, weight_decay_groups
@@ -26,7 +27,8 @@ def build(tmp_path: Path, logger=None, **train):
 
 def batch(seed: int = 0, size: int = 4):
     generator = torch.Generator().manual_seed(seed)
-    return {'lq': torch.rand(size, 3, 8, 8, generator=generator), 'gt': torch.rand(size, 3, 16, 16, generator=generator)}
+    return {'lq': torch.rand(size, 3, 8, 8, generator=generator),
+            'gt': torch.rand(size, 3, 16, 16, generator=generator)}
 
 
 def train_steps(model, steps: int):
@@ -207,7 +209,9 @@ TINY_MAMBA_NETS = {
 
 
 @pytest.mark.parametrize('arch', sorted(TINY_MAMBA_NETS))
-def test_adamw_leaves_the_no_weight_decay_parameters_undecayed(tmp_path, arch, caplog):
+def test_adamw_leaves_the_no_weight_decay_parameters_undecayed(tmp_path, arch, caplog, monkeypatch):
+    monkeypatch.setattr(get_root_logger(), 'propagate', True)  # BasicSR's logger (set up first), seen by caplog
+    caplog.set_level(logging.INFO, logger='basicsr')
     opt = runtime_options(train_options(tmp_path / 'data', with_val=False), tmp_path)
     opt['network_g'] = {'type': arch, 'upscale': 2, 'upsampler': 'pixelshuffledirect', **TINY_MAMBA_NETS[arch]}
     opt['train']['optim_g'] = {'type': 'AdamW', 'lr': 0.1, 'weight_decay': 0.01}
@@ -223,3 +227,4 @@ def test_adamw_leaves_the_no_weight_decay_parameters_undecayed(tmp_path, arch, c
     for name, param in net.named_parameters():
         factor = 1.0 if name in exempt else 1 - 0.1 * 0.01
         torch.testing.assert_close(param.detach(), before[name] * factor, rtol=0, atol=1e-7, msg=name)
+    assert f'Weight decay 0.01: {len(exempt)} parameter tensors of {arch} are exempt' in caplog.text
