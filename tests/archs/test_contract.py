@@ -24,10 +24,10 @@ from rssr.registry import ARCHS
 
 SMALL_OVERRIDES: Dict[str, Dict[str, Any]] = {
     'convformersr': dict(embed_dim=16, depths=[1], num_heads=[2], mlp_ratio=2., num_block=1),
-    # ConvMambaSR's channel attention squeezes embed_dim // 3 (// 6 with pixelshuffledirect) by 30: narrower
-    # models skip it, leaving its activation's parameters without a gradient.
-    'convmambasr': dict(embed_dim=90, depths=[1], RCG_num=1, d_state=4, mlp_ratio=1.),
-    'convmambasr_s2_x4': dict(embed_dim=180, depths=[1], RCG_num=1, d_state=4),
+    # ConvMambaSR's channel attention squeezes embed_dim by 30: a narrower model skips it, leaving its
+    # activation's parameters without a gradient.
+    'convmambasr': dict(embed_dim=30, depths=[1], RCG_num=1, d_state=4, mlp_ratio=1.),
+    'convmambasr_s2_x4': dict(embed_dim=30, depths=[1], RCG_num=1, d_state=4),
     'lstmconvsr': dict(embed_dim=16, depths=[1], CNN_num=1, mlp_ratio=2.),
     'mambacsr': dict(embed_dim=24, d_state=4, depths=[1], depths2=[1], mlp_ratio=1.),
     'mambacsr_wo': dict(embed_dim=24, d_state=4, depths=[1], depths2=[1], mlp_ratio=1.),
