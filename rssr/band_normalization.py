@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rssr.errors import UserError
+from rssr.layers.padding import SizeRequirements
 from rssr.utils import closest_names
 
 MODES = ('none', 'dataset', 'image')
@@ -186,10 +187,14 @@ class BandNormalizedSR(nn.Module):
         self.fixed_statistics = fixed_statistics
 
     @property
-    def size_requirements(self) -> Any:
+    def size_requirements(self) -> SizeRequirements:
         """The inner arch's input size requirements (read by tiled inference)."""
-        from rssr.layers.padding import SizeRequirements
         return getattr(self.net, 'size_requirements', SizeRequirements())
+
+    @property
+    def output_scale(self) -> int:
+        """The inner arch's output size / input size (the wrapper does not resample)."""
+        return self.net.output_scale
 
     def with_statistics(self, mean: Tensor, std: Tensor) -> 'BandNormalizedSR':
         """The same network with fixed statistics (N or 1, C, 1, 1), e.g. those of a whole scene, so that

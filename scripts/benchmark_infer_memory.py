@@ -3,9 +3,9 @@
     python scripts/benchmark_infer_memory.py                          # 1024^2 and 4096^2 LR, x4
     python scripts/benchmark_infer_memory.py --sizes 1024 4096x1024 --scale 2   # rows x cols
 
-For each size (``N`` or ``ROWSxCOLS`` LR pixels) a synthetic 4-band uint16 GeoTIFF (smooth patterns plus noise, tiled, deflate) is
-written block by block to a temporary folder; then a fresh Python process imports rssr, builds a
-tiny conv net (3x3 conv, ReLU, 3x3 conv, pixel shuffle: translation-local), records its
+For each size (``N`` or ``ROWSxCOLS`` LR pixels) a synthetic 4-band uint16 GeoTIFF (smooth patterns plus
+noise, tiled, deflate) is written block by block to a temporary folder; then a fresh Python process
+imports rssr, builds a tiny conv net (3x3 conv, ReLU, 3x3 conv, pixel shuffle: translation-local), records its
 ``ru_maxrss`` as the baseline, super-resolves the scene on the CPU to a uint16 GeoTIFF and reports
 ``ru_maxrss`` again. Columns: peak RSS above that baseline, wall time, tile count, and each size's
 peak over the first size's peak (all measured in this run). Scene inference holds the overlap

@@ -13,12 +13,13 @@ import argparse
 from typing import Dict
 
 import torch
-from tqdm import tqdm
-
-import rssr  # noqa: F401  (registries filled)
 from basicsr.data import build_dataset
 from basicsr.utils.matlab_functions import imresize
 from basicsr.utils.registry import METRIC_REGISTRY
+from tqdm import tqdm
+
+import rssr  # noqa: F401  (registries filled)
+from rssr.basicsr.declarations import METRIC_KIND, METRIC_OPTIONS, declared
 from rssr.basicsr.models.multiband_validation import MultibandValidationMixin
 from rssr.basicsr.options import load_yaml
 
@@ -35,11 +36,12 @@ def bicubic_scores(opt: Dict, dataset_opt: Dict) -> Dict[str, float]:
         for name, metric_opt in metrics.items():
             options = {k: v for k, v in metric_opt.items() if k not in ('type', 'better')}
             metric = METRIC_REGISTRY.get(metric_opt['type'])
-            if not hasattr(metric, 'rssr_options'):
+            metric_options = declared(metric, METRIC_OPTIONS)
+            if declared(metric, METRIC_KIND) is None:
                 raise ValueError(f'val.metrics.{name}: {metric_opt["type"]} is not an rssr metric')
-            if 'scale' in metric.rssr_options:
+            if 'scale' in metric_options:
                 options.setdefault('scale', opt['scale'])
-            if 'band_names' in metric.rssr_options and options.get('band_names') is None:
+            if 'band_names' in metric_options and options.get('band_names') is None:
                 options['band_names'] = MultibandValidationMixin._band_names(item)
             totals[name] += metric(img=sr, img2=gt, mask=valid, **options)
     return {name: total / len(dataset) for name, total in totals.items()}
@@ -55,7 +57,8 @@ def main() -> None:
     print('|---|---|' + '---|' * len(names))
     for dataset_opt in opt['datasets'].values():
         scores = bicubic_scores(opt, dataset_opt)
-        print(f'| {dataset_opt["name"]} | bicubic x{opt["scale"]} | ' + ' | '.join(f'{scores[n]:.4f}' for n in names) + ' |')
+        cells = ' | '.join(f'{scores[n]:.4f}' for n in names)
+        print(f'| {dataset_opt["name"]} | bicubic x{opt["scale"]} | {cells} |')
 
 
 if __name__ == '__main__':

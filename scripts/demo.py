@@ -38,14 +38,14 @@ def evaluate(options: str) -> Dict[str, Dict[str, float]]:
     import numpy as np
     import torch
     import torch.nn.functional as F
-
-    import rssr  # noqa: F401  (registers rssr into BasicSR)
     from basicsr.archs import build_network
     from basicsr.data import build_dataset
     from basicsr.metrics import calculate_psnr, calculate_ssim
     from basicsr.utils import tensor2img
-    from rssr.checkpoint import load_weights
+
+    import rssr  # noqa: F401  (registers rssr into BasicSR)
     from rssr.basicsr.options import load_yaml
+    from rssr.checkpoint import load_weights
 
     opt = load_yaml(options)
     scale = int(opt['scale'])

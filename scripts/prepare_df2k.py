@@ -21,8 +21,16 @@ from tqdm import tqdm
 
 import rssr  # noqa: F401  (makes basicsr importable)
 from rssr.data.degradations import jpeg_compress
-from rssr.data.preparation import (Image, add_common_arguments, bicubic_lr, list_images, load_image, mod_crop, save,
-                                   tiles)
+from rssr.data.preparation import (
+    Image,
+    add_common_arguments,
+    bicubic_lr,
+    list_images,
+    load_image,
+    mod_crop,
+    save,
+    tiles,
+)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -62,7 +62,8 @@ def list_images(folder: Path) -> List[Path]:
     return found
 
 
-def prepare(hr_folder: Path, out_folder: Path, qualities: Iterable[int] = PAPER_QUALITIES, scale: int = 4) -> List[Path]:
+def prepare(hr_folder: Path, out_folder: Path, qualities: Iterable[int] = PAPER_QUALITIES,
+            scale: int = 4) -> List[Path]:
     """Write ``out_folder/LR_q<QF>/<name>.png`` for every HR image and quality; returns the LR folders."""
     qualities = [int(q) for q in qualities]
     for quality in qualities:

@@ -15,8 +15,14 @@ import argparse
 from typing import Optional, Sequence
 
 import rssr  # noqa: F401  (makes basicsr importable)
-from rssr.data.preparation import (add_common_arguments, center_crop, list_images, load_image, seeded_subset,
-                                   write_sr_split)
+from rssr.data.preparation import (
+    add_common_arguments,
+    center_crop,
+    list_images,
+    load_image,
+    seeded_subset,
+    write_sr_split,
+)
 
 DATASETS = ('dota', 'dior', 'nwpu')
 

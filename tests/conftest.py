@@ -1,4 +1,8 @@
-"""Suite-wide pytest set-up: the ``cuda`` marker, and torch's global state restored after every test.
+"""Suite-wide pytest set-up: rssr imported first, the ``cuda`` marker, and torch's global state restored
+after every test.
+
+``import rssr`` here, before any test module runs, installs the hook that makes basicsr 1.4.2 importable
+(its shims) whenever a test module imports basicsr, so test files may import in isort order.
 
 Helpers (paths, synthetic rasters, option files, the CPU ``torchrun`` launcher) are plain functions in
 ``testkit.py``, importable from every test folder because this file's folder is on ``sys.path``.
@@ -10,6 +14,8 @@ from typing import Iterator, List
 
 import pytest
 import torch
+
+import rssr  # noqa: F401  (before any test module imports basicsr: see the module doc)
 
 CUBLAS_WORKSPACE = 'CUBLAS_WORKSPACE_CONFIG'
 

@@ -8,6 +8,7 @@ import re
 from typing import Dict
 
 import pytest
+
 from testkit import REPO
 
 

@@ -12,10 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from testkit import train_options, write_yaml
 from rssr import threads
-from rssr.threads import (LowPriorityWorkerInit, ThreadChoice, choose_threads, configure_threads, dataloader_workers,
-                          explicit_threads)
+from rssr.threads import (
+    LowPriorityWorkerInit,
+    ThreadChoice,
+    choose_threads,
+    configure_threads,
+    dataloader_workers,
+    explicit_threads,
+)
+from testkit import train_options, write_yaml
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,22 @@ from typing import Any, Dict
 import numpy as np
 from torch.utils import data
 
-from rssr.data.raster_source import (RASTER_OPTION_KEYS, RasterReader, check_band_counts, list_rasters, pair_paths,
-                                     read_headers)
-from rssr.data.transforms import (augment, check_pair_sizes, check_patch_fits, mod_crop_size, paired_random_windows,
-                                  to_tensor)
+from rssr.data.raster_source import (
+    RASTER_OPTION_KEYS,
+    RasterReader,
+    check_band_counts,
+    list_rasters,
+    pair_paths,
+    read_headers,
+)
+from rssr.data.transforms import (
+    augment,
+    check_pair_sizes,
+    check_patch_fits,
+    mod_crop_size,
+    paired_random_windows,
+    to_tensor,
+)
 from rssr.errors import DataError
 from rssr.registry import register_dataset
 

@@ -23,9 +23,16 @@ import torch
 from affine import Affine
 from tqdm import tqdm
 
-from rssr.io import (RASTER_EXTENSIONS, GeoReference, Radiometry, output_georeference, read_raster, read_raster_info,
-                     write_raster)
 from rssr.errors import DataError, DataNotFoundError
+from rssr.io import (
+    RASTER_EXTENSIONS,
+    GeoReference,
+    Radiometry,
+    output_georeference,
+    read_raster,
+    read_raster_info,
+    write_raster,
+)
 
 
 @dataclass

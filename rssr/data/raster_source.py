@@ -18,9 +18,17 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from tqdm import tqdm
 
-from rssr.io import (RASTER_EXTENSIONS, Radiometry, RasterArray, RasterInfo, read_raster, read_raster_info,
-                     resolve_bands, resolve_radiometry)
 from rssr.errors import DataError, DataNotFoundError
+from rssr.io import (
+    RASTER_EXTENSIONS,
+    Radiometry,
+    RasterArray,
+    RasterInfo,
+    read_raster,
+    read_raster_info,
+    resolve_bands,
+    resolve_radiometry,
+)
 
 
 @dataclass

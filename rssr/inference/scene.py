@@ -34,8 +34,17 @@ from tqdm import tqdm
 from rssr.band_normalization import BandNormalizedSR
 from rssr.errors import InferenceError
 from rssr.inference.tiling import Tile, TileGrid, blend_weights
-from rssr.io import (GeoReference, Radiometry, RasterError, output_georeference, read_raster, read_raster_info,
-                     resolve_bands, resolve_radiometry, values_to_dn)
+from rssr.io import (
+    GeoReference,
+    Radiometry,
+    RasterError,
+    output_georeference,
+    read_raster,
+    read_raster_info,
+    resolve_bands,
+    resolve_radiometry,
+    values_to_dn,
+)
 from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
 from rssr.utils import AUTOCAST_DTYPES
 

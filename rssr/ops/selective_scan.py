@@ -205,7 +205,8 @@ def resolve_backend(u: Tensor, backend: Optional[str] = None) -> Tuple[str, Call
 
 def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor] = None,
                    z: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None, delta_softplus: bool = False,
-                   return_last_state: bool = False, backend: Optional[str] = None) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+                   return_last_state: bool = False,
+                   backend: Optional[str] = None) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """Selective scan over u (b, d, l); see the module docstring for the math, shapes and backends."""
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     _, runner = resolve_backend(u, backend)

@@ -148,7 +148,8 @@ def test_shipped_weights_load_strictly_into_the_card_configuration(name):
     with torch.no_grad():
         output = trained(lr)
         assert torch.equal(fresh(lr), network(lr))
-    assert output.shape == expected_shape(fresh, lr) and torch.isfinite(output).all()
+    assert trained.output_scale == fresh.output_scale  # the wrapper reports its network's scale
+    assert output.shape == expected_shape(trained, lr) and torch.isfinite(output).all()
 
 
 @pytest.mark.parametrize('name', MODELS)

@@ -3,10 +3,10 @@ forward/backward for many band counts and sizes, configuration errors, and autoc
 
 import pytest
 import torch
-from testkit import CONFORMANCE
 
 import rssr
 from rssr.archs.convformersr import ChannelSelfAttention, ConvFormerSR
+from testkit import CONFORMANCE
 
 
 def _cases(file_name):

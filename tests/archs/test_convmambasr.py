@@ -5,13 +5,13 @@ import warnings
 import pytest
 import torch
 import yaml
-from testkit import CONFORMANCE, REPO
 
 import rssr  # noqa: F401  (registries filled)
 import rssr.layers.residual_group as residual_group
 from rssr.archs.convmambasr import OFFICIAL_KWARGS, ConvMambaSR
 from rssr.layers.ss2d import SS2D
 from rssr.zoo import create_model, model_card
+from testkit import CONFORMANCE, REPO
 
 OFFICIAL_PARAMS = {2: 16_538_123, 3: 16_722_763, 4: 16_685_835}
 

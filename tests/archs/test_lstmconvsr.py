@@ -4,11 +4,11 @@ import warnings
 import pytest
 import torch
 import yaml
-from testkit import CONFORMANCE, REPO
 
 import rssr
 from rssr.archs.lstmconvsr import LSTMConvSR, MatrixLSTMCell
 from rssr.layers.padding import crop_output, pad_to_valid
+from testkit import CONFORMANCE, REPO
 
 OPTIONS = REPO / 'options'
 OFFICIAL_PARAMS = {2: 19_056_963, 3: 19_241_603, 4: 19_204_675}

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from testkit import CONFORMANCE, REPO
 
 import rssr  # noqa: F401
 from rssr.archs.mambacsr import MambaCSR, direction_schedule
 from rssr.zoo import create_model, list_models, model_card
+from testkit import CONFORMANCE, REPO
 
 FIXTURE = torch.load(CONFORMANCE / 'mambacsr.pt', weights_only=True)
 EXTRA = torch.load(CONFORMANCE / 'mambacsr_extra.pt', weights_only=True)

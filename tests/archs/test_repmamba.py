@@ -11,12 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from testkit import CONFORMANCE, REPO
 from torch import nn
 
 import rssr  # noqa: F401  (registers everything)
 from rssr.archs.repmamba import RepMamba, RepSS2D
 from rssr.layers.reparam import ConvBN, FusedConvBN, FusedRepDWConv, RepDWConv
+from testkit import CONFORMANCE, REPO
 
 SHARED = torch.load(CONFORMANCE / 'repmamba.pt', weights_only=True)
 EXTRA = torch.load(CONFORMANCE / 'repmamba_extra.pt', weights_only=True)

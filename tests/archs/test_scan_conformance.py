@@ -9,12 +9,12 @@ layers around them. Each case runs through the float64-exact ``torch`` backend a
 
 import pytest
 import torch
-from testkit import CONFORMANCE
 
 import rssr  # noqa: F401  (registries filled)
 from rssr.archs.convmambasr import ConvMambaSR
 from rssr.archs.mambacsr import MambaCSR
 from rssr.archs.repmamba import RepMamba
+from testkit import CONFORMANCE
 
 ARCHS = {'convmambasr': ConvMambaSR, 'repmamba': RepMamba, 'mambacsr': MambaCSR}
 CASES = [pytest.param(name, case, id=f"{name}-{case['name']}") for name in ARCHS

@@ -11,7 +11,7 @@ import cv2
 import pytest
 import torch
 
-from testkit import REPO, SCALE, run_torchrun, train_options, write_yaml
+from testkit import SCALE, run_torchrun, train_options, write_yaml
 
 PSNR_LINE = re.compile(r'# psnr: (\S+)')
 
@@ -23,10 +23,11 @@ CONVFORMERSR = {'type': 'ConvFormerSR', 'upscale': SCALE, 'in_chans': 3, 'embed_
 
 def single_process_psnr(opt: dict, weights: Path, param_key: str) -> float:
     """PSNR of the saved weights on the val pair, computed in this one process as BasicSR's metric does."""
-    import rssr  # noqa: F401  (registers the archs)
     from basicsr.metrics import calculate_psnr
     from basicsr.utils import img2tensor, tensor2img
     from basicsr.utils.registry import ARCH_REGISTRY
+
+    import rssr  # noqa: F401  (registers the archs)
     from rssr.checkpoint import load_weights, read_checkpoint
 
     kwargs = dict(opt['network_g'])

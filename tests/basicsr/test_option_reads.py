@@ -1,13 +1,13 @@
-"""rssr.basicsr.option_reads derives the option keys a component reads from its source; rssr.basicsr.options uses them."""
+"""rssr.basicsr.option_reads derives the option keys a component reads from its source; the checker uses them."""
 import warnings
 from typing import Any, Dict
 
 import pytest
 import yaml
-
-import rssr  # noqa: F401
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
+
+import rssr  # noqa: F401
 from rssr.basicsr.option_reads import OptionReads, class_reads, compared_names
 from rssr.basicsr.options import OptionsError, check_options, declare_option_keys, optimizers_offered
 

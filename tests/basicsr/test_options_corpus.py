@@ -21,13 +21,13 @@ from typing import Any, Dict
 
 import pytest
 import yaml
-from torch import nn
-
-import rssr  # noqa: F401  (registries filled)
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.models.sr_model import SRModel
 from basicsr.models.srgan_model import SRGANModel
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
+from torch import nn
+
+import rssr  # noqa: F401  (registries filled)
 from rssr.basicsr.options import OptionsError, check_options
 from testkit import FIXTURES
 
@@ -180,12 +180,14 @@ def test_rssr_model_train_typo_is_refused(tmp_path):
 
 def test_key_another_component_reads_only_warns(tmp_path):
     """net_d_iters is SRGANModel's: under EDSR's SRModel it has no effect, but it is no typo."""
-    with pytest.warns(UserWarning, match=r'train.net_d_iters is read by [\w, ]*SRGANModel[\w, ]*, not by model SRModel'):
+    read_elsewhere = r'train.net_d_iters is read by [\w, ]*SRGANModel[\w, ]*, not by model SRModel'
+    with pytest.warns(UserWarning, match=read_elsewhere):
         check('basicsr/train_EDSR_Mx2.yml', tmp_path, _set('train', 'net_d_iters', 1))
 
 
 def test_unknown_key_nobody_reads_and_no_near_miss_only_warns(tmp_path):
-    with pytest.warns(UserWarning, match='datasets.train.my_project_flag is not read by dataset type PairedImageDataset'):
+    not_read = 'datasets.train.my_project_flag is not read by dataset type PairedImageDataset'
+    with pytest.warns(UserWarning, match=not_read):
         check('basicsr/train_EDSR_Mx2.yml', tmp_path, _set('datasets.train', 'my_project_flag', 1))
 
 

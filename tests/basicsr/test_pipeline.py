@@ -7,13 +7,11 @@ import os
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
 import rssr  # noqa: F401  (registers rssr into BasicSR)
 from testkit import REPO, train_options, write_yaml
-
 
 
 def test_import_twice_in_a_fresh_interpreter():
@@ -27,9 +25,10 @@ def test_import_twice_in_a_fresh_interpreter():
 
 
 def test_basicsr_modules_that_need_the_shims_import():
+    import distutils.version  # noqa: F401  (basicsr 1.4.2 uses LooseVersion; Python 3.12 removed distutils)
+
     import basicsr.data.degradations as degradations  # imports torchvision.transforms.functional_tensor
     from basicsr.utils import img_util  # noqa: F401
-    import distutils.version  # noqa: F401  (basicsr 1.4.2 uses LooseVersion; Python 3.12 removed distutils)
     assert callable(degradations.rgb_to_grayscale)
 
 
@@ -43,6 +42,7 @@ def test_torchvision_shim_leaves_a_real_module_alone(monkeypatch):
 
 def test_registry_contents_match_basicsr_and_never_shadow_its_names():
     from basicsr.utils import registry as basicsr_registry
+
     from rssr import registry
     pairs = {registry.ARCHS: basicsr_registry.ARCH_REGISTRY, registry.LOSSES: basicsr_registry.LOSS_REGISTRY,
              registry.METRICS: basicsr_registry.METRIC_REGISTRY, registry.DATASETS: basicsr_registry.DATASET_REGISTRY,
@@ -54,7 +54,8 @@ def test_registry_contents_match_basicsr_and_never_shadow_its_names():
     assert 'RSSRModel' in registry.MODELS
     for theirs, name in ((basicsr_registry.MODEL_REGISTRY, 'SRModel'), (basicsr_registry.LOSS_REGISTRY, 'L1Loss'),
                          (basicsr_registry.DATASET_REGISTRY, 'PairedImageDataset'),
-                         (basicsr_registry.METRIC_REGISTRY, 'calculate_psnr'), (basicsr_registry.ARCH_REGISTRY, 'EDSR')):
+                         (basicsr_registry.METRIC_REGISTRY, 'calculate_psnr'),
+                         (basicsr_registry.ARCH_REGISTRY, 'EDSR')):
         assert theirs.get(name).__module__.startswith('basicsr.'), name
 
 
@@ -101,6 +102,7 @@ def test_yaml_of_rssr_types_runs_through_basicsr_training_pipeline(tmp_path, mon
 def test_every_bundled_option_file_passes_the_checks(path, monkeypatch):
     """Only missing datasets (not shipped: prepared by scripts/prepare_*.py) may be reported."""
     import re
+
     from rssr.basicsr.options import OptionsError, check_options
     monkeypatch.chdir(REPO)
     is_train = '/test/' not in path

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from basicsr.archs.srvgg_arch import SRVGGNetCompact
 
 import rssr  # noqa: F401
-from basicsr.archs.srvgg_arch import SRVGGNetCompact
 from rssr.archs.repmamba import RepMamba
 from rssr.inference import InferenceError, load_model
 from rssr.inference.loading import parse_arch_kwargs

@@ -12,9 +12,9 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 import torch
-from testkit import REPO, run_torchrun, train_options, write_yaml
 
 from rssr.basicsr.startup import EXIT_BAD_OPTIONS, normalize_argv
+from testkit import REPO, run_torchrun, train_options, write_yaml
 
 LOG_LINE = re.compile(r'iter:\s+(\d+),.*l_pix: (\S+) grad_norm: (\S+)')
 

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from basicsr.data.paired_image_dataset import PairedImageDataset
 
 import rssr  # noqa: F401  (registers rssr datasets, makes basicsr importable)
-from basicsr.data.paired_image_dataset import PairedImageDataset
 from rssr.data.degradations import DegradationPipeline, jpeg_compress
 from rssr.data.scene_degradation_dataset import SceneDegradationDataset
 from testkit import REPO

@@ -8,9 +8,9 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
+from basicsr.utils.matlab_functions import imresize
 
 import rssr  # noqa: F401
-from basicsr.utils.matlab_functions import imresize
 from testkit import REPO, SENTINEL2
 
 

@@ -4,9 +4,17 @@ import pytest
 import rasterio
 from affine import Affine
 
+from rssr.io import (
+    RADIOMETRY_PRESETS,
+    Radiometry,
+    RasterError,
+    output_georeference,
+    read_raster,
+    read_raster_info,
+    resolve_radiometry,
+    write_raster,
+)
 from testkit import CRS_UTM18N, SENTINEL2, TRANSFORM, smooth_dn, write_geotiff
-from rssr.io import (RADIOMETRY_PRESETS, Radiometry, RasterError, output_georeference, read_raster,
-                     read_raster_info, resolve_radiometry, write_raster)
 
 
 def test_geotiff_round_trip_keeps_crs_descriptions_nodata_and_scales_transform(tmp_path):

@@ -7,15 +7,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchmetrics.functional.image as tmi
-
-import rssr  # noqa: F401
 from basicsr.metrics import calculate_metric, calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
 from basicsr.utils.matlab_functions import imresize
+
+import rssr  # noqa: F401
+from rssr.metrics.image_quality import (
+    calculate_ergas,
+    calculate_multiband_psnr,
+    calculate_multiband_ssim,
+    calculate_ndvi_error,
+    calculate_rmse,
+    calculate_sam,
+    calculate_scc,
+    calculate_uiqi,
+    describe_metric,
+)
 from testkit import SENTINEL2
-from rssr.metrics.image_quality import (calculate_ergas, calculate_multiband_psnr, calculate_multiband_ssim,
-                                        calculate_ndvi_error, calculate_rmse, calculate_sam, calculate_scc,
-                                        calculate_uiqi, describe_metric)
 
 
 @pytest.fixture(scope='module')

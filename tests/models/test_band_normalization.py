@@ -12,14 +12,14 @@ import rasterio
 import torch
 import torch.nn.functional as F
 import yaml
+from basicsr.archs.srresnet_arch import MSRResNet
+from basicsr.losses.basic_loss import L1Loss
+from basicsr.models import build_model
 from rasterio.windows import Window
 from torch import nn
 
 import rssr  # noqa: F401  (registries filled)
-from basicsr.archs.srresnet_arch import MSRResNet
-from basicsr.losses.basic_loss import L1Loss
-from basicsr.models import build_model
-
+from rssr.band_normalization import BandNormalization, BandNormalizedSR, masked_band_statistics
 from rssr.checkpoint import read_checkpoint, stored_band_normalization
 from rssr.data import band_statistics
 from rssr.data.band_statistics import dataset_band_statistics, scene_band_statistics
@@ -27,7 +27,6 @@ from rssr.errors import UserError
 from rssr.inference import load_model
 from rssr.io import read_raster, resolve_radiometry
 from rssr.losses.spectral import SAMLoss
-from rssr.band_normalization import BandNormalization, BandNormalizedSR, masked_band_statistics
 from testkit import REPO, run_torchrun, runtime_options, write_pairs
 
 SENTINEL2 = REPO / 'datasets' / 'sentinel2_demo'

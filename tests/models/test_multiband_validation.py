@@ -6,12 +6,12 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
-
-import rssr  # noqa: F401  (first: makes basicsr importable)
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.models.sr_model import SRModel
-from testkit import CRS_UTM18N, SENTINEL2, TRANSFORM, make_pair_folders, tiny_model_opt
+
+import rssr  # noqa: F401  (first: makes basicsr importable)
 from rssr.basicsr.models.multiband_validation import MultibandValidationMixin
+from testkit import CRS_UTM18N, SENTINEL2, TRANSFORM, make_pair_folders, tiny_model_opt
 
 
 class MultibandModel(MultibandValidationMixin, SRModel):

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import rssr  # noqa: F401
 from basicsr.models import build_model
 from basicsr.utils import get_root_logger, set_random_seed
 
-from testkit import runtime_options, train_options
+import rssr  # noqa: F401
 from rssr.basicsr.models.sr_model import no_weight_decay_names, weight_decay_groups
+from rssr.checkpoint import CheckpointError
 from rssr.errors import NonFiniteLossError
+from testkit import runtime_options, train_options
 
 
 def build(tmp_path: Path, logger=None, **train):
@@ -228,3 +228,19 @@ def test_adamw_leaves_the_no_weight_decay_parameters_undecayed(tmp_path, arch, c
         factor = 1.0 if name in exempt else 1 - 0.1 * 0.01
         torch.testing.assert_close(param.detach(), before[name] * factor, rtol=0, atol=1e-7, msg=name)
     assert f'Weight decay 0.01: {len(exempt)} parameter tensors of {arch} are exempt' in caplog.text
+
+
+def test_training_state_with_other_parameter_groups_is_refused_with_advice(tmp_path):
+    """A state saved before the SSM parameters were exempt from weight decay (one optimizer group) cannot
+    resume a run that builds two; the message says what to do instead of torch's bare ValueError."""
+    opt = runtime_options(train_options(tmp_path / 'data', with_val=False), tmp_path)
+    opt['network_g'] = {'type': 'ConvMambaSR', 'upscale': 2, 'upsampler': 'pixelshuffledirect',
+                        **TINY_MAMBA_NETS['ConvMambaSR']}
+    opt['train']['optim_g'] = {'type': 'AdamW', 'lr': 0.1, 'weight_decay': 0.01}
+    model = build_model(opt)
+    old = torch.optim.AdamW(model.net_g.parameters(), lr=0.1, weight_decay=0.01)
+    state = {'epoch': 0, 'iter': 4, 'optimizers': [old.state_dict()],
+             'schedulers': [s.state_dict() for s in model.schedulers]}
+    with pytest.raises(CheckpointError, match=r'its optimizers have \[1\] parameter groups, this run builds \[2\]'
+                                              r'.*weight_decay: 0'):
+        model.resume_training(state)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from test_selective_scan import CASES, EXTREME_CASE, Case, check_against_reference
 
 from rssr.ops import selective_scan
-from test_selective_scan import CASES, EXTREME_CASE, Case, check_against_reference
 from testkit import REPO
 
 triton = pytest.importorskip('triton', reason='the triton backend needs the triton package')

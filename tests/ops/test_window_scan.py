@@ -97,7 +97,8 @@ def test_official_column_inverse_is_exact_only_for_square_grids(flip):
     official = cross_scale_merge(seq, 16, 48, 16, True, flip)
     assert not torch.equal(official, x.flatten(2))
     assert sorted(official.flatten().long().tolist()) == list(range(1, 16 * 48 + 1))  # still a permutation
-    # the official rule: token of window k, local (row r, col c) lands at ((k mod Wg)*16 + r) * (16*Hg) + (k div Wg)*16 + c
+    # the official rule: token of window k, local (row r, col c) lands at
+    # ((k mod Wg)*16 + r) * (16*Hg) + (k div Wg)*16 + c
     hg, wg = 1, 3
     for k, (window_row, window_col) in enumerate([(i, j) for j in range(wg) for i in range(hg)]):
         for r, c in [(0, 0), (5, 11), (15, 15)]:

@@ -12,10 +12,10 @@ import yaml
 
 import rssr
 from rssr import infer
+from rssr.band_normalization import BandNormalizedSR
 from rssr.data.degradations import bicubic_downsample
 from rssr.io.raster import output_georeference, read_raster, resolve_radiometry, write_raster
 from rssr.metrics.image_quality import calculate_multiband_psnr, calculate_ndvi_error, calculate_sam
-from rssr.band_normalization import BandNormalizedSR
 from rssr.weights import SHIPPED_MODELS
 from testkit import REPO
 

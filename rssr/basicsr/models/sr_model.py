@@ -49,6 +49,7 @@ from rssr.band_normalization import (
 from rssr.basicsr import distributed
 from rssr.basicsr.checkpoint_format import checkpoint_suffix
 from rssr.basicsr.models.multiband_validation import MultibandValidationMixin
+from rssr.checkpoint import CheckpointError
 from rssr.data.band_statistics import dataset_band_statistics
 from rssr.errors import NonFiniteLossError
 from rssr.registry import register_model
@@ -369,6 +370,14 @@ class RSSRModel(MultibandValidationMixin, SRModel):
         os.replace(path + '.tmp', path)  # a run killed while saving never leaves a truncated state
 
     def resume_training(self, resume_state: Dict[str, Any]) -> None:
+        saved = [len(state['param_groups']) for state in resume_state['optimizers']]
+        current = [len(optimizer.param_groups) for optimizer in self.optimizers]
+        if saved != current:
+            raise CheckpointError(
+                f'path.resume_state: its optimizers have {saved} parameter groups, this run builds {current}. '
+                'Training states saved before rssr exempted SSM parameters (A_logs, Ds) from weight decay have '
+                'one group; resume with train.optim_g.weight_decay: 0, or start a new run from the weights '
+                '(path.pretrain_network_g) instead of the training state.')
         super().resume_training(resume_state)
         if resume_state.get('grad_scaler'):
             self.grad_scaler.load_state_dict(resume_state['grad_scaler'])
