@@ -25,6 +25,10 @@ from rasterio.windows import transform as window_transform
 
 from rssr.errors import DataError
 
+__all__ = ['RADIOMETRY_PRESETS', 'RASTER_EXTENSIONS', 'GeoReference', 'Radiometry', 'RasterArray', 'RasterError',
+           'RasterInfo', 'output_georeference', 'read_raster', 'read_raster_info', 'resolve_bands',
+           'resolve_radiometry', 'values_to_dn', 'write_raster']
+
 BandSpec = Union[int, str]
 WindowSpec = Tuple[int, int, int, int]  # (row_off, col_off, height, width) in pixels
 RASTER_EXTENSIONS = ('.tif', '.tiff', '.png', '.jpg', '.jpeg')
