@@ -2,11 +2,13 @@
 
     python scripts/benchmark_scan.py                      # CPU: 1 thread and the default count
     python scripts/benchmark_scan.py --device cuda        # + triton and mamba_ssm where they run
-    python scripts/benchmark_scan.py --lengths 4096 --no-train --repeats 3
+    python scripts/benchmark_scan.py --lengths 4096 --no-train --no-windows --repeats 3
 
 Cases: b=1, d=768 (4 directions x 192 channels, B/C in 4 groups), n=16, forward for each length;
-and the training case b=4, l=2304 forward + backward. Inputs look like an SS2D block's (softplus'd
-deltas with bias, S4D-real A, D skip), passed as the archs pass them (delta_bias, softplus, D).
+the training case b=4, l=2304 forward + backward; and window-sized batches forward + backward at
+d=192 (one direction's channels, B/C in 4 groups): b=64, l=256 and b=8, l=576. Inputs look like an
+SS2D block's (softplus'd deltas with bias, S4D-real A, D skip), passed as the archs pass them
+(delta_bias, softplus, D).
 Each case runs at every ``--threads`` count (default: 1 and torch's default for this machine).
 Rows:
 - ``loop``: a plain float32 sequential loop over time, h = a_t * h + x_t, y_t = sum_n C_t * h, with
@@ -47,9 +49,9 @@ DIRECTIONS, CHANNELS, STATE = 4, 192, 16
 INPUT_NAMES = ('u', 'delta', 'A', 'B', 'C', 'D', 'delta_bias')
 
 
-def make_inputs(batch: int, length: int, device: str, dtype: torch.dtype = torch.float32) -> Dict[str, torch.Tensor]:
+def make_inputs(batch: int, length: int, device: str, dtype: torch.dtype = torch.float32,
+                d: int = DIRECTIONS * CHANNELS) -> Dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
-    d = DIRECTIONS * CHANNELS
 
     def randn(*shape):
         return torch.randn(*shape, generator=gen)
@@ -178,6 +180,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--backends', nargs='+', default=['torch', 'triton', 'mamba_ssm'])
     parser.add_argument('--lengths', nargs='+', type=int, default=[2304, 4096])
     parser.add_argument('--no-train', action='store_true', help='skip the b=4, l=2304 forward+backward case')
+    parser.add_argument('--no-windows', action='store_true', help='skip the window-sized forward+backward cases')
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--reference-repeats', type=int, default=1)
     parser.add_argument('--reference-train', action='store_true', help='also time the reference fwd+bwd (very slow)')
@@ -186,7 +189,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     backends = backends_for(args.device, [b for b in args.backends if b != 'reference'])
     reference = resolve_backend(torch.zeros(1), 'reference')
-    cases = [(1, length, False) for length in args.lengths] + ([] if args.no_train else [(4, 2304, True)])
+    d = DIRECTIONS * CHANNELS
+    cases = ([(1, d, length, False) for length in args.lengths] + ([] if args.no_train else [(4, d, 2304, True)])
+             + ([] if args.no_windows else [(64, CHANNELS, 256, True), (8, CHANNELS, 576, True)]))
 
     command = ' '.join(['python scripts/benchmark_scan.py'] + (argv if argv is not None else sys.argv[1:]))
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
@@ -195,12 +200,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     warnings = [w for w in [load_warning('at start')] if w]
     print('| case | threads | backend | median s | vs loop | vs reference | max err | peak MiB | peak / inputs |')
     print('|---|---|---|---|---|---|---|---|---|')
-    for batch, length, backward in tqdm(cases, desc='cases', file=sys.stderr):
-        inputs = make_inputs(batch, length, args.device)
+    for batch, dim, length, backward in tqdm(cases, desc='cases', file=sys.stderr):
+        inputs = make_inputs(batch, length, args.device, d=dim)
         input_bytes = sum(v.numel() * v.element_size() for v in inputs.values())
         truth = run_once(selective_scan_torch, {k: v.double() for k, v in inputs.items()}, backward)
         truth = {k: v.detach().cpu() for k, v in truth.items()}
-        case = f'b={batch} l={length} {"fwd+bwd" if backward else "fwd"}'
+        case = f'b={batch} d={dim} l={length} {"fwd+bwd" if backward else "fwd"}'
         ref_seconds = None
         if not backward or args.reference_train:
             torch.set_num_threads(default_threads)

@@ -33,14 +33,18 @@ from torch.autograd.function import once_differentiable
 _LOG2_E = 1.4426950408889634  # exp(x) == exp2(x * log2(e)); torch's exp2 is the fastest exp on CPU
 _CPU_SEGMENT_ELEMENTS = 1 << 19  # per working tensor: 2 MiB in float32, cache-resident on a CPU
 _DEVICE_SEGMENT_ELEMENTS = 1 << 26  # on accelerators fewer, larger kernel launches are cheaper
-_SEQUENTIAL_STEP_ELEMENTS = 1 << 15  # steps this large are one cheap, thread-parallel op each: no blocks
+# Steps at least this large are scanned one op per step, no blocks (blocks cost two extra passes).
+_SEQUENTIAL_STEP_ELEMENTS = 1 << 15  # torch's grain size: smaller ops run on one thread, so blocks pay off
+_SEQUENTIAL_STEP_ELEMENTS_ONE_THREAD = 1 << 12  # on one CPU thread, only per-op overhead favours blocks
 
 
-def _blocks(x: Tensor) -> Tuple[int, int]:
-    """(number of blocks, steps per block) for a blocked scan along dim 0 of ``x``; (0, 0): step by step."""
-    length = x.shape[0]
+def _blocks(length: int, step_elements: int, device: torch.device) -> Tuple[int, int]:
+    """(number of blocks, steps per block) for a blocked scan of ``length`` steps of ``step_elements``
+    each; (0, 0): step by step."""
+    one_thread = device.type == 'cpu' and torch.get_num_threads() == 1
+    sequential_from = _SEQUENTIAL_STEP_ELEMENTS_ONE_THREAD if one_thread else _SEQUENTIAL_STEP_ELEMENTS
     block = math.isqrt(length)
-    if x[0].numel() >= _SEQUENTIAL_STEP_ELEMENTS or block < 2:
+    if step_elements >= sequential_from or block < 2:
         return 0, 0
     return length // block, block
 
@@ -56,7 +60,7 @@ def _blocked_scan_(x: Tensor, links: Tensor, initial: Tensor) -> None:
     Steps of ``_SEQUENTIAL_STEP_ELEMENTS`` or more (large batches) are solved step by step: one pass
     instead of three, and each op is large enough for every thread.
     """
-    blocks, block = _blocks(x)
+    blocks, block = _blocks(x.shape[0], x[0].numel(), x.device)
     main = blocks * block
     if main:  # unbind: all per-step views in one call (Python-level indexing costs more than small ops)
         xs = x[:main].unflatten(0, (blocks, block)).unbind(1)
@@ -81,7 +85,7 @@ def _blocked_reverse_scan_(x: Tensor, links: Tensor, products: Tensor) -> None:
     """Solve ``x[t] += links[t + 1] * x[t + 1]`` for t = S-2 .. 0 along dim 0 of ``x``, in place, by the
     blocks of :func:`_blocked_scan_` run backwards; ``links`` is kept, ``products`` (same shape) is scratch."""
     length = x.shape[0]
-    blocks, block = _blocks(x)
+    blocks, block = _blocks(length, x[0].numel(), x.device)
     tail = length - blocks * block
     solved_from = length - 1
     if blocks:
@@ -154,7 +158,11 @@ class _Coefficient:
         else:
             d, n = value.shape
             self.data = value.to(dtype).reshape(groups, d // groups, n).transpose(1, 2).contiguous()
-        self.grad = torch.zeros_like(self.data)
+        self.grad: Optional[Tensor] = None
+
+    def start_grad(self) -> None:
+        """A fresh gradient accumulator (time-varying ones are written once per segment, others summed)."""
+        self.grad = torch.empty_like(self.data) if self.variable else torch.zeros_like(self.data)
 
     def segment(self, start: int, stop: int) -> Tensor:
         """The coefficient for time steps [start, stop), broadcastable to (b, S, g, n, d/g)."""
@@ -219,8 +227,8 @@ class _Problem:
         self.A_log2 = (A_grouped * _LOG2_E).contiguous()
         self.B = _Coefficient(B, self.groups, self.dtype)
         self.C = _Coefficient(C, self.groups, self.dtype)
-        step = self.batch * self.dim * self.state_dim
-        self.segment_len = segment_len or _segment_length(step, self.length, u.device)
+        self.step_elements = self.batch * self.dim * self.state_dim
+        self.segment_len = segment_len or _segment_length(self.step_elements, self.length, u.device)
         self.bounds = [(s, min(s + self.segment_len, self.length)) for s in range(0, self.length, self.segment_len)]
         self._buffers: List[Tensor] = []
 
@@ -233,6 +241,10 @@ class _Problem:
         while len(self._buffers) <= index:
             self._buffers.append(self.u.new_empty(self.batch * self.segment_len * self.dim * self.state_dim))
         return self._buffers[index][:math.prod(shape)].view(shape)
+
+    def release_buffers(self) -> None:
+        """Free the working tensors (segment-sized; on accelerators up to 256 MiB each)."""
+        self._buffers = []
 
     def decays(self, start: int, stop: int) -> Tensor:
         """a_t = exp(dt_t * A) for t in [start, stop): (b, S, g, n, d/g), in working buffer 0."""
@@ -252,15 +264,15 @@ def _scan_forward(problem: _Problem, keep_segment_starts: bool) -> Tuple[Tensor,
     """y (b, l, g, d/g), the last state (b, g, n, d/g) and (optionally) the state before each segment."""
     p = problem
     y = p.u.new_empty(p.batch, p.length, p.groups, p.group_dim)
-    state = p.u.new_zeros(p.state_shape())
-    starts = p.u.new_empty(len(p.bounds), *p.state_shape()) if keep_segment_starts else None
+    slots = len(p.bounds) + 1 if keep_segment_starts else 2  # else two slots, used alternately
+    boundary_states = p.u.new_empty(slots, *p.state_shape())  # slot i % slots: the state before segment i
+    boundary_states[0].zero_()
     for index, (start, stop) in enumerate(p.bounds):
-        if starts is not None:
-            starts[index] = state
-        states = p.states(start, stop, p.decays(start, stop), state)
+        states = p.states(start, stop, p.decays(start, stop), boundary_states[index % slots])
         y[:, start:stop] = p.C.contract(start, stop, states).squeeze(-2)
-        state = states[:, -1].clone()
-    return y, state, starts
+        boundary_states[(index + 1) % slots].copy_(states[:, -1])
+    last = boundary_states[len(p.bounds) % slots]
+    return y, last, boundary_states[:-1] if keep_segment_starts else None
 
 
 def _scan_backward(problem: _Problem, starts: Tensor, grad_y: Tensor,
@@ -274,13 +286,16 @@ def _scan_backward(problem: _Problem, starts: Tensor, grad_y: Tensor,
     grad_u = torch.empty_like(p.u)
     grad_dt = torch.empty_like(p.dt)
     grad_A = torch.zeros_like(p.A)
+    p.B.start_grad()
+    p.C.start_grad()
     carry = grad_last if grad_last is not None else p.u.new_zeros(p.state_shape())  # a_{t+1} lambda_{t+1}
     for index in reversed(range(len(p.bounds))):
         start, stop = p.bounds[index]
         initial = starts[index]
         decays = p.decays(start, stop)
         scratch = p.buffer(3, stop - start)
-        states = p.states(start, stop, scratch.copy_(decays), initial)
+        blocked = _blocks(stop - start, p.step_elements, p.u.device)[0] > 0  # only blocks overwrite links
+        states = p.states(start, stop, scratch.copy_(decays) if blocked else decays, initial)
         g = grad_y[:, start:stop].unsqueeze(-2)  # (b, S, g, 1, d/g)
         p.C.accumulate_grad(start, stop, states, g)
         adjoint = torch.mul(p.C.segment(start, stop), g, out=p.buffer(2, stop - start))
@@ -296,7 +311,7 @@ def _scan_backward(problem: _Problem, starts: Tensor, grad_y: Tensor,
         log_decay_grad[:, 0].mul_(initial)
         log_decay_grad.mul_(adjoint)
         dt = p.dt[:, start:stop]
-        grad_A += (log_decay_grad * dt.unsqueeze(-2)).sum((0, 1))
+        grad_A += torch.mul(log_decay_grad, dt.unsqueeze(-2), out=scratch).sum((0, 1))
         torch.addcmul(log_decay_grad.mul_(p.A).sum(-2), grad_dtu, p.u[:, start:stop], out=grad_dt[:, start:stop])
         torch.mul(grad_dtu, dt, out=grad_u[:, start:stop])
     return grad_u, grad_dt, grad_A
@@ -312,6 +327,8 @@ class _SelectiveScanCore(torch.autograd.Function):
                 segment_len: Optional[int]) -> Tuple[Tensor, Tensor]:
         p = _Problem(u, delta, A, B, C, delta_bias, delta_softplus, segment_len)
         y, last, starts = _scan_forward(p, keep_segment_starts=any(ctx.needs_input_grad))
+        p.release_buffers()
+        ctx.problem = p if any(ctx.needs_input_grad) else None  # the backward reuses its layout conversions
         if D is not None:
             y.addcmul_(p.u, D.to(p.dtype).view(p.groups, p.group_dim))
         ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, starts)
@@ -322,7 +339,7 @@ class _SelectiveScanCore(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_y: Optional[Tensor], grad_last: Optional[Tensor]):
         u, delta, A, B, C, D, delta_bias, starts = ctx.saved_tensors
-        p = _Problem(u, delta, A, B, C, delta_bias, ctx.delta_softplus, ctx.segment_len)
+        p = ctx.problem
         layout = (p.batch, p.length, p.groups, p.group_dim)
         grad_y_tm = _time_major(grad_y, p.dtype).view(layout) if grad_y is not None else torch.zeros_like(p.u)
         if grad_last is not None:
@@ -338,6 +355,7 @@ class _SelectiveScanCore(torch.autograd.Function):
             raw = delta.to(p.dtype) + delta_bias.to(p.dtype)[:, None] if delta_bias is not None else delta.to(p.dtype)
             grad_delta.mul_(torch.sigmoid(raw))
         grad_bias = grad_delta.sum((0, 2)).to(delta_bias.dtype) if delta_bias is not None else None
+        p.release_buffers()
         return (_channel_major(grad_u, u.dtype), grad_delta.to(delta.dtype),
                 grad_A.transpose(1, 2).reshape(A.shape).to(A.dtype),
                 p.B.input_grad(B.dtype), p.C.input_grad(C.dtype), grad_D, grad_bias, None, None)

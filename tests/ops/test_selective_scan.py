@@ -18,6 +18,7 @@ from rssr.ops.scan_torch import selective_scan_torch
 from rssr.ops.selective_scan import resolve_backend, selective_scan_reference
 
 scan_module = importlib.import_module('rssr.ops.selective_scan')  # rssr.ops.selective_scan is also the function
+scan_torch_module = importlib.import_module('rssr.ops.scan_torch')
 TOLERANCE = 1e-5
 INPUT_NAMES = ('u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias')
 
@@ -176,6 +177,15 @@ def test_torch_backend_window_and_training_shapes(case):
     got = run(selective_scan_torch, case, inputs, torch.float32)
     errors = relative_errors(got, want)
     assert max(errors.values()) <= TOLERANCE, errors
+
+
+@pytest.mark.parametrize('segment_len', [None, 7])
+@pytest.mark.parametrize('sequential_from', [1, 1 << 30], ids=['step_by_step', 'blocked'])
+def test_torch_backend_blocked_and_step_by_step_scans(monkeypatch, sequential_from, segment_len):
+    """Both scan paths (the step size and thread count pick one per call) on a window-like batch."""
+    monkeypatch.setattr(scan_torch_module, '_SEQUENTIAL_STEP_ELEMENTS', sequential_from)
+    monkeypatch.setattr(scan_torch_module, '_SEQUENTIAL_STEP_ELEMENTS_ONE_THREAD', sequential_from)
+    check_against_reference(selective_scan_torch, Case(6, 8, 4, 45, 2, 2), segment_len=segment_len)
 
 
 def test_float64_reference_and_torch_agree_to_rounding():
