@@ -9,7 +9,9 @@ Helpers (paths, synthetic rasters, option files, the CPU ``torchrun`` launcher) 
 """
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from typing import Iterator, List
 
 import pytest
@@ -54,3 +56,14 @@ def restore_torch_global_state() -> Iterator[None]:
         os.environ.pop(CUBLAS_WORKSPACE, None)
     else:
         os.environ[CUBLAS_WORKSPACE] = cublas_workspace
+
+
+@pytest.fixture(autouse=True)
+def basicsr_logs_to_the_current_stderr() -> Iterator[None]:
+    """BasicSR's logger is created once per process, its console handler bound to the ``sys.stderr`` of that
+    moment; when that was a test's ``capsys`` stream, later tests that log in process would hit a closed file
+    ("--- Logging error ---" and a traceback in their stderr). Point it at this test's stderr."""
+    for handler in logging.getLogger('basicsr').handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.stream = sys.stderr  # not setStream: it flushes the old stream, which may be closed
+    yield
