@@ -7,6 +7,9 @@ block's product of decays, a few small ops chain the blocks' end states and one 
 block's incoming state (:func:`_blocked_scan_`). There is no Python loop over single time steps of
 one channel, and only products of decays are ever formed, never quotients, so nothing can overflow
 however large delta * A gets (decays just underflow to 0, as in the sequential recurrence).
+Blocks cost two extra passes over the states, so they are used only where they buy parallelism or
+fewer ops: steps that are large (window-sized batches; at one CPU thread, any step of 4096 state
+elements or more) are scanned one op per step.
 
 Layout: every per-step tensor is batch-major and time-second, (b, l, ...), with the channels
 contiguous, so the (b, d, l) <-> (b, l, d) conversions are one cache-blocked 2-D transpose per batch
@@ -18,7 +21,8 @@ structure (no torch ops whose CPU kernels are scalar: ``where``, ``log1p``).
 
 The backward pass is hand-written: it recomputes each segment's states from the segment-start
 states saved by the forward pass and runs the adjoint recurrence in reverse, so memory stays a small
-multiple of the inputs' size.
+multiple of the inputs' size. It reuses the forward's inputs in the working layout (u, dt, dt * u,
+B, C: about 3 (b, d, l) tensors kept between the passes) instead of converting them again.
 """
 from __future__ import annotations
 
@@ -288,7 +292,9 @@ def _scan_backward(problem: _Problem, starts: Tensor, grad_y: Tensor,
     grad_A = torch.zeros_like(p.A)
     p.B.start_grad()
     p.C.start_grad()
-    carry = grad_last if grad_last is not None else p.u.new_zeros(p.state_shape())  # a_{t+1} lambda_{t+1}
+    carry = p.u.new_zeros(p.state_shape())  # a_{t+1} lambda_{t+1}, one buffer for all segments
+    if grad_last is not None:
+        carry.copy_(grad_last)
     for index in reversed(range(len(p.bounds))):
         start, stop = p.bounds[index]
         initial = starts[index]
@@ -302,7 +308,7 @@ def _scan_backward(problem: _Problem, starts: Tensor, grad_y: Tensor,
         adjoint_by_time, decays_by_time = adjoint.transpose(0, 1), decays.transpose(0, 1)
         adjoint_by_time[-1] += carry
         _blocked_reverse_scan_(adjoint_by_time, decays_by_time, scratch.transpose(0, 1))
-        carry = decays_by_time[0] * adjoint_by_time[0]
+        torch.mul(decays_by_time[0], adjoint_by_time[0], out=carry)
         dtu = p.dtu[:, start:stop].unsqueeze(-2)
         p.B.accumulate_grad(start, stop, adjoint, dtu)
         grad_dtu = p.B.contract(start, stop, adjoint).squeeze(-2)
