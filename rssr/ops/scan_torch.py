@@ -345,7 +345,8 @@ class _SelectiveScanCore(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_y: Optional[Tensor], grad_last: Optional[Tensor]):
         u, delta, A, B, C, D, delta_bias, starts = ctx.saved_tensors
-        p = ctx.problem
+        p = ctx.problem or _Problem(u, delta, A, B, C, delta_bias, ctx.delta_softplus, ctx.segment_len)
+        ctx.problem = None  # freed with this pass, not with the graph (a retained graph converts again)
         layout = (p.batch, p.length, p.groups, p.group_dim)
         grad_y_tm = _time_major(grad_y, p.dtype).view(layout) if grad_y is not None else torch.zeros_like(p.u)
         if grad_last is not None:
