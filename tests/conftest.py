@@ -19,6 +19,8 @@ import torch
 
 import rssr  # noqa: F401  (before any test module imports basicsr: see the module doc)
 
+pytest_plugins = ('pytester',)  # tests/test_conftest.py runs pytest on this conftest
+
 CUBLAS_WORKSPACE = 'CUBLAS_WORKSPACE_CONFIG'
 
 
