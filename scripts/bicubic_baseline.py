@@ -13,15 +13,16 @@ import argparse
 from typing import Dict
 
 import torch
-from basicsr.data import build_dataset
-from basicsr.utils.matlab_functions import imresize
-from basicsr.utils.registry import METRIC_REGISTRY
 from tqdm import tqdm
 
-import rssr  # noqa: F401  (registries filled)
+import rssr  # noqa: F401  (before basicsr: installs its shims, then fills its registries)
 from rssr.basicsr.declarations import METRIC_KIND, METRIC_OPTIONS, declared
 from rssr.basicsr.models.multiband_validation import MultibandValidationMixin
 from rssr.basicsr.options import load_yaml
+
+from basicsr.data import build_dataset
+from basicsr.utils.matlab_functions import imresize
+from basicsr.utils.registry import METRIC_REGISTRY
 
 
 def bicubic_scores(opt: Dict, dataset_opt: Dict) -> Dict[str, float]:

@@ -38,14 +38,15 @@ def evaluate(options: str) -> Dict[str, Dict[str, float]]:
     import numpy as np
     import torch
     import torch.nn.functional as F
-    from basicsr.archs import build_network
-    from basicsr.data import build_dataset
-    from basicsr.metrics import calculate_psnr, calculate_ssim
-    from basicsr.utils import tensor2img
 
     import rssr  # noqa: F401  (registers rssr into BasicSR)
     from rssr.basicsr.options import load_yaml
     from rssr.checkpoint import load_weights
+
+    from basicsr.archs import build_network
+    from basicsr.data import build_dataset
+    from basicsr.metrics import calculate_psnr, calculate_ssim
+    from basicsr.utils import tensor2img
 
     opt = load_yaml(options)
     scale = int(opt['scale'])

@@ -303,9 +303,10 @@ def section_infer_sharded(args: argparse.Namespace) -> Dict[str, Any]:
     import rasterio
     import torch
     from affine import Affine
-    from basicsr.archs.edsr_arch import EDSR
 
     import rssr  # noqa: F401  (BasicSR importable)
+
+    from basicsr.archs.edsr_arch import EDSR
 
     kwargs = dict(num_in_ch=3, num_out_ch=3, num_feat=16, num_block=2, upscale=2, img_range=1.0,
                   rgb_mean=[0.5, 0.5, 0.5])

@@ -96,9 +96,9 @@ class _ThreadCounts(torch.utils.data.Dataset):
 
 
 def test_training_loader_workers_run_one_torch_thread_at_lower_priority_and_never_hang(monkeypatch, capsys):
-    import basicsr.train
-
     from rssr.basicsr.distributed import with_low_priority_workers
+
+    import basicsr.train
 
     monkeypatch.setenv('RSSR_NUM_THREADS', '2')
     configure_threads(None)

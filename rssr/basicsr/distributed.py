@@ -273,13 +273,13 @@ def with_low_priority_workers(build_dataloader: Callable[..., Any]) -> Callable[
 
 def patch_basicsr() -> None:
     """Install the CPU/GPU-agnostic replacements into BasicSR's pipeline modules (idempotent)."""
+    from rssr.basicsr.guards import install as install_error_guards
+
     import basicsr.train
     import basicsr.utils.dist_util
     import basicsr.utils.options
     from basicsr.models.base_model import BaseModel
     from basicsr.models.sr_model import SRModel
-
-    from rssr.basicsr.guards import install as install_error_guards
 
     basicsr.utils.dist_util.init_dist = init_dist
     basicsr.utils.options.init_dist = init_dist

@@ -43,10 +43,10 @@ def _build_arch(arch: str, kwargs: Dict[str, Any], where: str = '--arch-kwargs')
     """Build ``arch`` as BasicSR's ``build_network`` resolves it (the name, else ``<name>_basicsr``, else
     an rssr alias); a key the arch's signature lacks (and no ``**kwargs`` to take it) is an error
     naming the closest valid key, as in ``rssr.train``'s option check of ``network_g``."""
-    from basicsr.utils.registry import ARCH_REGISTRY
-
     from rssr.basicsr.options import signature_keys
     from rssr.basicsr.registration import lookup
+
+    from basicsr.utils.registry import ARCH_REGISTRY
 
     target = lookup(ARCH_REGISTRY, arch)
     if target is None:

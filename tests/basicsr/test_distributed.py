@@ -23,12 +23,12 @@ CONVFORMERSR = {'type': 'ConvFormerSR', 'upscale': SCALE, 'in_chans': 3, 'embed_
 
 def single_process_psnr(opt: dict, weights: Path, param_key: str) -> float:
     """PSNR of the saved weights on the val pair, computed in this one process as BasicSR's metric does."""
+    import rssr  # noqa: F401  (registers the archs)
+    from rssr.checkpoint import load_weights, read_checkpoint
+
     from basicsr.metrics import calculate_psnr
     from basicsr.utils import img2tensor, tensor2img
     from basicsr.utils.registry import ARCH_REGISTRY
-
-    import rssr  # noqa: F401  (registers the archs)
-    from rssr.checkpoint import load_weights, read_checkpoint
 
     kwargs = dict(opt['network_g'])
     net = ARCH_REGISTRY.get(kwargs.pop('type'))(**kwargs)

@@ -4,12 +4,13 @@ from typing import Any, Dict
 
 import pytest
 import yaml
-from basicsr.models.sr_model import SRModel
-from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
 
 import rssr  # noqa: F401
 from rssr.basicsr.option_reads import OptionReads, class_reads, compared_names
 from rssr.basicsr.options import OptionsError, check_options, declare_option_keys, optimizers_offered
+
+from basicsr.models.sr_model import SRModel
+from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
 
 
 def test_basicsr_gan_model_keys_come_from_its_source_and_its_bases():

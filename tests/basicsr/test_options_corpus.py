@@ -21,15 +21,16 @@ from typing import Any, Dict
 
 import pytest
 import yaml
-from basicsr.data.paired_image_dataset import PairedImageDataset
-from basicsr.models.sr_model import SRModel
-from basicsr.models.srgan_model import SRGANModel
-from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
 from torch import nn
 
 import rssr  # noqa: F401  (registries filled)
 from rssr.basicsr.options import OptionsError, check_options
 from testkit import FIXTURES
+
+from basicsr.data.paired_image_dataset import PairedImageDataset
+from basicsr.models.sr_model import SRModel
+from basicsr.models.srgan_model import SRGANModel
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
 
 CORPUS = FIXTURES / 'option_corpus'
 BROKEN = {

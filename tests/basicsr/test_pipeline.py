@@ -41,9 +41,9 @@ def test_torchvision_shim_leaves_a_real_module_alone(monkeypatch):
 
 
 def test_registry_contents_match_basicsr_and_never_shadow_its_names():
-    from basicsr.utils import registry as basicsr_registry
-
     from rssr import registry
+
+    from basicsr.utils import registry as basicsr_registry
     pairs = {registry.ARCHS: basicsr_registry.ARCH_REGISTRY, registry.LOSSES: basicsr_registry.LOSS_REGISTRY,
              registry.METRICS: basicsr_registry.METRIC_REGISTRY, registry.DATASETS: basicsr_registry.DATASET_REGISTRY,
              registry.MODELS: basicsr_registry.MODEL_REGISTRY}

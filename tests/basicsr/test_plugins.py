@@ -85,10 +85,10 @@ print('ok')
 
 
 def test_basicsr_1_3_colour_imports_work_after_import_rssr():
+    import rssr  # noqa: F401
+
     from basicsr.utils import color_util
     from basicsr.utils.matlab_functions import bgr2ycbcr, imresize, rgb2ycbcr, ycbcr2bgr, ycbcr2rgb  # noqa: F401
-
-    import rssr  # noqa: F401
 
     assert (rgb2ycbcr, bgr2ycbcr, ycbcr2rgb, ycbcr2bgr) == (
         color_util.rgb2ycbcr, color_util.bgr2ycbcr, color_util.ycbcr2rgb, color_util.ycbcr2bgr)

@@ -47,10 +47,10 @@ def test_option_file_passes_the_checker(path, monkeypatch):
 
 
 def test_rssr_model_adds_spectral_opt_to_the_pixel_loss(tmp_path):
-    from basicsr.models import build_model
-
     from rssr.losses.spectral import RatioIndexLoss
     from testkit import runtime_options, train_options
+
+    from basicsr.models import build_model
 
     opt = train_options(tmp_path / 'data', with_val=False)
     opt.pop('deterministic')  # global torch setting; not what this test is about

@@ -86,9 +86,9 @@ def rgb_test(tmp: Path, weights: Optional[Path] = None) -> Dict:
 
 
 def save_weights(path: Path, network: Dict) -> Path:
-    from basicsr.utils.registry import ARCH_REGISTRY
-
     import rssr  # noqa: F401  (registers rssr's archs; first, as it makes basicsr importable)
+
+    from basicsr.utils.registry import ARCH_REGISTRY
 
     kwargs = {k: v for k, v in network.items() if k != 'type'}
     torch.save({'params': ARCH_REGISTRY.get(network['type'])(**kwargs).state_dict()}, path)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from basicsr.archs.srvgg_arch import SRVGGNetCompact
 
 import rssr  # noqa: F401
 from rssr.archs.repmamba import RepMamba
 from rssr.inference import InferenceError, load_model
 from rssr.inference.loading import parse_arch_kwargs
+
+from basicsr.archs.srvgg_arch import SRVGGNetCompact
 
 SRVGG = {'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 4, 'num_conv': 1, 'upscale': 2}
 

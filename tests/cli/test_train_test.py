@@ -195,9 +195,9 @@ def test_test_cli_validates_and_writes_results_in_cwd(tmp_path, capsys):
     code, err = run_cli('rssr.test', ['-opt', 't.yml'], tmp_path, capsys)
     assert code == EXIT_BAD_OPTIONS and 'path.pretrain_network_g missing.pth does not exist' in err
 
-    from basicsr.archs import build_network
-
     import rssr  # noqa: F401
+
+    from basicsr.archs import build_network
     net = build_network(dict(opt['network_g']))
     torch.save({'params': net.state_dict()}, tmp_path / 'net.pth')
     test_opt['path']['pretrain_network_g'] = 'net.pth'

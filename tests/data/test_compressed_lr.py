@@ -6,12 +6,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from basicsr.data.paired_image_dataset import PairedImageDataset
 
 import rssr  # noqa: F401  (registers rssr datasets, makes basicsr importable)
 from rssr.data.degradations import DegradationPipeline, jpeg_compress
 from rssr.data.scene_degradation_dataset import SceneDegradationDataset
 from testkit import REPO
+
+from basicsr.data.paired_image_dataset import PairedImageDataset
 
 SCRIPT = REPO / 'scripts' / 'prepare_mambacsr_lr.py'
 QUALITIES = (10, 20, 30, 40)

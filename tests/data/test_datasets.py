@@ -5,11 +5,12 @@ import random
 import numpy as np
 import pytest
 import torch
-from basicsr.data import build_dataset
 
 import rssr  # noqa: F401  (registers the datasets)
 from rssr.data.degradations import DegradationPipeline, bicubic_downsample, gaussian_kernel, jpeg_compress, sensor_sigma
 from testkit import SENTINEL2, box_downsample, make_pair_folders, smooth_dn, write_geotiff
+
+from basicsr.data import build_dataset
 
 
 def paired_opt(folders, phase='train', **extra):

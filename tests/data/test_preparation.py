@@ -8,10 +8,11 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
-from basicsr.utils.matlab_functions import imresize
 
 import rssr  # noqa: F401
 from testkit import REPO, SENTINEL2
+
+from basicsr.utils.matlab_functions import imresize
 
 
 def recipe(name):

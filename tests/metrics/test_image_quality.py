@@ -7,9 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchmetrics.functional.image as tmi
-from basicsr.metrics import calculate_metric, calculate_psnr, calculate_ssim
-from basicsr.utils import tensor2img
-from basicsr.utils.matlab_functions import imresize
 
 import rssr  # noqa: F401
 from rssr.metrics.image_quality import (
@@ -24,6 +21,10 @@ from rssr.metrics.image_quality import (
     describe_metric,
 )
 from testkit import SENTINEL2
+
+from basicsr.metrics import calculate_metric, calculate_psnr, calculate_ssim
+from basicsr.utils import tensor2img
+from basicsr.utils.matlab_functions import imresize
 
 
 @pytest.fixture(scope='module')

@@ -12,9 +12,6 @@ import rasterio
 import torch
 import torch.nn.functional as F
 import yaml
-from basicsr.archs.srresnet_arch import MSRResNet
-from basicsr.losses.basic_loss import L1Loss
-from basicsr.models import build_model
 from rasterio.windows import Window
 from torch import nn
 
@@ -28,6 +25,10 @@ from rssr.inference import load_model
 from rssr.io import read_raster, resolve_radiometry
 from rssr.losses.spectral import SAMLoss
 from testkit import REPO, run_torchrun, runtime_options, write_pairs
+
+from basicsr.archs.srresnet_arch import MSRResNet
+from basicsr.losses.basic_loss import L1Loss
+from basicsr.models import build_model
 
 SENTINEL2 = REPO / 'datasets' / 'sentinel2_demo'
 NODATA = 0

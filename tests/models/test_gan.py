@@ -64,9 +64,9 @@ def test_gan_model_with_rssr_generator_trains_through_rssr_train(tmp_path, model
 
 
 def test_combined_loss_sums_weighted_losses_and_passes_the_nodata_weight():
-    from basicsr.losses import build_loss
-
     import rssr  # noqa: F401
+
+    from basicsr.losses import build_loss
 
     pred, target = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     combined = build_loss({'type': 'CombinedLoss', 'loss_weight': 2.0, 'losses': PIXEL_AND_SPECTRAL['losses']})

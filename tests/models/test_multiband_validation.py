@@ -6,12 +6,13 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
-from basicsr.data import build_dataloader, build_dataset
-from basicsr.models.sr_model import SRModel
 
 import rssr  # noqa: F401  (first: makes basicsr importable)
 from rssr.basicsr.models.multiband_validation import MultibandValidationMixin
 from testkit import CRS_UTM18N, SENTINEL2, TRANSFORM, make_pair_folders, tiny_model_opt
+
+from basicsr.data import build_dataloader, build_dataset
+from basicsr.models.sr_model import SRModel
 
 
 class MultibandModel(MultibandValidationMixin, SRModel):

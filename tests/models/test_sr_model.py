@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from basicsr.models import build_model
-from basicsr.utils import get_root_logger, set_random_seed
 
 import rssr  # noqa: F401
 from rssr.basicsr.models.sr_model import no_weight_decay_names, weight_decay_groups
 from rssr.checkpoint import CheckpointError
 from rssr.errors import NonFiniteLossError
 from testkit import runtime_options, train_options
+
+from basicsr.models import build_model
+from basicsr.utils import get_root_logger, set_random_seed
 
 
 def build(tmp_path: Path, logger=None, **train):

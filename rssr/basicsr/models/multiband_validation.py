@@ -94,9 +94,9 @@ class MultibandValidationMixin:
     def _complete_metric_options(self) -> None:
         """Fill what the YAML may leave out of rssr metrics: ``better: lower`` where lower is better, and
         the SR ``scale`` (ERGAS), so that the options logged with each value are complete."""
-        from basicsr.utils.registry import METRIC_REGISTRY
-
         from rssr.metrics.image_quality import LOWER_IS_BETTER
+
+        from basicsr.utils.registry import METRIC_REGISTRY
 
         for metric_opt in ((self.opt.get('val') or {}).get('metrics') or {}).values():
             metric = METRIC_REGISTRY.get(metric_opt['type'])
@@ -193,9 +193,9 @@ class MultibandValidationMixin:
 
     def _log_validation_metric_values(self, current_iter: int, dataset_name: str, tb_logger) -> None:
         """BasicSR's log, with how each number was computed (protocol) written next to it."""
-        from basicsr.utils import get_root_logger
-
         from rssr.metrics.image_quality import describe_metric
+
+        from basicsr.utils import get_root_logger
 
         lines = [f'Validation {dataset_name}' + ('' if self._aggregation() == 'images' else
                                                   f' (mean of per-class means, classes by {self._aggregation()})')]
@@ -220,9 +220,10 @@ class MultibandValidationMixin:
                      dataset_name: str, current_iter: int) -> None:
         """Save one (C, H, W) SR result: georeferenced GeoTIFF, or PNG for 8-bit 1/3-band sources."""
         from affine import Affine
-        from basicsr.utils import imwrite, tensor2img
 
         from rssr.io import GeoReference, Radiometry, output_georeference, read_raster_info, write_raster
+
+        from basicsr.utils import imwrite, tensor2img
 
         save_format = self.opt['val'].get('save_format', 'auto')
         if save_format not in SAVE_FORMATS:

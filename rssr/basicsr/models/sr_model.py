@@ -34,9 +34,6 @@ from contextlib import nullcontext
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import torch
-from basicsr.models.sr_model import SRModel
-from basicsr.utils import get_root_logger
-from basicsr.utils.dist_util import get_dist_info
 from torch.nn.parallel import DistributedDataParallel
 
 from rssr.band_normalization import (
@@ -54,6 +51,10 @@ from rssr.data.band_statistics import dataset_band_statistics
 from rssr.errors import NonFiniteLossError
 from rssr.registry import register_model
 from rssr.utils import AUTOCAST_DTYPES
+
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import get_dist_info
 
 OPTIMIZERS = {'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW, 'SGD': torch.optim.SGD}
 # SRModel's train keys, declared with RSSRModel's own (its source reads them through BasicSR's helpers).
