@@ -98,30 +98,33 @@ def evaluate_tile(model: torch.nn.Module, hr_path: Path, scale: int, workdir: Pa
     return {'sr': score(sr, hr, scale), 'bicubic': score(bicubic, hr, scale)}
 
 
+def with_header(header: str, rows: List[str]) -> str:
+    """A Markdown table: ``header``, its separator line, then ``rows``."""
+    return '\n'.join([header, '|' + '---|' * (header.count('|') - 1), *rows])
+
+
 def markdown_table(results: Dict[str, Dict[str, Dict[str, float]]]) -> str:
     """One row per tile: SR and bicubic for every metric, and the PSNR gain."""
-    header = ('| tile | PSNR SR | PSNR bic | gain (dB) | SAM SR | SAM bic | ERGAS SR | ERGAS bic | NDVI err SR | '
-              'NDVI err bic |')
-    lines = [header, '|' + '---|' * (header.count('|') - 1)]
+    rows = []
     for tile, scores in results.items():
         sr, bic = scores['sr'], scores['bicubic']
-        lines.append(f'| {tile} | {sr["psnr"]:.2f} | {bic["psnr"]:.2f} | {sr["psnr"] - bic["psnr"]:+.2f} | '
-                     f'{sr["sam"]:.2f} | {bic["sam"]:.2f} | {sr["ergas"]:.3f} | {bic["ergas"]:.3f} | '
-                     f'{sr["ndvi_error"]:.4f} | {bic["ndvi_error"]:.4f} |')
-    return '\n'.join(lines)
+        rows.append(f'| {tile} | {sr["psnr"]:.2f} | {bic["psnr"]:.2f} | {sr["psnr"] - bic["psnr"]:+.2f} | '
+                    f'{sr["sam"]:.2f} | {bic["sam"]:.2f} | {sr["ergas"]:.3f} | {bic["ergas"]:.3f} | '
+                    f'{sr["ndvi_error"]:.4f} | {bic["ndvi_error"]:.4f} |')
+    return with_header('| tile | PSNR SR | PSNR bic | gain (dB) | SAM SR | SAM bic | ERGAS SR | ERGAS bic | '
+                       'NDVI err SR | NDVI err bic |', rows)
 
 
 def cover_table(results: Dict[str, Dict[str, Dict[str, float]]]) -> str:
     """One row per tile: water fraction, then SAM and NDVI error of SR and bicubic on water and on land."""
-    header = ('| tile | water | SAM water SR | SAM water bic | NDVI err water SR | NDVI err water bic | SAM land SR | '
-              'SAM land bic | NDVI err land SR | NDVI err land bic |')
-    lines = [header, '|' + '---|' * (header.count('|') - 1)]
+    rows = []
     for tile, scores in results.items():
         sr, bic = scores['sr'], scores['bicubic']
         cells = [f'{sr[f"{metric}_{cover}"]:.{digits}f} | {bic[f"{metric}_{cover}"]:.{digits}f}'
                  for cover in ('water', 'land') for metric, digits in (('sam', 2), ('ndvi_error', 4))]
-        lines.append(f'| {tile} | {100 * sr["water_fraction"]:.0f} % | ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
+        rows.append(f'| {tile} | {100 * sr["water_fraction"]:.0f} % | ' + ' | '.join(cells) + ' |')
+    return with_header('| tile | water | SAM water SR | SAM water bic | NDVI err water SR | NDVI err water bic | '
+                       'SAM land SR | SAM land bic | NDVI err land SR | NDVI err land bic |', rows)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
