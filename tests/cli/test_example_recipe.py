@@ -1,4 +1,5 @@
-"""The example YAML trains from the bundled 4-band Sentinel-2 crops and validates with PSNR, SAM, ERGAS."""
+"""The example YAML trains from the bundled 4-band Sentinel-2 crops (a list of scenes) and validates with PSNR,
+SAM, ERGAS."""
 import subprocess
 import sys
 
@@ -12,8 +13,11 @@ EXAMPLE = REPO / 'options' / 'train' / 'examples' / 'sentinel2_4band_x4_onthefly
 
 def test_example_yaml_trains_and_validates_four_bands(tmp_path):
     opt = yaml.safe_load(EXAMPLE.read_text())
+    assert isinstance(opt['datasets']['train']['dataroot_gt'], list)  # scenes as a list: BasicSR's parser takes it
     for phase in ('train', 'val'):  # the same files, as absolute paths (the run's cwd is tmp_path)
-        opt['datasets'][phase]['dataroot_gt'] = str((REPO / opt['datasets'][phase]['dataroot_gt']).resolve())
+        roots = opt['datasets'][phase]['dataroot_gt']
+        absolute = [str((REPO / root).resolve()) for root in (roots if isinstance(roots, list) else [roots])]
+        opt['datasets'][phase]['dataroot_gt'] = absolute if isinstance(roots, list) else absolute[0]
     opt['datasets']['train'].update(gt_size=32, batch_size_per_gpu=2, num_worker_per_gpu=0)
     opt['datasets']['val'].update(gt_size=32, num_patches=2)
     opt['train']['total_iter'] = 2
