@@ -27,6 +27,7 @@ import rssr  # noqa: F401  (registers rssr into BasicSR)
 from rssr.data.degradations import bicubic_downsample
 from rssr.inference.loading import load_model
 from rssr.inference.scene import OutputOptions, super_resolve_scene
+from rssr.inference.self_ensemble import with_self_ensemble
 from rssr.io.raster import output_georeference, read_raster, resolve_radiometry, write_raster
 from rssr.metrics.image_quality import calculate_ergas, calculate_multiband_psnr, calculate_ndvi_error, calculate_sam
 
@@ -135,12 +136,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--model', help='zoo name of a model with shipped weights (instead of --opt)')
     parser.add_argument('--scale', type=int, default=4)
     parser.add_argument('--figures', type=Path, help='folder for the LR-bicubic | SR | HR PNGs')
+    parser.add_argument('--self-ensemble', action='store_true', help="as rssr.infer's --self-ensemble")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
     if args.model:
         model = rssr.create_model(args.model, scale=args.scale, pretrained=True)
     else:
         model = load_model(options=args.opt, weights=args.weights)
+    if args.self_ensemble:
+        model = with_self_ensemble(model)
     with tempfile.TemporaryDirectory() as workdir:
         results = {tile.stem: evaluate_tile(model, tile, args.scale, Path(workdir), args.figures)
                    for tile in args.tiles}

@@ -245,3 +245,30 @@ def test_training_state_with_other_parameter_groups_is_refused_with_advice(tmp_p
     with pytest.raises(CheckpointError, match=r'its optimizers have \[1\] parameter groups, this run builds \[2\]'
                                               r'.*weight_decay: 0'):
         model.resume_training(state)
+
+
+def test_val_self_ensemble_averages_the_eight_orientations_and_is_a_checked_key(tmp_path):
+    import yaml
+
+    from rssr.basicsr.options import OptionsError, check_options
+    from rssr.inference import SelfEnsemble
+
+    opt = runtime_options(train_options(tmp_path / 'data'), tmp_path)
+    opt['val']['self_ensemble'] = True
+    set_random_seed(0)
+    model = build_model(opt)
+    data = batch()
+    model.feed_data(data)
+    model.test()
+    with torch.no_grad():
+        torch.testing.assert_close(model.output, SelfEnsemble(model.net_g)(data['lq']))
+        assert not torch.allclose(model.output, model.net_g(data['lq']), atol=1e-4)
+    written = train_options(tmp_path / 'data2')
+    written['val']['self_ensemble'] = True
+    (tmp_path / 'ok.yml').write_text(yaml.safe_dump(written))
+    check_options(str(tmp_path / 'ok.yml'), is_train=True)
+    del written['val']['self_ensemble']
+    written['val']['self_ensembel'] = True
+    (tmp_path / 'typo.yml').write_text(yaml.safe_dump(written))
+    with pytest.raises(OptionsError, match='self_ensemble'):
+        check_options(str(tmp_path / 'typo.yml'), is_train=True)

@@ -73,7 +73,7 @@ class MambaCSRModel(RSSRModel):
     top_level_option_keys = (*RSSRModel.top_level_option_keys, 'padding_size')  # rssr.basicsr.declarations
 
     def test(self) -> None:
-        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        net = self.evaluation_net()
         was_training = net.training
         net.eval()
         with torch.no_grad():

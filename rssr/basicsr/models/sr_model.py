@@ -49,6 +49,7 @@ from rssr.basicsr.models.multiband_validation import MultibandValidationMixin
 from rssr.checkpoint import CheckpointError
 from rssr.data.band_statistics import dataset_band_statistics
 from rssr.errors import NonFiniteLossError
+from rssr.inference.self_ensemble import SelfEnsemble
 from rssr.registry import register_model
 from rssr.utils import AUTOCAST_DTYPES
 
@@ -167,9 +168,15 @@ class RSSRModel(MultibandValidationMixin, SRModel):
         statistics = network.statistics(self.lq, getattr(self, 'lq_valid', None))
         return network if statistics is None else network.with_statistics(*statistics)
 
+    def evaluation_net(self) -> torch.nn.Module:
+        """``net_g_ema`` if kept, else ``net_g``; with ``val.self_ensemble: true`` averaged over the 8
+        flips/rotations (:class:`rssr.inference.SelfEnsemble`, 8x the time)."""
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        return SelfEnsemble(net) if (self.opt.get('val') or {}).get('self_ensemble', False) else net
+
     def test(self) -> None:
         """SRModel's test through the band normalisation: ``self.output`` in physical units."""
-        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        net = self.evaluation_net()
         was_training = net.training
         net.eval()
         with torch.no_grad():
