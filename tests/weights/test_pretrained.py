@@ -1,5 +1,6 @@
 """Shipped Sentinel-2 x4 weights: their cards, loading with ``pretrained=True``, and the user's command
-``python -m rssr.infer --model <name> --input lr.tif --output sr.tif`` beating bicubic on the bundled val crop."""
+``python -m rssr.infer --model <name> --input lr.tif --output sr.tif`` (with and without
+``--self-ensemble``) beating bicubic on the bundled val crop."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,13 +56,15 @@ def val_lr(tmp_path_factory: pytest.TempPathFactory) -> Tuple[np.ndarray, np.nda
     return hr, read_raster(path, radiometry=SENTINEL2).values, path
 
 
+@pytest.mark.parametrize('flags', [[], ['--self-ensemble']], ids=['plain', 'self_ensemble'])
 @pytest.mark.parametrize('name', SHIPPED_MODELS)
-def test_infer_with_shipped_model_beats_bicubic_on_the_val_crop(name: str, val_lr, tmp_path: Path) -> None:
+def test_infer_with_shipped_model_beats_bicubic_on_the_val_crop(name: str, flags, val_lr, tmp_path: Path) -> None:
     from basicsr.utils.matlab_functions import imresize
 
     hr, lr, lr_path = val_lr
     output = tmp_path / 'sr.tif'
-    assert infer.main(['--model', name, '--input', str(lr_path), '--output', str(output), '--device', 'cpu']) == 0
+    assert infer.main(['--model', name, '--input', str(lr_path), '--output', str(output), '--device', 'cpu',
+                       *flags]) == 0
     sr = torch.from_numpy(read_raster(output, radiometry=SENTINEL2).values).double()
     bicubic = imresize(torch.from_numpy(lr), SCALE).double()
     reference = torch.from_numpy(hr).double()
