@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rssr.errors import UserError
-from rssr.layers.padding import SizeRequirements
+from rssr.layers.arch_wrapper import ArchWrapper
 from rssr.utils import closest_names
 
 MODES = ('none', 'dataset', 'image')
@@ -165,7 +165,7 @@ def masked_band_statistics(x: Tensor, valid: Optional[Tensor], eps: float) -> St
     return mean, variance.sqrt().clamp(min=eps)
 
 
-class BandNormalizedSR(nn.Module):
+class BandNormalizedSR(ArchWrapper):
     """``net`` between per-band normalisation and its inverse, optionally predicting a bicubic residual.
 
     ``forward(lq, valid=None)`` takes and returns physical values; ``valid`` (N, 1, h, w) marks LR
@@ -177,24 +177,13 @@ class BandNormalizedSR(nn.Module):
 
     def __init__(self, net: nn.Module, normalization: BandNormalization,
                  fixed_statistics: Optional[Statistics] = None) -> None:
-        super().__init__()
         if normalization.needs_statistics and fixed_statistics is None:
             raise BandNormalizationError('band_normalization mode dataset has no mean/std: give them in the options, '
                                          'compute them with scripts/compute_band_stats.py, or train (they are '
                                          'computed from datasets.train at the start)')
-        self.net = net
+        super().__init__(net)
         self.normalization = normalization
         self.fixed_statistics = fixed_statistics
-
-    @property
-    def size_requirements(self) -> SizeRequirements:
-        """The inner arch's input size requirements (read by tiled inference)."""
-        return getattr(self.net, 'size_requirements', SizeRequirements())
-
-    @property
-    def output_scale(self) -> int:
-        """The inner arch's output size / input size (the wrapper does not resample)."""
-        return self.net.output_scale
 
     def with_statistics(self, mean: Tensor, std: Tensor) -> 'BandNormalizedSR':
         """The same network with fixed statistics (N or 1, C, 1, 1), e.g. those of a whole scene, so that
@@ -243,13 +232,6 @@ class BandNormalizedSR(nn.Module):
         statistics = self.statistics(lq, valid)
         output = self.predict_normalized(self.normalize(lq, statistics, valid))
         return self.denormalize(output.float() if statistics is not None else output, statistics)
-
-    # The wrapper adds no weights: its state_dict is the inner network's, under the inner's own keys.
-    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        return self.net.state_dict(*args, **kwargs)
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
-        return self.net.load_state_dict(state_dict, strict=strict, assign=assign)
 
 
 def resolve_band_normalization(spec: Optional[Mapping[str, Any]], stored: Optional[Mapping[str, Any]]

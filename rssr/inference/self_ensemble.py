@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from rssr.band_normalization import BandNormalizedSR
-from rssr.layers.padding import SizeRequirements
+from rssr.layers.arch_wrapper import ArchWrapper
 
 ORIENTATIONS: Tuple[Tuple[int, bool], ...] = tuple((turns, flip) for turns in range(4) for flip in (False, True))
 
@@ -29,24 +29,12 @@ def _restored(y: Tensor, turns: int, flip: bool) -> Tensor:
     return torch.rot90(y, -turns, dims=(-2, -1))
 
 
-class SelfEnsemble(nn.Module):
+class SelfEnsemble(ArchWrapper):
     """``net`` averaged over the dihedral group: mean over (turns, flip) of restore(net(orient(x))).
 
-    Size requirements and scale are the inner network's (requirements are the same for both sides,
-    so a rotated input stays valid). Its state_dict is the inner network's, under the same keys.
+    Size requirements, scale and state_dict are the inner network's (:class:`ArchWrapper`); size
+    requirements are the same for both sides, so a rotated input stays valid.
     """
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    @property
-    def size_requirements(self) -> SizeRequirements:
-        return getattr(self.net, 'size_requirements', SizeRequirements())
-
-    @property
-    def output_scale(self) -> int:
-        return self.net.output_scale
 
     def _outputs(self, x: Tensor) -> Iterator[Tensor]:
         for turns, flip in ORIENTATIONS:
@@ -57,12 +45,6 @@ class SelfEnsemble(nn.Module):
         for output in self._outputs(x):
             total = output.float() if total is None else total + output.float()
         return total / len(ORIENTATIONS)
-
-    def state_dict(self, *args, **kwargs):
-        return self.net.state_dict(*args, **kwargs)
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        return self.net.load_state_dict(state_dict, strict=strict, assign=assign)
 
 
 def with_self_ensemble(model: nn.Module) -> nn.Module:
