@@ -34,6 +34,7 @@ def activate_bridge() -> None:
     registration.register_all()
     registration.mirror_later_registrations()
     compat.install_basicsr_aliases()
+    compat.install_option_path_lists()
     _active = True
 
 

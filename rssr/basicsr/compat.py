@@ -12,10 +12,14 @@ BasicSR 1.4 moved the colour conversions from ``basicsr.utils.matlab_functions``
 ``basicsr.utils.color_util``; projects written for 1.3 (HAT, for one) still import
 ``from basicsr.utils.matlab_functions import rgb2ycbcr``. :func:`install_basicsr_aliases` makes
 those names available there again.
+
+BasicSR's option parser expands ``~`` in ``dataroot_gt`` with ``os.path.expanduser``, which fails on a
+list of scenes; :func:`install_option_path_lists` makes it expand each path of a list.
 """
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 
@@ -63,6 +67,28 @@ def install_basicsr_aliases() -> None:
     for name in COLOR_FUNCTIONS_MOVED_IN_1_4:
         if not hasattr(matlab_functions, name):
             setattr(matlab_functions, name, getattr(color_util, name))
+
+
+class _ListAwarePath:
+    """``os.path`` whose ``expanduser`` also takes a list of paths (expanding each)."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os.path, name)
+
+    @staticmethod
+    def expanduser(path: object) -> object:
+        if isinstance(path, (list, tuple)):
+            return [os.path.expanduser(p) for p in path]
+        return os.path.expanduser(path)
+
+
+def install_option_path_lists() -> None:
+    """Let BasicSR's option parser take a list of paths as ``dataroot_gt`` / ``dataroot_lq``: it calls
+    ``osp.expanduser`` on them, a bare ``TypeError`` for the list of scenes
+    :class:`rssr.data.SceneDegradationDataset` accepts."""
+    import basicsr.utils.options
+
+    basicsr.utils.options.osp = _ListAwarePath()
 
 
 def install() -> None:

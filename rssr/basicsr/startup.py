@@ -41,33 +41,8 @@ def run(pipeline: str, is_train: bool, argv: Optional[List[str]] = None) -> None
         opt = check_options(known.opt, is_train=is_train) if known.opt is not None else None
         configure_threads(opt)
         patch_basicsr()
-        accept_path_lists()
         module, function = pipeline.split(':')
         getattr(importlib.import_module(module), function)(os.getcwd())
-
-
-class _ListAwarePath:
-    """``os.path`` whose ``expanduser`` also takes a list of paths (expanding each).
-
-    BasicSR's option parser calls ``osp.expanduser(dataset['dataroot_gt'])``, which raises a bare
-    ``TypeError`` for the list of scenes :class:`rssr.data.SceneDegradationDataset` accepts.
-    """
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(os.path, name)
-
-    @staticmethod
-    def expanduser(path: object) -> object:
-        if isinstance(path, (list, tuple)):
-            return [os.path.expanduser(p) for p in path]
-        return os.path.expanduser(path)
-
-
-def accept_path_lists() -> None:
-    """Let BasicSR's option parser take a list of paths as ``dataroot_gt`` / ``dataroot_lq``."""
-    import basicsr.utils.options
-
-    basicsr.utils.options.osp = _ListAwarePath()
 
 
 def _opt_parser() -> argparse.ArgumentParser:

@@ -66,6 +66,21 @@ def test_hat_style_import_then_train_pipeline():
     run_python('import rssr\nfrom basicsr.train import train_pipeline\n' + REGISTRIES_FILLED)
 
 
+def test_basicsr_option_parser_takes_a_list_of_scenes_once_rssr_is_imported(tmp_path):
+    options = tmp_path / 'list.yml'
+    options.write_text("name: lists\nmodel_type: RSSRModel\nscale: 4\nnum_gpu: 0\npath: {}\nnetwork_g: {type: EDSR}\n"
+                       "datasets:\n  test:\n    name: s\n    type: SceneDegradationDataset\n"
+                       "    dataroot_gt: [~/a.tif, b.tif]\n")
+    run_python(f'''
+import os, sys
+import rssr
+from basicsr.utils.options import parse_options
+sys.argv = ['test.py', '-opt', {str(options)!r}]
+opt, _ = parse_options({str(tmp_path)!r}, is_train=False)
+assert opt['datasets']['test']['dataroot_gt'] == [os.path.expanduser('~/a.tif'), 'b.tif'], opt['datasets']
+''')
+
+
 def test_importing_twice_is_harmless():
     run_python('''
 import importlib, sys
