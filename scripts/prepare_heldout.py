@@ -99,33 +99,29 @@ def check_tuning_disjoint() -> None:
             raise ValueError(f'{what} overlaps {clash} (row, col, height, width)')
 
 
-def prepare_sentinel2(root: Path, output: Path) -> None:
-    """Cut the held-out Sentinel-2 test tiles and the tuning tiles (DN = reflectance x 10000 already)."""
+def cut_sentinel2(root: Path, output: Path, tiles: Dict[str, Tuple[int, int, int]]) -> None:
+    """Write each (row, col, size) tile of the Sentinel-2 scene as ``output/<name>.tif`` (DN = reflectance
+    x 10000 already), and say where it lies and how much of it is water (B08 < 0.05)."""
     check_tuning_disjoint()
     paths = [root / SENTINEL2_DIR / f's2_{band}.jp2' for band in SENTINEL2_BANDS]
     with rasterio.open(paths[0]) as first:
         crs, transform = first.crs, first.transform
-    tiles = {f's2_{name}': tile for name, tile in SENTINEL2_TILES.items()} | TUNING_TILES
     for name, (row, col, size) in tiles.items():
         window = Window(col, row, size, size)
         dn = np.stack([rasterio.open(p).read(1, window=window) for p in paths])
         write_tile(output / f'{name}.tif', dn, crs, window_transform(window, transform), SENTINEL2_BANDS)
-        print(f'{name}.tif: rows {row}..{row + size - 1}, cols {col}..{col + size - 1}')
+        print(f'{name}.tif: rows {row}..{row + size - 1}, cols {col}..{col + size - 1}, '
+              f'{100 * (dn[3] < 500).mean():.0f} % water')
+
+
+def prepare_sentinel2(root: Path, output: Path) -> None:
+    """Cut the held-out Sentinel-2 test tiles and the tuning tiles."""
+    cut_sentinel2(root, output, {f's2_{name}': tile for name, tile in SENTINEL2_TILES.items()} | TUNING_TILES)
 
 
 def prepare_bundled_shore_crop(root: Path, output: Path) -> None:
     """Cut the bundled training crop of shore and bay water (``BUNDLED_SHORE_CROP``)."""
-    check_tuning_disjoint()
-    paths = [root / SENTINEL2_DIR / f's2_{band}.jp2' for band in SENTINEL2_BANDS]
-    with rasterio.open(paths[0]) as first:
-        crs, transform = first.crs, first.transform
-    row, col, size = BUNDLED_SHORE_CROP
-    window = Window(col, row, size, size)
-    dn = np.stack([rasterio.open(p).read(1, window=window) for p in paths])
-    write_tile(output / 'train_shore_B02_B03_B04_B08.tif', dn, crs, window_transform(window, transform),
-               SENTINEL2_BANDS)
-    print(f'train_shore_B02_B03_B04_B08.tif: rows {row}..{row + size - 1}, cols {col}..{col + size - 1}, '
-          f'{100 * (dn[3] < 500).mean():.0f} % water (B08 < 0.05)')
+    cut_sentinel2(root, output, {'train_shore_B02_B03_B04_B08': BUNDLED_SHORE_CROP})
 
 
 def clearest_window(qa: np.ndarray, size: int, step: int = 16) -> Tuple[Window, float]:

@@ -8,7 +8,7 @@ and the inverse normalisation are applied once.
 """
 from __future__ import annotations
 
-from typing import Iterator, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor, nn
@@ -36,15 +36,9 @@ class SelfEnsemble(ArchWrapper):
     requirements are the same for both sides, so a rotated input stays valid.
     """
 
-    def _outputs(self, x: Tensor) -> Iterator[Tensor]:
-        for turns, flip in ORIENTATIONS:
-            yield _restored(self.net(_oriented(x, turns, flip)), turns, flip)
-
     def forward(self, x: Tensor) -> Tensor:
-        total = None
-        for output in self._outputs(x):
-            total = output.float() if total is None else total + output.float()
-        return total / len(ORIENTATIONS)
+        outputs = (_restored(self.net(_oriented(x, turns, flip)), turns, flip).float() for turns, flip in ORIENTATIONS)
+        return sum(outputs) / len(ORIENTATIONS)
 
 
 def with_self_ensemble(model: nn.Module) -> nn.Module:
