@@ -29,10 +29,10 @@ import math
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import torch
-from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
 
 from rssr.layers.init import init_linear_and_layernorm
+from rssr.layers.mlp import DropPath, Mlp
 from rssr.layers.padding import SizeRequirements
 from rssr.layers.residual_group import BasicLayer
 from rssr.layers.sr_skeleton import SRSkeleton, warn_unknown_kwargs

@@ -31,11 +31,11 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
 
 from rssr.layers.channel_attention import ChannelAttentionBlock
 from rssr.layers.init import init_linear_and_layernorm
+from rssr.layers.mlp import DropPath, Mlp
 from rssr.layers.padding import SizeRequirements
 from rssr.layers.residual_group import ResidualGroup, resi_connection_conv
 from rssr.layers.sr_skeleton import DIV2K_RGB_MEAN, SRSkeleton, rgb_mean_for, warn_unknown_kwargs

@@ -18,9 +18,9 @@ from typing import Callable, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath
 from torch import Tensor, nn
 
+from rssr.layers.mlp import DropPath
 from rssr.layers.ssm import DirectionalSSM
 from rssr.ops.cross_scan import cross_merge, cross_scan
 
