@@ -22,7 +22,7 @@ setup(
                                       'rssr-infer = rssr.infer:main', 'rssr-info = rssr.info:main']},
     extras_require={
         'cuda': ['mamba-ssm', 'causal-conv1d'],
-        'test': ['pytest', 'ruff'],
+        'test': ['pytest', 'ruff', 'timm'],  # timm: rssr.layers.mlp is checked against it
     },
     classifiers=[
         'License :: OSI Approved :: Apache Software License',
