@@ -16,6 +16,7 @@ module is imported (slow; used by the tests). ``INTERPRETED`` records which mode
 from __future__ import annotations
 
 import math
+import os
 from typing import Optional, Tuple
 
 import torch
@@ -24,7 +25,17 @@ import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-INTERPRETED = bool(triton.knobs.runtime.interpret)
+
+def _interpreter_enabled() -> bool:
+    """Whether Triton runs kernels in its CPU interpreter: ``triton.knobs`` (Triton >= 3.4), else the
+    TRITON_INTERPRET variable that every Triton version reads."""
+    runtime = getattr(getattr(triton, 'knobs', None), 'runtime', None)
+    if runtime is not None and hasattr(runtime, 'interpret'):
+        return bool(runtime.interpret)
+    return os.environ.get('TRITON_INTERPRET', '0').strip().lower() in ('1', 'true', 'on', 'yes')
+
+
+INTERPRETED = _interpreter_enabled()
 BLOCK_D = 4  # channels per program: small blocks give enough programs for a GPU at b=1
 DEFAULT_CHUNK = 64  # time steps between saved states (backward recomputes one chunk at a time)
 

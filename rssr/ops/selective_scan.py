@@ -12,15 +12,23 @@ Backends:
     ``triton``     rssr's own fused Triton kernel (CUDA tensors, or CPU under TRITON_INTERPRET=1);
     ``torch``      rssr's parallel pure-PyTorch scan (any device, no compiler needed);
     ``reference``  the sequential recurrence, the ground truth for tests.
-``auto`` (the default) picks mamba_ssm, then triton, for CUDA tensors and torch otherwise. The
-``backend`` argument (the archs' ``scan_backend`` kwarg) or the ``RSSR_SCAN_BACKEND`` environment
-variable force one; a forced backend that cannot run raises :class:`ScanBackendUnavailable`.
+The ``backend`` argument (the archs' ``scan_backend`` kwarg) or the ``RSSR_SCAN_BACKEND`` environment
+variable choose one; ``auto`` (the default) takes, for CUDA tensors, mamba_ssm, then triton, then torch,
+and torch elsewhere. A fused backend is used only after it has been imported and probed once per device
+(a tiny forward and backward against the reference, so a broken install, another Triton API, a kernel
+that fails to compile or launch, or wrong results are all caught before real work). Under ``auto`` an
+unusable one is skipped with one ScanBackendWarning naming the cause (silently when it is simply not
+installed); a forced one raises ScanBackendUnavailable naming the cause. ``backend_status`` tells
+either without raising (``python -m rssr.info`` prints it).
 """
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import os
-from typing import Callable, Optional, Tuple, Union
+import warnings
+from typing import Callable, Dict, NamedTuple, Optional, Set, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -101,113 +109,259 @@ def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: 
         raise ValueError(f'selective_scan: z must have u\'s shape {tuple(u.shape)}; got {tuple(z.shape)}')
 
 
-def _import_once(loader: Callable[[], object]) -> Callable[[], object]:
-    """Run ``loader`` on first use only and replay its result, or the ScanBackendUnavailable it raised
-    (a failed import is otherwise retried, with file-system lookups, on every scan)."""
-    outcome: list = []
+# ---- the fused backends: loading, probing, calling ------------------------------------------------
 
-    def load() -> object:
-        if not outcome:
-            try:
-                outcome.append((True, loader()))
-            except ScanBackendUnavailable as error:
-                outcome.append((False, error))
-        ok, value = outcome[0]
-        if not ok:  # a fresh exception each time, so tracebacks do not pile up on one object
-            raise ScanBackendUnavailable(str(value)) from value.__cause__
-        return value
-    return load
+FUSED_BACKENDS = ('mamba_ssm', 'triton')
+AUTO_ORDER = {'cuda': ('mamba_ssm', 'triton', 'torch')}  # by device type; other devices: torch
+FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # float64 keeps a float64 state: torch only
+PROBE_TOLERANCE = 1e-3  # max |error| / max |truth| per tensor: rounding passes, a wrong kernel does not
 
 
-@_import_once
-def _import_mamba_ssm() -> Callable:
-    try:
+class ScanBackendWarning(RuntimeWarning):
+    """``auto`` found a fused backend unusable on a device and falls back to the next one."""
+
+
+class FusedBackend(NamedTuple):
+    """A loaded fused backend: its scan function and the device types it runs on."""
+    run: Callable
+    device_types: Tuple[str, ...]
+
+
+class BackendStatus(NamedTuple):
+    """Whether a backend runs correctly on a device, and why not (or what was checked)."""
+    usable: bool
+    reason: str
+    installed: bool = True
+
+
+_statuses: Dict[Tuple[str, str], BackendStatus] = {}  # (backend, device) -> status, probed once
+_warned: Set[Tuple[str, str]] = set()
+_logged_choices: Set[Tuple[str, str]] = set()
+
+
+def _describe(error: BaseException) -> str:
+    """'Type: first line of the message', for one-line reasons."""
+    lines = str(error).strip().splitlines()
+    return f'{type(error).__name__}: {lines[0]}' if lines else type(error).__name__
+
+
+def call_mamba_ssm(selective_scan_fn: Callable, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                   D: Optional[Tensor] = None, z: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                   delta_softplus: bool = False,
+                   return_last_state: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+    """Call ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` with the layouts its CUDA kernel
+    checks: u, delta, z and time-varying B/C in u's dtype with unit stride in time; A, time-invariant B/C,
+    D and delta_bias in float32; time-varying B and C with the same number of groups (rssr allows
+    different ones: both are expanded to their least common multiple)."""
+    d = u.shape[1]
+    groups = [coef.shape[1] if coef.dim() == 4 else 1 for coef in (B, C) if coef.dim() >= 3]
+    common = math.lcm(*groups) if groups else 1
+
+    def varying(coef: Tensor) -> Tensor:
+        if coef.dim() == 2:
+            return coef.float()
+        if len(groups) == 2 and len(set(groups)) > 1:
+            coef = _expand_groups(coef, common) if coef.dim() == 4 else coef.unsqueeze(1).expand(-1, common, -1, -1)
+        return _unit_time_stride(coef.to(u.dtype))
+
+    if len(groups) == 2 and d % common:
+        raise ValueError(f'selective_scan: B and C groups {groups} need {common} groups, which do not divide d={d}')
+    return selective_scan_fn(_unit_time_stride(u), _unit_time_stride(delta.to(u.dtype)), A.float(), varying(B),
+                             varying(C), D=None if D is None else D.float(),
+                             z=None if z is None else _unit_time_stride(z.to(u.dtype)),
+                             delta_bias=None if delta_bias is None else delta_bias.float(),
+                             delta_softplus=delta_softplus, return_last_state=return_last_state)
+
+
+def _unit_time_stride(tensor: Tensor) -> Tensor:
+    return tensor if tensor.stride(-1) == 1 else tensor.contiguous()
+
+
+def _load_fused(backend: str) -> FusedBackend:
+    """Import a fused backend; any exception (ImportError, OSError from a CUDA build for another torch,
+    AttributeError from another Triton API, ...) propagates to the caller, which records it."""
+    if backend == 'mamba_ssm':
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-    except Exception as error:  # ImportError, or an OSError/RuntimeError from a mismatched CUDA build
-        raise ScanBackendUnavailable(
-            f"selective_scan backend 'mamba_ssm' is unavailable: importing mamba_ssm failed ({error}). Install it on "
-            "a CUDA machine with `pip install mamba-ssm --no-build-isolation` (or `pip install rssr[cuda]`), or use "
-            "backend 'triton' or 'torch'.") from error
-    return selective_scan_fn
+        return FusedBackend(functools.partial(call_mamba_ssm, selective_scan_fn), ('cuda',))
+    from rssr.ops import scan_triton
+    return FusedBackend(scan_triton.selective_scan_triton, ('cuda', 'cpu') if scan_triton.INTERPRETED else ('cuda',))
 
 
-@_import_once
-def _import_triton_backend():
-    try:
-        from rssr.ops import scan_triton
-    except ImportError as error:
-        raise ScanBackendUnavailable(
-            f"selective_scan backend 'triton' is unavailable: importing triton failed ({error}). Install it with "
-            "`pip install triton` (it ships with CUDA builds of torch on Linux), or use backend 'torch'.") from error
-    return scan_triton
+INSTALL_HINTS = {
+    'mamba_ssm': 'install it on a CUDA machine with `pip install mamba-ssm --no-build-isolation` (or '
+                 '`pip install rssr[cuda]`)',
+    'triton': 'install it with `pip install "triton>=3.2"` (it ships with CUDA builds of torch on Linux)',
+}
 
 
-def _require_cuda(backend: str, u: Tensor) -> None:
-    if u.device.type != 'cuda':
-        hint = (' To run the Triton kernel on the CPU in its (slow) interpreter, start Python with '
-                'TRITON_INTERPRET=1 in the environment.' if backend == 'triton' else '')
-        raise ScanBackendUnavailable(
-            f"selective_scan backend '{backend}' needs CUDA tensors; got tensors on {u.device}.{hint} "
-            "Use backend 'torch' (or 'auto') on this device.")
+def _probe(run: Callable, device: torch.device) -> Optional[str]:
+    """Why ``run`` cannot be trusted on ``device`` (None if it can): a tiny scan with D, delta_bias and
+    softplus (the archs' configuration), forward and every input gradient, against the float64 reference."""
+    generator = torch.Generator().manual_seed(0)
+    b, d, n, length, groups = 1, 4, 4, 12, 2
+
+    def randn(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=generator)
+
+    inputs = {'u': randn(b, d, length), 'delta': randn(b, d, length), 'A': -torch.rand(d, n, generator=generator) - 0.5,
+              'B': randn(b, groups, n, length), 'C': randn(b, groups, n, length), 'D': randn(d),
+              'delta_bias': torch.rand(d, generator=generator) - 1.0}
+    upstream = randn(b, d, length)
+
+    def outputs(scan: Callable, dtype: torch.dtype, where: torch.device) -> Dict[str, Tensor]:
+        leaves = {k: v.to(where, dtype).requires_grad_() for k, v in inputs.items()}
+        y = scan(leaves['u'], leaves['delta'], leaves['A'], leaves['B'], leaves['C'], leaves['D'], None,
+                 leaves['delta_bias'], True, False)
+        (y * upstream.to(where, y.dtype)).sum().backward()
+        return {'y': y.detach(), **{f'grad_{k}': leaf.grad for k, leaf in leaves.items()}}
+
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
+        truth = outputs(selective_scan_reference, torch.float64, torch.device('cpu'))
+        try:
+            got = outputs(run, torch.float32, device)
+            if device.type == 'cuda':
+                torch.cuda.synchronize(device)
+        except Exception as error:  # noqa: BLE001  (compile and launch errors of any kind)
+            return f'its first launch failed ({_describe(error)})'
+    errors = {}
+    for name, want in truth.items():
+        have = got[name]
+        errors[name] = float('nan') if have is None else (
+            (have.double().cpu() - want).abs().max() / want.abs().max().clamp_min(1e-30)).item()
+    bad = {name: error for name, error in errors.items() if not error <= PROBE_TOLERANCE}
+    if bad:
+        worst = max(bad, key=lambda name: bad[name] if bad[name] == bad[name] else float('inf'))
+        return f'it gives wrong results (max relative error {bad[worst]:.1e} in {worst} on a test problem)'
+    return None
 
 
-def _runner(backend: str, u: Tensor) -> Callable:
-    """The scan function of a forced backend, or raise ScanBackendUnavailable saying how to enable it."""
+def backend_status(backend: str, device: Union[str, torch.device]) -> BackendStatus:
+    """Whether ``backend`` runs correctly on ``device``: imported, on a device it supports, and probed once
+    (forward and backward against the reference). Never raises for a broken installation."""
+    device = torch.device(device)
+    if device.type == 'cuda' and device.index is None:
+        device = torch.device('cuda', torch.cuda.current_device())
+    key = (backend, str(device))
+    if key in _statuses:
+        return _statuses[key]
+    if backend not in FUSED_BACKENDS:
+        status = BackendStatus(True, 'plain torch, any device')
+    else:
+        try:
+            fused = _load_fused(backend)
+        except Exception as error:  # noqa: BLE001  (see _load_fused)
+            if isinstance(error, ModuleNotFoundError) and error.name == backend:
+                status = BackendStatus(False, f'{backend} is not installed; {INSTALL_HINTS[backend]}', False)
+            else:
+                status = BackendStatus(False, f'importing {backend} failed ({_describe(error)})')
+        else:
+            if device.type not in fused.device_types:
+                hint = (' (or the CPU in its slow interpreter, with TRITON_INTERPRET=1 set before Python starts)'
+                        if backend == 'triton' else '')
+                status = BackendStatus(False, f'{backend} needs CUDA tensors{hint}; got tensors on {device}')
+            else:
+                failure = _probe(fused.run, device)
+                status = BackendStatus(failure is None, failure or f'probed on {device}: forward and gradients exact')
+    _statuses[key] = status
+    return status
+
+
+def _runner(backend: str) -> Callable:
     if backend == 'reference':
         return selective_scan_reference
     if backend == 'torch':
         return selective_scan_torch
-    if backend == 'mamba_ssm':
-        selective_scan_fn = _import_mamba_ssm()
-        _require_cuda(backend, u)
-        return selective_scan_fn
-    scan_triton = _import_triton_backend()
-    if not (u.device.type == 'cpu' and scan_triton.INTERPRETED):
-        _require_cuda(backend, u)
-    return scan_triton.selective_scan_triton
+    return _load_fused(backend).run
 
 
-def _auto_backend(u: Tensor) -> Tuple[str, str]:
-    """(backend, reason) for backend='auto'."""
-    if u.device.type != 'cuda':
-        return 'torch', f'tensors on {u.device.type}; the fused kernels need CUDA'
-    try:
-        _import_mamba_ssm()
-        return 'mamba_ssm', 'CUDA tensors and mamba_ssm is importable'
-    except ScanBackendUnavailable as mamba_error:
-        missing = str(mamba_error.__cause__)
-    try:
-        _import_triton_backend()
-        return 'triton', f'CUDA tensors, mamba_ssm not importable ({missing})'
-    except ScanBackendUnavailable as triton_error:
-        return 'torch', f'CUDA tensors, but neither mamba_ssm ({missing}) nor triton ({triton_error.__cause__}) imports'
+def _unusable_error(backend: str, device: torch.device, status: BackendStatus) -> ScanBackendUnavailable:
+    return ScanBackendUnavailable(f"selective_scan backend '{backend}' is unusable on {device}: {status.reason}. "
+                                  "Use backend 'auto' or 'torch'.")
 
 
-def resolve_backend(u: Tensor, backend: Optional[str] = None) -> Tuple[str, Callable]:
-    """The backend that will run for tensors like ``u``, and its scan function; logs new choices once."""
+def _fall_back(backend: str, device: torch.device, status: BackendStatus) -> None:
+    """Record that ``auto`` skips ``backend`` on ``device``: one warning naming the cause (a debug log line
+    when the backend is simply not installed)."""
+    key = (backend, str(device))
+    if key in _warned:
+        return
+    _warned.add(key)
+    if status.installed:
+        warnings.warn(f"selective_scan: backend '{backend}' is unusable on {device} and 'auto' falls back to the "
+                      f"next backend: {status.reason}", ScanBackendWarning, stacklevel=4)
+    else:
+        logger.debug("selective_scan: backend '%s' skipped on %s: %s", backend, device, status.reason)
+
+
+def requested_backend(backend: Optional[str] = None) -> Tuple[str, str]:
+    """(backend asked for, where it came from): the argument, else RSSR_SCAN_BACKEND, else 'auto'."""
     source = 'backend argument'
     if backend is None or backend == 'auto':
         backend, source = os.environ.get(ENV_VAR, 'auto').strip().lower() or 'auto', ENV_VAR
     if backend not in BACKENDS:
         raise ValueError(f"selective_scan: unknown backend {backend!r} (from the {source}); "
                          f"choose one of {', '.join(BACKENDS)}")
-    if backend == 'auto':
-        backend, reason = _auto_backend(u)
-        reason = f'auto: {reason}'
+    return backend, source
+
+
+def resolve_backend(u: Tensor, backend: Optional[str] = None) -> Tuple[str, Callable]:
+    """The backend that will run for tensors like ``u``, and its scan function; logs new choices once.
+
+    ``auto`` takes the first usable backend of AUTO_ORDER for u's device (fused ones only for float32,
+    float16 and bfloat16); a forced backend that cannot run raises ScanBackendUnavailable naming the cause.
+    """
+    backend, source = requested_backend(backend)
+    if backend == 'auto' and u.device.type not in AUTO_ORDER:
+        backend, reason = 'torch', f'auto: tensors on {u.device.type}; the fused kernels need CUDA'
+    elif backend == 'auto':
+        skipped = []
+        for candidate in AUTO_ORDER[u.device.type]:
+            if candidate in FUSED_BACKENDS:
+                if u.dtype not in FUSED_DTYPES:
+                    skipped.append(f'{candidate}: {u.dtype} inputs')
+                    continue
+                status = backend_status(candidate, u.device)
+                if not status.usable:
+                    _fall_back(candidate, u.device, status)
+                    skipped.append(f'{candidate}: {status.reason}')
+                    continue
+            backend = candidate
+            break
+        reason = f'auto: tensors on {u.device.type}' + (f"; skipped {'; '.join(skipped)}" if skipped else '')
     else:
+        if backend in FUSED_BACKENDS:
+            status = backend_status(backend, u.device)
+            if not status.usable:
+                raise _unusable_error(backend, u.device, status)
         reason = f'forced by the {source}'
-    runner = _runner(backend, u)
     if (backend, reason) not in _logged_choices:
         _logged_choices.add((backend, reason))
         logger.info("selective_scan backend '%s' (%s)", backend, reason)
-    return backend, runner
+    return backend, _runner(backend)
 
 
 def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor] = None,
                    z: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None, delta_softplus: bool = False,
                    return_last_state: bool = False,
                    backend: Optional[str] = None) -> Union[Tensor, Tuple[Tensor, Tensor]]:
-    """Selective scan over u (b, d, l); see the module docstring for the math, shapes and backends."""
+    """Selective scan over u (b, d, l); see the module docstring for the math, shapes and backends.
+
+    A fused backend that raises (anything but running out of memory) is reported, not propagated, under
+    ``auto``: it is marked unusable on that device with one warning and the scan reruns on the next backend.
+    """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
-    _, runner = resolve_backend(u, backend)
-    return runner(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    name, runner = resolve_backend(u, backend)
+    args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    if name not in FUSED_BACKENDS:
+        return runner(*args)
+    try:
+        return runner(*args)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as error:  # noqa: BLE001  (a compile or launch failure the probe did not meet)
+        status = BackendStatus(False, f'it failed on a scan of shape {tuple(u.shape)} ({_describe(error)})')
+        if requested_backend(backend)[0] != 'auto':
+            raise _unusable_error(name, u.device, status) from error
+        _statuses[(name, str(u.device))] = status
+        _fall_back(name, u.device, status)
+        return selective_scan(*args, backend='auto')

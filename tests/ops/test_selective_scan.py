@@ -7,7 +7,10 @@ The triton backend runs these same cases in test_selective_scan_triton.py.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
+import sys
+import types
 from typing import Callable, Dict, NamedTuple, Optional
 
 import pytest
@@ -203,11 +206,14 @@ def test_half_precision_inputs_keep_float32_state():
     assert y.dtype == torch.bfloat16 and last.dtype == torch.float32
 
 
-# ---- dispatch -------------------------------------------------------------------------------------
+# ---- dispatch ----------------------------------------------------------------------------------
 
 @pytest.fixture
 def fresh_log(monkeypatch, caplog):
+    """A dispatch that has probed nothing, logged nothing and warned about nothing."""
     monkeypatch.setattr(scan_module, '_logged_choices', set())
+    monkeypatch.setattr(scan_module, '_statuses', {})
+    monkeypatch.setattr(scan_module, '_warned', set())
     monkeypatch.delenv(scan_module.ENV_VAR, raising=False)
     caplog.set_level(logging.INFO, logger='rssr')
     return caplog
@@ -240,18 +246,220 @@ def test_unknown_backend_names_the_choices(monkeypatch):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the error on a machine without a GPU')
-def test_forced_unavailable_backends_say_how_to_enable_them():
+def test_forced_unavailable_backends_say_how_to_enable_them(fresh_log):
     inputs = make_inputs(CASES[1])
     args = [inputs[k] for k in INPUT_NAMES]
-    try:
-        import mamba_ssm  # noqa: F401
-        expected = "'mamba_ssm' needs CUDA tensors"
-    except ImportError:
-        expected = r"'mamba_ssm' is unavailable: importing mamba_ssm failed .*pip install mamba-ssm"
+    if importlib.util.find_spec('mamba_ssm') is None:
+        expected = r"'mamba_ssm' is unusable on cpu: mamba_ssm is not installed; .*pip install mamba-ssm"
+    else:
+        expected = r"'mamba_ssm' is unusable on cpu: "
     with pytest.raises(ScanBackendUnavailable, match=expected):
-        selective_scan(*args, backend='mamba_ssm')
-    with pytest.raises(ScanBackendUnavailable, match=r"'triton' needs CUDA tensors.*TRITON_INTERPRET=1"):
-        selective_scan(*args, backend='triton')
+        selective_scan(*args, delta_softplus=True, backend='mamba_ssm')
+    with pytest.raises(ScanBackendUnavailable, match=r"'triton' is unusable on cpu: triton needs CUDA tensors.*"
+                                                     r"TRITON_INTERPRET=1"):
+        selective_scan(*args, delta_softplus=True, backend='triton')
+
+
+# A fused backend that cannot run must never crash a run under 'auto' (one warning, then the next backend)
+# and must say why when forced. AUTO_ORDER gives the CPU the CUDA order so these run without a GPU.
+
+@pytest.fixture
+def cpu_as_cuda(fresh_log, monkeypatch):
+    monkeypatch.setitem(scan_module.AUTO_ORDER, 'cpu', scan_module.AUTO_ORDER['cuda'])
+    return fresh_log
+
+
+def fake_backends(monkeypatch, **runs):
+    """_load_fused replaced: the named backends run ``runs[name]`` on the CPU; the others are not installed."""
+    def load(backend):
+        if backend not in runs:
+            raise ModuleNotFoundError(f"No module named '{backend}'", name=backend)
+        return scan_module.FusedBackend(runs[backend], ('cpu',))
+    monkeypatch.setattr(scan_module, '_load_fused', load)
+
+
+def scan_args(case: Case = CASES[0]):
+    inputs = make_inputs(case)
+    return [inputs[k].float() if inputs[k] is not None else None for k in INPUT_NAMES]
+
+
+def fallback_warnings(record) -> list:
+    return [str(w.message) for w in record if issubclass(w.category, scan_module.ScanBackendWarning)]
+
+
+def test_auto_falls_back_with_one_warning_when_a_kernel_launch_raises(cpu_as_cuda, monkeypatch):
+    def launch_fails(*args):
+        raise RuntimeError('CUDA error: no kernel image is available for execution on the device')
+    fake_backends(monkeypatch, triton=launch_fails)
+    args = scan_args()
+    with pytest.warns(scan_module.ScanBackendWarning) as record:
+        y = selective_scan(*args, delta_softplus=True)
+        selective_scan(*args, delta_softplus=True)
+    assert fallback_warnings(record) == [
+        "selective_scan: backend 'triton' is unusable on cpu and 'auto' falls back to the next backend: its first "
+        "launch failed (RuntimeError: CUDA error: no kernel image is available for execution on the device)"]
+    assert torch.equal(y, selective_scan(*args, delta_softplus=True, backend='torch'))
+    with pytest.raises(ScanBackendUnavailable, match=r"'triton' is unusable on cpu: its first launch failed "
+                                                     r"\(RuntimeError: CUDA error: no kernel image"):
+        selective_scan(*args, delta_softplus=True, backend='triton')
+
+
+def test_a_kernel_with_wrong_results_is_not_used(cpu_as_cuda, monkeypatch):
+    fake_backends(monkeypatch, triton=lambda *args: selective_scan_torch(*args) * 1.01)
+    with pytest.warns(scan_module.ScanBackendWarning, match=r"'triton' .* it gives wrong results \(max relative "
+                                                            r"error 1\.0e-02 in "):
+        assert resolve_backend(torch.zeros(1, 2, 3))[0] == 'torch'
+
+
+def test_a_kernel_that_fails_after_its_probe_falls_back_under_auto_and_raises_when_forced(cpu_as_cuda, monkeypatch):
+    def fails_on_long_sequences(u, *args):
+        if u.shape[-1] > 20:
+            raise RuntimeError('triton.runtime.errors.OutOfResources: shared memory')
+        return selective_scan_torch(u, *args)
+    fake_backends(monkeypatch, triton=fails_on_long_sequences)
+    args = scan_args()  # l = 37
+    with pytest.raises(ScanBackendUnavailable, match=r"'triton' is unusable on cpu: it failed on a scan of shape "
+                                                     r"\(2, 6, 37\) \(RuntimeError: triton.runtime.errors"):
+        selective_scan(*args, delta_softplus=True, backend='triton')
+    assert resolve_backend(args[0])[0] == 'triton'  # the probe passed
+    with pytest.warns(scan_module.ScanBackendWarning, match='it failed on a scan of shape'):
+        y = selective_scan(*args, delta_softplus=True)
+    assert torch.equal(y, selective_scan(*args, delta_softplus=True, backend='torch'))
+    assert resolve_backend(args[0])[0] == 'torch'
+
+
+def test_a_triton_without_knobs_imports_and_reads_the_interpreter_flag_from_the_environment(fresh_log, monkeypatch):
+    triton = pytest.importorskip('triton')
+    import rssr.ops
+    monkeypatch.delattr(triton, 'knobs', raising=False)
+    monkeypatch.delitem(sys.modules, 'rssr.ops.scan_triton', raising=False)
+    monkeypatch.delattr(rssr.ops, 'scan_triton', raising=False)
+    monkeypatch.setenv('TRITON_INTERPRET', '1')
+    scan_triton = importlib.import_module('rssr.ops.scan_triton')
+    assert scan_triton.INTERPRETED and scan_triton._interpreter_enabled()
+    monkeypatch.setenv('TRITON_INTERPRET', '0')
+    assert not scan_triton._interpreter_enabled()
+
+
+def without_real_triton(monkeypatch, fake: types.ModuleType) -> None:
+    """``import triton`` gives ``fake`` (and an empty ``triton.language``), and rssr's kernel module re-imports."""
+    import rssr.ops
+    monkeypatch.setitem(sys.modules, 'triton', fake)
+    monkeypatch.setitem(sys.modules, 'triton.language', types.ModuleType('triton.language'))
+    monkeypatch.delitem(sys.modules, 'rssr.ops.scan_triton', raising=False)
+    monkeypatch.delattr(rssr.ops, 'scan_triton', raising=False)
+
+
+def test_a_triton_with_another_api_falls_back_under_auto_and_raises_when_forced(cpu_as_cuda, monkeypatch):
+    """A Triton whose API lacks what the kernels use (here ``triton.jit``): AttributeError at import."""
+    without_real_triton(monkeypatch, types.ModuleType('triton'))
+    args = scan_args()
+    with pytest.warns(scan_module.ScanBackendWarning) as record:
+        y = selective_scan(*args, delta_softplus=True)
+    assert fallback_warnings(record) == [
+        "selective_scan: backend 'triton' is unusable on cpu and 'auto' falls back to the next backend: importing "
+        "triton failed (AttributeError: module 'triton' has no attribute 'jit')"]
+    assert torch.equal(y, selective_scan(*args, delta_softplus=True, backend='torch'))
+    with pytest.raises(ScanBackendUnavailable, match=r"importing triton failed \(AttributeError: module 'triton' "
+                                                     r"has no attribute 'jit'\)"):
+        selective_scan(*args, delta_softplus=True, backend='triton')
+
+
+@pytest.mark.parametrize('error', ['OSError("libcudart.so.12: cannot open shared object file")',
+                                   'ImportError("undefined symbol: _ZN3c104cuda9SetDevice")',
+                                   'RuntimeError("CUDA driver version is insufficient")',
+                                   'AttributeError("module torch has no attribute library")'])
+def test_a_mamba_ssm_whose_import_raises_is_skipped_under_auto_and_named_when_forced(cpu_as_cuda, monkeypatch,
+                                                                                       tmp_path, error):
+    package = tmp_path / 'mamba_ssm'
+    package.mkdir()
+    (package / '__init__.py').write_text(f'raise {error}\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m.split('.')[0] == 'mamba_ssm']:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(scan_module.AUTO_ORDER, 'cpu', ('mamba_ssm', 'torch'))
+    kind, message = error.split('(', 1)
+    cause = f'importing mamba_ssm failed ({kind}: {message.strip(")").strip(chr(34))})'
+    args = scan_args()
+    with pytest.warns(scan_module.ScanBackendWarning) as record:
+        assert torch.equal(selective_scan(*args, delta_softplus=True), selective_scan(*args, delta_softplus=True, backend='torch'))
+    assert fallback_warnings(record) == [f"selective_scan: backend 'mamba_ssm' is unusable on cpu and 'auto' falls "
+                                         f"back to the next backend: {cause}"]
+    with pytest.raises(ScanBackendUnavailable) as raised:
+        selective_scan(*args, delta_softplus=True, backend='mamba_ssm')
+    assert cause in str(raised.value)
+
+
+def test_a_missing_mamba_ssm_is_skipped_quietly(cpu_as_cuda, monkeypatch, recwarn):
+    fake_backends(monkeypatch, triton=selective_scan_torch)
+    assert resolve_backend(torch.zeros(1, 2, 3))[0] == 'triton'
+    assert resolve_backend(torch.zeros(1, 2, 3, dtype=torch.float64))[0] == 'torch'  # float64 keeps a float64 state
+    assert fallback_warnings(recwarn) == []
+    assert scan_module.backend_status('mamba_ssm', 'cpu').installed is False
+
+
+# mamba_ssm's published interface (state-spaces/mamba, mamba_ssm/ops/selective_scan_interface.py and the
+# checks of csrc/selective_scan/selective_scan.cpp): selective_scan_fn(u, delta, A, B, C, D=None, z=None,
+# delta_bias=None, delta_softplus=False, return_last_state=False); u, delta, z: (b, d, l) in one input dtype
+# (float32, float16 or bfloat16); A: (d, n) float32; B, C: (d, n) float32, or (b, n, l) / (b, g, n, l) in the
+# input dtype, the same g for both when both are 4-D, d divisible by g; D and delta_bias: (d,) float32;
+# returns out (b, d, l) in the input dtype and, if asked, last_state (b, d, n) float32.
+
+def published_selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                                return_last_state=False):
+    """A stand-in that asserts the layouts mamba_ssm's kernel checks, then computes with the reference."""
+    b, d, length = u.shape
+    assert u.dtype in (torch.float32, torch.float16, torch.bfloat16)
+    for name, tensor in (('u', u), ('delta', delta), ('z', z)):
+        if tensor is not None:
+            assert tensor.shape == (b, d, length) and tensor.dtype == u.dtype and tensor.stride(-1) == 1, name
+    assert A.shape[0] == d and A.dim() == 2 and A.dtype == torch.float32
+    n = A.shape[1]
+    groups = []
+    for name, coef in (('B', B), ('C', C)):
+        if coef.dim() == 2:
+            assert coef.shape == (d, n) and coef.dtype == torch.float32, name
+            continue
+        assert coef.dtype == u.dtype and coef.stride(-1) == 1, name
+        assert coef.shape == ((b, n, length) if coef.dim() == 3 else (b, coef.shape[1], n, length)), name
+        groups.append(coef.shape[1] if coef.dim() == 4 else 1)
+    assert len(set(groups)) <= 1 and all(d % g == 0 for g in groups), groups
+    for name, vector in (('D', D), ('delta_bias', delta_bias)):
+        assert vector is None or (vector.shape == (d,) and vector.dtype == torch.float32), name
+    y, last = selective_scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state=True)
+    assert y.dtype == u.dtype
+    return (y, last.float()) if return_last_state else y
+
+
+@pytest.mark.parametrize('case', CASES, ids=lambda c: c.id)
+def test_the_mamba_ssm_call_matches_the_published_interface(case):
+    """rssr's call on its own layouts (groups that differ, (d, n) B/C, strided and bfloat16/float32 mixes)."""
+    inputs = make_inputs(case)
+    args = {k: (v.float() if v is not None else None) for k, v in inputs.items()}
+    args['u'] = args['u'].transpose(1, 2).contiguous().transpose(1, 2)  # not unit stride in time
+    y = scan_module.call_mamba_ssm(published_selective_scan_fn, *(args[k] for k in INPUT_NAMES),
+                                   delta_softplus=case.softplus, return_last_state=case.last_state)
+    want = selective_scan_reference(*(inputs[k] for k in INPUT_NAMES), delta_softplus=case.softplus,
+                                    return_last_state=case.last_state)
+    for got, truth in zip(*((y, want) if case.last_state else ((y,), (want,)))):
+        assert got.dtype == torch.float32 and torch.allclose(got.double(), truth, rtol=1e-4, atol=1e-5)
+    half = {k: (v.to(torch.bfloat16) if k in ('u', 'delta', 'z') and v is not None else v) for k, v in args.items()}
+    assert scan_module.call_mamba_ssm(published_selective_scan_fn, *(half[k] for k in INPUT_NAMES),
+                                      delta_softplus=case.softplus).dtype == torch.bfloat16
+
+
+def test_the_mamba_ssm_backend_calls_selective_scan_fn_from_its_published_module(monkeypatch):
+    calls = []
+    module = types.ModuleType('mamba_ssm.ops.selective_scan_interface')
+    module.selective_scan_fn = lambda *args, **kwargs: calls.append(kwargs) or published_selective_scan_fn(
+        *args, **kwargs)
+    for name in ('mamba_ssm', 'mamba_ssm.ops'):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    loaded = scan_module._load_fused('mamba_ssm')
+    assert loaded.device_types == ('cuda',)
+    loaded.run(*scan_args(), delta_softplus=True)
+    assert calls and set(calls[0]) == {'D', 'z', 'delta_bias', 'delta_softplus', 'return_last_state'}
 
 
 def test_shape_errors_name_the_argument():
@@ -266,14 +474,24 @@ def test_shape_errors_name_the_argument():
 # ---- CUDA (mamba_ssm when installed, triton, torch); the CPU twins are the tests above --------------
 
 def cuda_backends():
+    """torch, and each fused backend that is installed; one that is installed but unusable fails the test."""
     backends = ['torch']
     for name in ('triton', 'mamba_ssm'):
-        try:
-            resolve_backend(torch.zeros(1, device='cuda'), name)
+        status = scan_module.backend_status(name, 'cuda')
+        if status.usable:
             backends.append(name)
-        except ScanBackendUnavailable:
-            pass
+        elif status.installed:
+            pytest.fail(f'{name} is installed but unusable on CUDA: {status.reason}')
     return backends
+
+
+# mamba_ssm's own float32 tolerances (tests/ops/test_selective_scan.py of state-spaces/mamba, with z):
+# out and state rtol 6e-4, atol 2e-3; du x2; ddelta rtol x5, atol x10; dA rtol 1e-3, atol 1e-2;
+# dB, dC (time-varying) like out; dD, dz, ddelta_bias rtol 1e-3, atol 2e-3.
+MAMBA_SSM_TOLERANCES = {'y': (6e-4, 2e-3), 'last_state': (6e-4, 2e-3), 'grad_u': (1.2e-3, 4e-3),
+                        'grad_delta': (3e-3, 2e-2), 'grad_A': (1e-3, 1e-2), 'grad_B': (6e-4, 2e-3),
+                        'grad_C': (6e-4, 2e-3), 'grad_D': (1e-3, 2e-3), 'grad_z': (1e-3, 2e-3),
+                        'grad_delta_bias': (1e-3, 2e-3)}
 
 
 @pytest.mark.cuda
@@ -281,6 +499,12 @@ def cuda_backends():
 def test_cuda_backends_match_reference(case):
     """Every CUDA backend against the float64 reference; CPU twin: test_torch_backend_matches_reference."""
     for backend in cuda_backends():
-        if backend == 'mamba_ssm' and (case.b_groups != case.c_groups or min(case.b_groups, case.c_groups) < 0):
-            continue  # mamba_ssm's kernel needs B and C grouped alike and time-varying
-        check_against_reference(selective_scan, case, device='cuda', backend=backend)
+        if backend != 'mamba_ssm':
+            check_against_reference(selective_scan, case, device='cuda', backend=backend)
+            continue
+        inputs = make_inputs(case)
+        want = run(selective_scan_reference, case, inputs, torch.float64)
+        got = run(selective_scan, case, inputs, torch.float32, 'cuda', backend='mamba_ssm')
+        for name, (rtol, atol) in MAMBA_SSM_TOLERANCES.items():
+            if name in want:
+                assert torch.allclose(got[name], want[name], rtol=rtol, atol=atol), (name, case.id)
