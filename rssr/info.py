@@ -10,13 +10,20 @@ import importlib
 import importlib.metadata
 import platform
 import sys
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 import rssr
 from rssr.ops.mlstm import PARALLEL_MAX_LENGTH
-from rssr.ops.selective_scan import ScanBackendUnavailable, resolve_backend
+from rssr.ops.selective_scan import (
+    FUSED_BACKENDS,
+    ScanBackendUnavailable,
+    ScanBackendWarning,
+    backend_status,
+    resolve_backend,
+)
 from rssr.registry import ARCHS, DATASETS, LOSSES, METRICS, MODELS
 
 
@@ -35,17 +42,30 @@ def _importable(module: str) -> str:
         return f'no ({type(error).__name__}: {str(error).splitlines()[0][:90]})'
 
 
+def _devices() -> List[str]:
+    return ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+
+
 def scan_backends() -> List[Tuple[str, str]]:
     """(device, backend the Mamba archs use there) for the CPU and, if present, CUDA."""
-    devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
     rows = []
-    for device in devices:
+    for device in _devices():
         try:
-            backend, _ = resolve_backend(torch.empty(1, 1, 1, device=device))
+            with warnings.catch_warnings():  # scan_backend_usability() says why a backend is skipped
+                warnings.simplefilter('ignore', ScanBackendWarning)
+                backend, _ = resolve_backend(torch.empty(1, 1, 1, device=device))
         except (ScanBackendUnavailable, ValueError) as error:
             backend = f'error: {error}'
         rows.append((device, backend))
     return rows
+
+
+def scan_backend_usability() -> str:
+    """One line per device and fused backend: usable, or why not (never a traceback)."""
+    lines = [f'{device} {backend}: ' + ('usable' if status.usable else 'not usable') + f' ({status.reason})'
+             for device in _devices() for backend in FUSED_BACKENDS
+             for status in (backend_status(backend, device),)]
+    return '\n    ' + '\n    '.join(lines + ['torch, reference: usable on every device'])
 
 
 def kernels_per_model() -> str:
@@ -76,6 +96,7 @@ def report() -> Dict[str, object]:
         'triton': _version('triton'),
         'mamba_ssm importable': _importable('mamba_ssm.ops.selective_scan_interface'),
         'causal_conv1d importable': _importable('causal_conv1d'),
+        'selective-scan backends': scan_backend_usability(),
         'sequence kernels per zoo model': kernels_per_model(),
         'zoo models': ', '.join(rssr.list_models()),
         'archs': ', '.join(ARCHS.names()),

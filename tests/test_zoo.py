@@ -1,4 +1,5 @@
 """Model zoo: every named configuration builds at x2/x3/x4 and has a complete card; rssr.info runs."""
+import os
 import subprocess
 import sys
 
@@ -7,6 +8,7 @@ import torch
 
 import rssr
 from rssr.registry import ARCHS
+from testkit import REPO
 
 EXPECTED = {'convmambasr', 'mambacsr', 'mambacsr_wo', 'repmamba', 'repmamba_deploy', 'convformersr', 'lstmconvsr'}
 
@@ -48,7 +50,15 @@ def test_unknown_model_name_suggests_close_names():
         rssr.create_model('mambacrs')
 
 
-def test_info_command_reports_backends_and_names():
-    result = subprocess.run([sys.executable, '-m', 'rssr.info'], capture_output=True, text=True, check=True)
+def test_info_command_reports_backends_their_usability_and_names(tmp_path):
+    """With a mamba_ssm whose import raises OSError (a CUDA build for another torch): a reason, no traceback."""
+    (tmp_path / 'mamba_ssm').mkdir()
+    (tmp_path / 'mamba_ssm' / '__init__.py').write_text('raise OSError("libcudart.so.12: cannot open shared object")')
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(tmp_path), str(REPO)])}
+    result = subprocess.run([sys.executable, '-m', 'rssr.info'], capture_output=True, text=True, check=True, env=env)
     assert 'convmambasr: selective_scan (cpu: torch)' in result.stdout
     assert 'basicsr' in result.stdout and 'RSSRModel' in result.stdout
+    assert ('cpu mamba_ssm: not usable (importing mamba_ssm failed (OSError: libcudart.so.12: cannot open shared '
+            'object))') in result.stdout
+    assert 'cpu triton: not usable (' in result.stdout
+    assert 'Traceback' not in result.stdout + result.stderr
