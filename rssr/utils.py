@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Any, Callable, Iterable, List, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Sequence, Tuple, Union
 
 import torch
-import yaml
+
+if TYPE_CHECKING:
+    import yaml
 
 AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 """The ``amp`` spellings rssr accepts (train options, ``rssr.infer --amp``) and their dtypes."""
@@ -42,6 +44,8 @@ def to_2tuple(value: Union[int, Sequence[int]]) -> Tuple[int, int]:
 def read_yaml_file(path: str, what: str, error: Callable[[str], Exception]) -> Any:
     """Parse the YAML file ``path`` (``what`` names it in messages, e.g. ``'option file'``); a missing,
     unreadable or malformed file raises ``error(message)`` with the line and column of a syntax error."""
+    import yaml  # here, not at the top: the archs import this module and need only torch
+
     if not os.path.isfile(path):
         raise error(f'{what} {path} does not exist (looked in {os.getcwd()})')
     try:

@@ -114,6 +114,14 @@ def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: 
 FUSED_BACKENDS = ('mamba_ssm', 'triton')
 AUTO_ORDER = {'cuda': ('mamba_ssm', 'triton', 'torch')}  # by device type; other devices: torch
 FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # float64 keeps a float64 state: torch only
+# mamba_ssm's own float32 test tolerances (rtol, atol) against its reference (state-spaces/mamba,
+# tests/ops/test_selective_scan.py, with z): out and state 6e-4/2e-3; du x2; ddelta rtol x5, atol x10;
+# dA rtol 1e-3, atol 5 x 2e-3; time-varying dB, dC like out; dD, dz, ddelta_bias 1e-3/2e-3. The CUDA tests and
+# scripts/gpu_check.py hold mamba_ssm to these, not to rssr's own (60x tighter) 1e-5.
+MAMBA_SSM_TEST_TOLERANCES = {'y': (6e-4, 2e-3), 'last_state': (6e-4, 2e-3), 'grad_u': (1.2e-3, 4e-3),
+                             'grad_delta': (3e-3, 2e-2), 'grad_A': (1e-3, 1e-2), 'grad_B': (6e-4, 2e-3),
+                             'grad_C': (6e-4, 2e-3), 'grad_D': (1e-3, 2e-3), 'grad_z': (1e-3, 2e-3),
+                             'grad_delta_bias': (1e-3, 2e-3)}
 PROBE_TOLERANCE = 1e-3  # max |error| / max |truth| per tensor: rounding passes, a wrong kernel does not
 
 
