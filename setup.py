@@ -21,7 +21,8 @@ setup(
     entry_points={'console_scripts': ['rssr-train = rssr.train:main', 'rssr-test = rssr.test:main',
                                       'rssr-infer = rssr.infer:main', 'rssr-info = rssr.info:main']},
     extras_require={
-        'cuda': ['mamba-ssm', 'causal-conv1d'],
+        'cuda': ['mamba-ssm', 'causal-conv1d', 'triton>=3.2'],  # rssr.ops.scan_triton.MIN_TRITON
+        'triton': ['triton>=3.2'],
         'test': ['pytest', 'ruff', 'timm'],  # timm: rssr.layers.mlp is checked against it
     },
     classifiers=[

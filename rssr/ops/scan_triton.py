@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Optional, Tuple
 
 import torch
@@ -24,6 +25,19 @@ import triton
 import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+MIN_TRITON = (3, 2)  # the oldest Triton whose kernels pass tests/ops/test_scan_triton.py (3.0 and 3.1 fail)
+
+
+def _release(version: str) -> tuple:
+    """(major, minor) of a version string such as '3.2.0' or '3.5.0+git1234'."""
+    return tuple(int(part) for part in re.findall(r'\d+', version)[:2])
+
+
+if _release(getattr(triton, '__version__', '0.0')) < MIN_TRITON:
+    raise ImportError(f'triton {getattr(triton, "__version__", "(no version)")} is older than '
+                      f'{".".join(map(str, MIN_TRITON))}, the oldest Triton rssr\'s kernels work with; '
+                      f'`pip install "triton>={".".join(map(str, MIN_TRITON))}"`')
 
 
 def _interpreter_enabled() -> bool:

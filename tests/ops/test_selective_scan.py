@@ -352,7 +352,9 @@ def without_real_triton(monkeypatch, fake: types.ModuleType) -> None:
 
 def test_a_triton_with_another_api_falls_back_under_auto_and_raises_when_forced(cpu_as_cuda, monkeypatch):
     """A Triton whose API lacks what the kernels use (here ``triton.jit``): AttributeError at import."""
-    without_real_triton(monkeypatch, types.ModuleType('triton'))
+    fake = types.ModuleType('triton')
+    fake.__version__ = '3.9.0'
+    without_real_triton(monkeypatch, fake)
     args = scan_args()
     with pytest.warns(scan_module.ScanBackendWarning) as record:
         y = selective_scan(*args, delta_softplus=True)
@@ -363,6 +365,15 @@ def test_a_triton_with_another_api_falls_back_under_auto_and_raises_when_forced(
     with pytest.raises(ScanBackendUnavailable, match=r"importing triton failed \(AttributeError: module 'triton' "
                                                      r"has no attribute 'jit'\)"):
         selective_scan(*args, delta_softplus=True, backend='triton')
+
+
+def test_a_triton_older_than_the_kernels_need_is_named(cpu_as_cuda, monkeypatch):
+    fake = types.ModuleType('triton')
+    fake.__version__ = '3.1.0'
+    without_real_triton(monkeypatch, fake)
+    with pytest.raises(ScanBackendUnavailable, match=r"importing triton failed \(ImportError: triton 3.1.0 is older "
+                                                     r"than 3.2, the oldest Triton rssr's kernels work with"):
+        selective_scan(*scan_args(), delta_softplus=True, backend='triton')
 
 
 @pytest.mark.parametrize('error', ['OSError("libcudart.so.12: cannot open shared object file")',
