@@ -161,19 +161,14 @@ def call_mamba_ssm(selective_scan_fn: Callable, u: Tensor, delta: Tensor, A: Ten
     checks: u, delta, z and time-varying B/C in u's dtype with unit stride in time; A, time-invariant B/C,
     D and delta_bias in float32; time-varying B and C with the same number of groups (rssr allows
     different ones: both are expanded to their least common multiple)."""
-    d = u.shape[1]
-    groups = [coef.shape[1] if coef.dim() == 4 else 1 for coef in (B, C) if coef.dim() >= 3]
-    common = math.lcm(*groups) if groups else 1
+    groups = {coef.shape[1] if coef.dim() == 4 else 1 for coef in (B, C) if coef.dim() >= 3}
+    common = math.lcm(*groups) if len(groups) > 1 else None  # divides d: every group count does (_check_shapes)
 
     def varying(coef: Tensor) -> Tensor:
         if coef.dim() == 2:
             return coef.float()
-        if len(groups) == 2 and len(set(groups)) > 1:
-            coef = _expand_groups(coef, common) if coef.dim() == 4 else coef.unsqueeze(1).expand(-1, common, -1, -1)
-        return _unit_time_stride(coef.to(u.dtype))
+        return _unit_time_stride((_expand_groups(coef, common) if common else coef).to(u.dtype))
 
-    if len(groups) == 2 and d % common:
-        raise ValueError(f'selective_scan: B and C groups {groups} need {common} groups, which do not divide d={d}')
     return selective_scan_fn(_unit_time_stride(u), _unit_time_stride(delta.to(u.dtype)), A.float(), varying(B),
                              varying(C), D=None if D is None else D.float(),
                              z=None if z is None else _unit_time_stride(z.to(u.dtype)),
