@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
-from rssr.band_normalization import BandNormalization, BandNormalizationError
+from rssr.band_normalization import BandNormalization, BandNormalizationError, unknown_option_keys
 from rssr.basicsr.checkpoint_format import CHECKPOINT_FORMATS, checkpoint_format
 from rssr.basicsr.declarations import (
     DATASET_OPTION_KEYS,
@@ -170,8 +170,10 @@ class _Checker:
         self.notes: List[str] = []
 
     def problem(self, key: str, kind: ProblemKind, message: str) -> None:
-        """Record that option ``key`` (dotted) stops the run; ``message`` is the sentence the user reads."""
-        self.problems.append(OptionProblem(key, kind, message))
+        """Record that option ``key`` (dotted) stops the run; ``message`` is the sentence the user reads.
+        A key is reported once per kind (a typo of a required key is both unknown and the missing one's)."""
+        if not any(p.key == key and p.kind == kind for p in self.problems):
+            self.problems.append(OptionProblem(key, kind, message))
 
     def unknown_keys(self, where: str, given: Mapping[str, Any], accepts: Callable[[str], bool], known: Set[str],
                      owner: str, why_open: Optional[str], read_elsewhere: Callable[[str], Optional[str]],
@@ -181,10 +183,18 @@ class _Checker:
         A key is an error only when it is a near-miss of a key ``owner`` reads, every key ``owner``
         reads is known (``why_open`` is None) and no other registered component reads it
         (``read_elsewhere`` names one that does): a typo. Any other unknown key is a warning, since
-        code rssr cannot see (another project's copy of a class, a newer BasicSR) may read it.
+        code rssr cannot see (another project's copy of a class, a newer BasicSR) may read it. A key
+        matching only a computed name (``pretrain_<network>``) is still a typo when it is a near miss of a
+        read name that ``given`` lacks (``pretrain_network_gg`` for ``pretrain_network_g``).
         """
         for key in given:
+            if str(key) in known:
+                continue
             if accepts(str(key)):
+                meant = did_you_mean(str(key), known - set(map(str, given)))
+                if why_open is None and meant and read_elsewhere(str(key)) is None:
+                    self.problem(_dotted(where, key), ProblemKind.UNKNOWN_KEY,
+                                 f'{where}.{key} is not an option of {owner}{meant}')
                 continue
             if key in legacy:
                 self.notes.append(f'{where}.{key} is read by no code of BasicSR {_basicsr_version()} (a key of '
@@ -231,20 +241,19 @@ class _Checker:
     def registered(self, where: str, spec: Any, registry: Any, kind: str) -> Optional[Any]:
         """Look up ``spec['type']`` in a BasicSR registry; report unknown names with the closest ones."""
         if not isinstance(spec, Mapping) or 'type' not in spec:
-            self.missing_type(where, spec, f'naming a registered {kind}')
+            self.missing_key(where, spec, 'type', f'{where} needs a `type:` naming a registered {kind}')
             return None
         return self.lookup(f'{where}.type', spec['type'], registry)
 
-    def missing_type(self, where: str, spec: Any, choices: str) -> None:
-        """``where`` has no ``type:`` (``choices`` says what it takes); a near miss of it is named as the typo."""
-        misspelt = [key for key in spec if closest_names(str(key), ['type'])] if isinstance(spec, Mapping) else []
+    def missing_key(self, where: str, spec: Any, key: str, needs: str) -> None:
+        """The mapping ``spec`` at ``where`` lacks ``key`` (``needs`` says so); a near miss of it in ``spec``
+        (``typ:``, ``total_iterr:``) is named as the typo."""
+        misspelt = [k for k in spec if k != key and closest_names(str(k), [key])] if isinstance(spec, Mapping) else []
         if misspelt:
-            key = _dotted(where, misspelt[0])
-            hint = did_you_mean(str(misspelt[0]), ['type'])
-            self.problem(key, ProblemKind.UNKNOWN_KEY,
-                         f'{key} is not an option{hint} {where} needs a `type:` {choices}')
+            typo = _dotted(where, misspelt[0])
+            self.problem(typo, ProblemKind.UNKNOWN_KEY, f'{typo} is not an option; did you mean {key!r}? ({needs})')
         else:
-            self.problem(f'{where}.type', ProblemKind.MISSING_KEY, f'{where} needs a `type:` {choices}')
+            self.problem(_dotted(where, key), ProblemKind.MISSING_KEY, needs)
 
     def lookup(self, key: str, name: Any, registry: Any) -> Optional[Any]:
         """The object BasicSR's ``Registry.get`` returns for ``name`` (``<name>_basicsr`` and rssr's
@@ -385,7 +394,7 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
     required += ['train', 'logger'] if is_train else ['val']
     for key in required:
         if key not in opt:
-            check.problem(key, ProblemKind.MISSING_KEY, f'the top-level key `{key}:` is missing')
+            check.missing_key('<top level>', opt, key, f'the top-level key `{key}:` is missing')
     model_class = check.lookup('model_type', opt['model_type'], MODEL_REGISTRY) if 'model_type' in opt else None
     model_name = f'model {getattr(model_class, "__name__", opt.get("model_type"))}'
     reads = model_reads(model_class)
@@ -406,6 +415,8 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
         _check_metrics(check, opt['val'].get('metrics'), reads, METRIC_REGISTRY)
     if is_train and isinstance(opt.get('logger'), Mapping):
         check.section('logger', opt['logger'], ('logger',), reads, 'BasicSR\'s training logger', MODEL_REGISTRY)
+        check.section('logger.wandb', opt['logger'].get('wandb'), ('logger', 'wandb'), reads,
+                      'BasicSR\'s wandb logger', MODEL_REGISTRY)
         fmt = checkpoint_format(opt)
         if fmt not in CHECKPOINT_FORMATS:
             check.problem('logger.checkpoint_format', ProblemKind.BAD_VALUE,
@@ -429,7 +440,12 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
 
 
 def _check_band_normalization(check: _Checker, spec: Any) -> None:
-    """``band_normalization`` mistakes (a misspelled key, a bad mode) found before any data is read."""
+    """``band_normalization`` mistakes (each misspelled key, a bad mode) found before any data is read."""
+    if isinstance(spec, Mapping):
+        unknown = unknown_option_keys(spec)
+        for key, message in unknown.items():
+            check.problem(f'band_normalization.{key}', ProblemKind.UNKNOWN_KEY, message)
+        spec = {key: value for key, value in spec.items() if str(key) not in unknown}
     try:
         BandNormalization.from_options(spec)
     except BandNormalizationError as err:
@@ -452,7 +468,7 @@ def _check_io_backend(check: _Checker, where: str, spec: Any) -> None:
 
     backends = FileClient._backends
     if not isinstance(spec, Mapping) or 'type' not in spec:
-        check.missing_type(where, spec, f'({", ".join(backends)})')
+        check.missing_key(where, spec, 'type', f'{where} needs a `type:` ({", ".join(backends)})')
     elif spec['type'] not in backends:
         check.problem(f'{where}.type', ProblemKind.UNKNOWN_TYPE, f'{where}.type {spec["type"]!r} is not one of '
                       f'{", ".join(backends)}{did_you_mean(str(spec["type"]), backends)}')
@@ -475,8 +491,7 @@ def _check_datasets(check: _Checker, datasets: Any, is_train: bool, registry: An
                       '`datasets:` must map phases (train, val, test_1, ...) to dataset options')
         return
     if is_train and 'train' not in datasets:
-        check.problem('datasets.train', ProblemKind.MISSING_KEY,
-                      'datasets.train is missing: training needs a train dataset')
+        check.missing_key('datasets', datasets, 'train', 'datasets.train is missing: training needs a train dataset')
     for phase, spec in datasets.items():
         where = f'datasets.{phase}'
         kind = str(phase).split('_')[0]
@@ -493,7 +508,7 @@ def _check_datasets(check: _Checker, datasets: Any, is_train: bool, registry: An
         if kind == 'train' and is_train:
             for key in ('batch_size_per_gpu', 'num_worker_per_gpu'):
                 if key not in spec:
-                    check.problem(f'{where}.{key}', ProblemKind.MISSING_KEY, f'{where}.{key} is missing')
+                    check.missing_key(where, spec, key, f'{where}.{key} is missing')
         for key, value in spec.items():
             if (str(key).startswith('dataroot') or key == 'meta_info_file') and value is not None:
                 for item in value if isinstance(value, list) else [value]:
@@ -513,15 +528,15 @@ def _check_train(check: _Checker, train: Mapping[str, Any], model_class: Optiona
             if loss is not None:
                 check.constructor_kwargs(f'train.{key}', spec, loss, f'loss {spec["type"]}')
     if 'total_iter' not in train:
-        check.problem('train.total_iter', ProblemKind.MISSING_KEY, 'train.total_iter is missing')
+        check.missing_key('train', train, 'total_iter', 'train.total_iter is missing')
     optimizers = optimizers_offered(model_class)
     for key in sorted(k for k in known | set(train) if str(k).startswith('optim_')):
         optim = train.get(key)
         if optim is None and key == 'optim_g' and key in known:
-            check.problem('train.optim_g', ProblemKind.MISSING_KEY, 'train.optim_g needs a `type:` and `lr:`')
+            check.missing_key('train', train, 'optim_g', 'train.optim_g needs a `type:` and `lr:`')
         elif isinstance(optim, Mapping) and 'type' not in optim:
             offered = f'({", ".join(optimizers)}) ' if optimizers else ''
-            check.missing_type(f'train.{key}', optim, f'{offered}and `lr:`')
+            check.missing_key(f'train.{key}', optim, 'type', f'train.{key} needs a `type:` {offered}and `lr:`')
         elif isinstance(optim, Mapping) and optimizers:
             if optim['type'] not in optimizers:
                 hint = did_you_mean(str(optim['type']), optimizers)
@@ -551,7 +566,8 @@ def _check_scheduler(check: _Checker, scheduler: Any, model_class: Optional[type
     if not read or not schedulers:
         return
     if not isinstance(scheduler, Mapping) or 'type' not in scheduler:
-        check.missing_type('train.scheduler', scheduler, f'({", ".join(schedulers)})')
+        check.missing_key('train.scheduler', scheduler, 'type',
+                          f'train.scheduler needs a `type:` ({", ".join(schedulers)})')
     elif scheduler['type'] not in schedulers:
         check.problem('train.scheduler.type', ProblemKind.UNKNOWN_TYPE,
                       f'train.scheduler.type {scheduler["type"]!r} is not one of {", ".join(schedulers)}'
