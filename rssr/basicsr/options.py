@@ -12,9 +12,12 @@ Which keys are valid is not a fixed list: it is what the code that will run read
 class, and takes the keyword arguments of archs, losses, metrics, optimizers and schedulers from
 their signatures. An unknown key is an **error** only where every key the component reads is known:
 the derivation found no computed key and no hand-over to code it cannot follow, or the signature
-has no ``**kwargs``. Elsewhere it is a **warning** (naming the closest valid key), so a valid file of
+has no ``**kwargs``; and, for a signature with ``**kwargs``, when it is a near miss of a named argument
+the file does not give (:func:`unknown_arguments`: ``embed_dimm`` would be swallowed and ``embed_dim``
+keep its default). Elsewhere it is a **warning** (naming the closest valid key), so a valid file of
 another BasicSR project is never refused. Top-level keys are open (other projects' pipelines may
-read their own): an unknown one is an error only when it is a near-miss of a known key.
+read their own): an unknown one is an error only when it is a near-miss of a known key. The raised
+:class:`OptionsError` lists each problem as an :class:`OptionProblem` (dotted key, kind, sentence).
 
 Components declare keys their source does not show (read through a helper the derivation cannot
 follow, or reserved for later) through the protocol of :mod:`rssr.basicsr.declarations`, and code that
@@ -149,16 +152,6 @@ def signature_keys(target: Callable, skip: Tuple[str, ...] = ()) -> Tuple[Set[st
         return set(), True
     names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in skip}
     return names - {'self'}, any(p.kind == p.VAR_KEYWORD for p in params)
-
-
-def required_keys(target: Callable, skip: Tuple[str, ...] = ()) -> Set[str]:
-    """Keyword names ``target`` requires (no default), without ``skip`` and ``self``."""
-    try:
-        params = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):
-        return set()
-    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            and p.default is p.empty and p.name not in skip and p.name != 'self'}
 
 
 class _Checker:
