@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,19 @@ def _floats(values: Optional[Sequence[Any]], what: str) -> Optional[Tuple[float,
         raise BandNormalizationError(f'band_normalization.{what} must be a list of numbers, one per band, '
                                      f'not {values!r}')
     return tuple(float(v) for v in values)
+
+
+def unknown_option_keys(spec: Mapping[Any, Any]) -> Dict[str, str]:
+    """For each key of a ``band_normalization`` mapping that is not an option, the sentence naming it
+    with the closest option (the option checker lists them all, :meth:`BandNormalization.from_options`
+    refuses the first)."""
+    unknown = {}
+    for key in spec:
+        if key not in OPTION_KEYS:
+            close = closest_names(str(key), OPTION_KEYS, n=1)
+            hint = f'; did you mean {close[0]!r}?' if close else f'; valid: {", ".join(OPTION_KEYS)}'
+            unknown[str(key)] = f'band_normalization.{key} is not an option{hint}'
+    return unknown
 
 
 @dataclass(frozen=True)
@@ -99,11 +112,9 @@ class BandNormalization:
         if not isinstance(spec, Mapping):
             raise BandNormalizationError(f'band_normalization must be a mapping (mode:, mean:, std:, residual:), '
                                          f'not {spec!r}')
-        for key in spec:
-            if key not in OPTION_KEYS:
-                close = closest_names(str(key), OPTION_KEYS, n=1)
-                hint = f'; did you mean {close[0]!r}?' if close else f'; valid: {", ".join(OPTION_KEYS)}'
-                raise BandNormalizationError(f'band_normalization.{key} is not an option{hint}')
+        unknown = unknown_option_keys(spec)
+        if unknown:
+            raise BandNormalizationError(next(iter(unknown.values())))
         return cls(mode=str(spec.get('mode', 'none')), mean=_floats(spec.get('mean'), 'mean'),
                    std=_floats(spec.get('std'), 'std'), residual=str(spec.get('residual', 'none')),
                    eps=float(spec.get('eps', DEFAULT_EPS)), source='options' if spec.get('mean') is not None else '')

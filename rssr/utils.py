@@ -28,6 +28,12 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     return f'; did you mean {" or ".join(repr(c) for c in close)}?' if close else ''
 
 
+def as_sentence(text: str) -> str:
+    """``text`` ended by a full stop, unless it already ends a sentence (``did you mean 'x'?``), so that
+    messages listed one after the other stay apart."""
+    return text if text.endswith(('.', '?', '!')) else f'{text}.'
+
+
 def qualified_name(obj: Any) -> str:
     """``module.QualName`` of a class or function (what an error should name when two objects collide)."""
     return f'{getattr(obj, "__module__", "?")}.{getattr(obj, "__qualname__", repr(obj))}'

@@ -47,6 +47,10 @@ class ModelCard:
         weights_scale: the scale those weights were trained for.
         weights_info: what users should know about them: training data, iterations, validation
             metrics, quality grade.
+        bands: the band names the shipped weights take, in that order (e.g. Sentinel-2 ``B02 B03 B04 B08``);
+            empty when the card fixes none.
+        radiometry: the ``rssr.io.RADIOMETRY_PRESETS`` name that turns the files the weights were trained on
+            into their input values (``rssr.infer --radiometry``); empty when it fixes none.
     """
 
     name: str
@@ -69,6 +73,8 @@ class ModelCard:
     weights: str = ''
     weights_scale: int = 4
     weights_info: str = ''
+    bands: Tuple[str, ...] = ()
+    radiometry: str = ''
 
     def weights_path(self) -> Optional[Path]:
         """Where the shipped weights are, or None when the card ships none."""
@@ -148,6 +154,8 @@ def describe_card(name: str) -> str:
     from rssr.band_normalization import BandNormalization
     from rssr.checkpoint import stored_band_normalization
     lines.append(f'  weights: {path} (x{card.weights_scale})')
+    if card.bands:
+        lines.append(f'  bands, in this order: {" ".join(card.bands)}; radiometry: {card.radiometry or "-"}')
     if card.weights_info:
         lines.append(f'  about the weights: {card.weights_info}')
     normalization = BandNormalization.from_metadata(stored_band_normalization(path)) if path.is_file() else None

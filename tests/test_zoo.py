@@ -1,13 +1,17 @@
 """Model zoo: every named configuration builds at x2/x3/x4 and has a complete card; rssr.info runs."""
+import importlib.util
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
 
 import rssr
+from rssr import zoo
 from rssr.registry import ARCHS
+from rssr.weights import SHIPPED_MODELS
 from testkit import REPO
 
 EXPECTED = {'convmambasr', 'mambacsr', 'mambacsr_wo', 'repmamba', 'repmamba_deploy', 'convformersr', 'lstmconvsr'}
@@ -62,3 +66,38 @@ def test_info_command_reports_backends_their_usability_and_names(tmp_path):
             'object))') in result.stdout
     assert 'cpu triton: not usable (' in result.stdout
     assert 'Traceback' not in result.stdout + result.stderr
+
+
+def _zoo_page_script():
+    """scripts/make_zoo_table.py as a module (render() builds docs/model_zoo.md in memory)."""
+    spec = importlib.util.spec_from_file_location('make_zoo_table', REPO / 'scripts' / 'make_zoo_table.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_zoo_page_is_current():
+    script = _zoo_page_script()
+    assert script.DOCS == REPO / 'docs' / 'model_zoo.md'
+    assert script.DOCS.read_text(encoding='utf-8') == script.render(), \
+        'docs/model_zoo.md is stale: run python scripts/make_zoo_table.py'
+
+
+def test_a_new_card_makes_the_zoo_page_stale(monkeypatch):
+    script = _zoo_page_script()
+    monkeypatch.setitem(zoo._CARDS, 'repmamba_tiny', replace(rssr.model_card('repmamba'), name='repmamba_tiny'))
+    page = script.render()
+    assert '| `repmamba_tiny` | `RepMamba` |' in page and page != script.DOCS.read_text(encoding='utf-8')
+
+
+def test_zoo_page_lists_the_shipped_weights_with_their_bands_and_radiometry():
+    page = _zoo_page_script().render()
+    shipped = page.split('## Shipped weights')[1].split('## Compute')[0]
+    rows = {line.split(' | ')[0].strip('| `'): line for line in shipped.splitlines() if line.startswith('| `')}
+    assert set(rows) == set(SHIPPED_MODELS) == {'convmambasr_s2_x4', 'repmamba_s2_x4'}
+    main_rows = {line.split(' | ')[0].strip('| `'): line for line in page.split('## Shipped weights')[0].splitlines()
+                 if line.startswith('| `')}
+    for name, row in rows.items():
+        assert '| x4 | B02, B03, B04, B08 | `sentinel2` (value = DN x 0.0001) | mode image, ' in row, row
+        assert '| x4, shipped |' in main_rows[name]
+    assert '| none |' in main_rows['repmamba']

@@ -12,9 +12,12 @@ Which keys are valid is not a fixed list: it is what the code that will run read
 class, and takes the keyword arguments of archs, losses, metrics, optimizers and schedulers from
 their signatures. An unknown key is an **error** only where every key the component reads is known:
 the derivation found no computed key and no hand-over to code it cannot follow, or the signature
-has no ``**kwargs``. Elsewhere it is a **warning** (naming the closest valid key), so a valid file of
+has no ``**kwargs``; and, for a signature with ``**kwargs``, when it is a near miss of a named argument
+the file does not give (:func:`unknown_arguments`: ``embed_dimm`` would be swallowed and ``embed_dim``
+keep its default). Elsewhere it is a **warning** (naming the closest valid key), so a valid file of
 another BasicSR project is never refused. Top-level keys are open (other projects' pipelines may
-read their own): an unknown one is an error only when it is a near-miss of a known key.
+read their own): an unknown one is an error only when it is a near-miss of a known key. The raised
+:class:`OptionsError` lists each problem as an :class:`OptionProblem` (dotted key, kind, sentence).
 
 Components declare keys their source does not show (read through a helper the derivation cannot
 follow, or reserved for later) through the protocol of :mod:`rssr.basicsr.declarations`, and code that
@@ -28,9 +31,11 @@ import functools
 import inspect
 import os
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
-from rssr.band_normalization import BandNormalization, BandNormalizationError
+from rssr.band_normalization import BandNormalization, BandNormalizationError, unknown_option_keys
 from rssr.basicsr.checkpoint_format import CHECKPOINT_FORMATS, checkpoint_format
 from rssr.basicsr.declarations import (
     DATASET_OPTION_KEYS,
@@ -45,7 +50,7 @@ from rssr.basicsr.registration import lookup
 from rssr.errors import UserError
 from rssr.threads import OPTION_KEY as THREADS_OPTION_KEY
 from rssr.threads import configure_threads
-from rssr.utils import closest_names, did_you_mean, read_yaml_file
+from rssr.utils import as_sentence, closest_names, did_you_mean, read_yaml_file
 
 # Keys in BasicSR's and its derived projects' option files that BasicSR 1.4.2 reads nowhere.
 IGNORED_LEGACY_KEYS: Dict[OptionPath, Set[str]] = {('datasets', '*'): {'use_shuffle'}}
@@ -63,8 +68,80 @@ def declare_option_keys(section: str, keys: Iterable[str]) -> None:
         _DECLARED.read(path, key)
 
 
+class ProblemKind(Enum):
+    """What is wrong with an option key."""
+
+    UNKNOWN_KEY = 'unknown key'  # read by no code that runs, or not an argument of the constructor it goes to
+    MISSING_KEY = 'missing key'
+    UNKNOWN_TYPE = 'unknown type'  # a `type:` (or optimizer, scheduler, backend name) that nothing builds
+    MISSING_PATH = 'missing path'  # a data folder, meta-info file or checkpoint that does not exist
+    BAD_VALUE = 'bad value'
+
+
+@dataclass(frozen=True)
+class OptionProblem:
+    """One reason an option file cannot drive a run: the dotted option key, what is wrong, the sentence."""
+
+    key: str
+    kind: ProblemKind
+    message: str
+
+
 class OptionsError(UserError, ValueError):
-    """The option file cannot drive a run; the message says what to change."""
+    """The option file cannot drive a run; the message says what to change, ``problems`` lists each reason."""
+
+    def __init__(self, message: str, problems: Sequence[OptionProblem] = ()) -> None:
+        super().__init__(message)
+        self.problems: Tuple[OptionProblem, ...] = tuple(problems)
+
+
+@dataclass(frozen=True)
+class UnknownArgument:
+    """A keyword that a constructor's signature does not name.
+
+    It is *refused* when the constructor has no ``**kwargs`` (the call would end in a TypeError) or when
+    it is a typo: a near miss of a named argument that is not given, which ``**kwargs`` would swallow
+    while the argument meant keeps its default.
+    """
+
+    key: str
+    closest: Tuple[str, ...]  # the nearest argument names: of those not given for a typo, else of all
+    is_typo: bool
+    swallowed: bool  # the constructor takes **kwargs
+
+    @property
+    def refused(self) -> bool:
+        return self.is_typo or not self.swallowed
+
+    def sentence(self, owner: str) -> str:
+        """``is not an option of <owner>; did you mean 'x'?`` and, for a swallowed typo, why that matters."""
+        hint = did_you_mean(self.key, self.closest)
+        if self.is_typo and self.swallowed:
+            return (f'is not an option of {owner}{hint} Its **kwargs would swallow {self.key!r} and leave '
+                    f'{self.closest[0]!r} at its default.')
+        return f'is not an option of {owner}{hint}'
+
+
+def unknown_arguments(target: Callable, given: Iterable[str], skip: Tuple[str, ...] = (),
+                      extra: Iterable[str] = ()) -> List[UnknownArgument]:
+    """The keys of ``given`` that ``target``'s signature (less ``skip``, plus ``extra``) does not name.
+
+    The one rule for constructor keywords, shared by the option checker (``network_g``, losses,
+    metrics, optimizers, schedulers) and ``rssr.infer --arch-kwargs``. A near miss of an argument
+    that ``given`` also holds is no typo: official option files carry such extra keys for archs
+    with ``**kwargs`` (MambaIR's ``window_size`` beside ``img_size``).
+    """
+    names, swallowed = signature_keys(target, skip)
+    valid = names | set(extra)
+    given = [str(key) for key in given]
+    not_given = valid - set(given)
+    found = []
+    for key in given:
+        if key in valid:
+            continue
+        meant = closest_names(key, not_given)
+        found.append(UnknownArgument(key, tuple(meant or closest_names(key, valid)), bool(meant), swallowed))
+    return found
 
 
 def signature_keys(target: Callable, skip: Tuple[str, ...] = ()) -> Tuple[Set[str], bool]:
@@ -77,23 +154,19 @@ def signature_keys(target: Callable, skip: Tuple[str, ...] = ()) -> Tuple[Set[st
     return names - {'self'}, any(p.kind == p.VAR_KEYWORD for p in params)
 
 
-def required_keys(target: Callable, skip: Tuple[str, ...] = ()) -> Set[str]:
-    """Keyword names ``target`` requires (no default), without ``skip`` and ``self``."""
-    try:
-        params = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):
-        return set()
-    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            and p.default is p.empty and p.name not in skip and p.name != 'self'}
-
-
 class _Checker:
     """Collects the problems (errors) and notes (warnings) found in one option file."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.problems: List[str] = []
+        self.problems: List[OptionProblem] = []
         self.notes: List[str] = []
+
+    def problem(self, key: str, kind: ProblemKind, message: str) -> None:
+        """Record that option ``key`` (dotted) stops the run; ``message`` is the sentence the user reads.
+        A key is reported once per kind (a typo of a required key is both unknown and the missing one's)."""
+        if not any(p.key == key and p.kind == kind for p in self.problems):
+            self.problems.append(OptionProblem(key, kind, message))
 
     def unknown_keys(self, where: str, given: Mapping[str, Any], accepts: Callable[[str], bool], known: Set[str],
                      owner: str, why_open: Optional[str], read_elsewhere: Callable[[str], Optional[str]],
@@ -103,10 +176,18 @@ class _Checker:
         A key is an error only when it is a near-miss of a key ``owner`` reads, every key ``owner``
         reads is known (``why_open`` is None) and no other registered component reads it
         (``read_elsewhere`` names one that does): a typo. Any other unknown key is a warning, since
-        code rssr cannot see (another project's copy of a class, a newer BasicSR) may read it.
+        code rssr cannot see (another project's copy of a class, a newer BasicSR) may read it. A key
+        matching only a computed name (``pretrain_<network>``) is still a typo when it is a near miss of a
+        read name that ``given`` lacks (``pretrain_network_gg`` for ``pretrain_network_g``).
         """
         for key in given:
+            if str(key) in known:
+                continue
             if accepts(str(key)):
+                meant = did_you_mean(str(key), known - set(map(str, given)))
+                if why_open is None and meant and read_elsewhere(str(key)) is None:
+                    self.problem(_dotted(where, key), ProblemKind.UNKNOWN_KEY,
+                                 f'{where}.{key} is not an option of {owner}{meant}')
                 continue
             if key in legacy:
                 self.notes.append(f'{where}.{key} is read by no code of BasicSR {_basicsr_version()} (a key of '
@@ -115,13 +196,14 @@ class _Checker:
             hint = did_you_mean(str(key), known)
             reader = read_elsewhere(str(key))
             if why_open is None and hint and reader is None:
-                self.problems.append(f'{where}.{key} is not an option of {owner}{hint}')
+                self.problem(_dotted(where, key), ProblemKind.UNKNOWN_KEY,
+                             f'{where}.{key} is not an option of {owner}{hint}')
             elif reader is not None:
                 self.notes.append(f'{where}.{key} is read by {reader}, not by {owner}: it has no effect here')
             else:
                 reason = f' ({why_open})' if why_open else ''
-                self.notes.append(f'{where}.{key} is not read by {owner} as far as rssr can tell{reason}{hint}; '
-                                  f'it is passed on but may be ignored')
+                self.notes.append(f'{where}.{key} is not read by {owner} as far as rssr can tell{reason}; '
+                                  f'it is passed on but may be ignored{hint}')
 
     def section(self, where: str, given: Any, path: OptionPath, reads: OptionReads, owner: str,
                 registry: Any) -> None:
@@ -134,33 +216,37 @@ class _Checker:
                           functools.partial(_reader_elsewhere, registry, path), IGNORED_LEGACY_KEYS.get(path, ()))
 
     def constructor_kwargs(self, where: str, spec: Mapping[str, Any], target: Callable, owner: str,
-                           skip: Tuple[str, ...] = (), extra: Iterable[str] = ()) -> None:
-        """Check ``spec``'s keys (less ``type``) against ``target``'s signature (plus ``extra``): without
-        ``**kwargs`` any other key would end the run with a TypeError, so it is an error. With ``**kwargs``
-        an unknown key is an error only as a near-miss of a required argument the spec lacks."""
-        names, has_var_kwargs = signature_keys(target, skip)
-        valid = names | set(extra) | {'type'}
-        missing = required_keys(target, skip) - set(spec)
-        for key in spec:
-            if key in valid:
-                continue
-            hint = did_you_mean(str(key), valid)
-            if has_var_kwargs and set(closest_names(str(key), missing)):
-                self.problems.append(f'{where}.{key} is not an option of {owner}{did_you_mean(str(key), missing)} '
-                                     f'(a required argument, missing)')
-            elif has_var_kwargs:
-                self.notes.append(f'{where}.{key} is not a named argument of {owner} (which takes **kwargs){hint}; '
-                                  f'it is passed on but may be ignored')
+                           skip: Tuple[str, ...] = (), extra: Iterable[str] = (), typed: bool = True) -> None:
+        """Check ``spec``'s keys (less ``type`` when ``typed``: the registry takes it) against ``target``'s
+        signature plus ``extra`` (:func:`unknown_arguments`): without ``**kwargs`` any other key would end
+        the run with a TypeError, and a typo of an argument not given would be swallowed, so both are errors;
+        other keys ``**kwargs`` takes are warnings."""
+        given = [key for key in spec if not (typed and key == 'type')]
+        for unknown in unknown_arguments(target, given, skip, extra):
+            key = _dotted(where, unknown.key)
+            if unknown.refused:
+                listing = '' if unknown.closest else f'; valid: {", ".join(sorted(signature_keys(target, skip)[0]))}'
+                self.problem(key, ProblemKind.UNKNOWN_KEY, f'{key} {unknown.sentence(owner)}{listing}')
             else:
-                listing = hint or f'; valid: {", ".join(sorted(valid))}'
-                self.problems.append(f'{where}.{key} is not an option of {owner}{listing}')
+                self.notes.append(f'{key} is not a named argument of {owner} (which takes **kwargs); it is passed '
+                                  f'on but may be ignored{did_you_mean(unknown.key, unknown.closest)}')
 
     def registered(self, where: str, spec: Any, registry: Any, kind: str) -> Optional[Any]:
         """Look up ``spec['type']`` in a BasicSR registry; report unknown names with the closest ones."""
         if not isinstance(spec, Mapping) or 'type' not in spec:
-            self.problems.append(f'{where} needs a `type:` naming a registered {kind}')
+            self.missing_key(where, spec, 'type', f'{where} needs a `type:` naming a registered {kind}')
             return None
         return self.lookup(f'{where}.type', spec['type'], registry)
+
+    def missing_key(self, where: str, spec: Any, key: str, needs: str) -> None:
+        """The mapping ``spec`` at ``where`` lacks ``key`` (``needs`` says so); a near miss of it in ``spec``
+        (``typ:``, ``total_iterr:``) is named as the typo."""
+        misspelt = [k for k in spec if k != key and closest_names(str(k), [key])] if isinstance(spec, Mapping) else []
+        if misspelt:
+            typo = _dotted(where, misspelt[0])
+            self.problem(typo, ProblemKind.UNKNOWN_KEY, f'{typo} is not an option; did you mean {key!r}? ({needs})')
+        else:
+            self.problem(_dotted(where, key), ProblemKind.MISSING_KEY, needs)
 
     def lookup(self, key: str, name: Any, registry: Any) -> Optional[Any]:
         """The object BasicSR's ``Registry.get`` returns for ``name`` (``<name>_basicsr`` and rssr's
@@ -170,16 +256,22 @@ class _Checker:
             return found
         close = closest_names(str(name), registry._obj_map)
         listing = f'closest: {", ".join(close)}' if close else f'registered: {", ".join(sorted(registry._obj_map))}'
-        self.problems.append(f'{key} {name!r} is not in BasicSR\'s {registry._name} registry ({listing})')
+        self.problem(key, ProblemKind.UNKNOWN_TYPE,
+                     f'{key} {name!r} is not in BasicSR\'s {registry._name} registry ({listing})')
         return None
 
     def error(self) -> Optional[OptionsError]:
+        """One paragraph listing every problem, each a sentence ending in '.' or '?', or None."""
         if not self.problems:
             return None
-        listed = ' '.join(f'({i}) {p}' + ('' if p.endswith(('?', '.')) else '.')
-                          for i, p in enumerate(self.problems, 1))
+        listed = ' '.join(f'({i}) {as_sentence(p.message)}' for i, p in enumerate(self.problems, 1))
         return OptionsError(f'rssr: cannot start from option file {self.path}: {listed} Nothing was run; fix '
-                            f'the file and run the same command again.')
+                            f'the file and run the same command again.', self.problems)
+
+
+def _dotted(where: str, key: Any) -> str:
+    """The dotted option key of ``key`` in the section ``where`` (``<top level>`` for the file itself)."""
+    return str(key) if where == '<top level>' else f'{where}.{key}'
 
 
 def _reader_elsewhere(registry: Any, path: OptionPath, key: str) -> Optional[str]:
@@ -295,7 +387,7 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
     required += ['train', 'logger'] if is_train else ['val']
     for key in required:
         if key not in opt:
-            check.problems.append(f'the top-level key `{key}:` is missing')
+            check.missing_key('<top level>', opt, key, f'the top-level key `{key}:` is missing')
     model_class = check.lookup('model_type', opt['model_type'], MODEL_REGISTRY) if 'model_type' in opt else None
     model_name = f'model {getattr(model_class, "__name__", opt.get("model_type"))}'
     reads = model_reads(model_class)
@@ -316,17 +408,22 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
         _check_metrics(check, opt['val'].get('metrics'), reads, METRIC_REGISTRY)
     if is_train and isinstance(opt.get('logger'), Mapping):
         check.section('logger', opt['logger'], ('logger',), reads, 'BasicSR\'s training logger', MODEL_REGISTRY)
+        check.section('logger.wandb', opt['logger'].get('wandb'), ('logger', 'wandb'), reads,
+                      'BasicSR\'s wandb logger', MODEL_REGISTRY)
         fmt = checkpoint_format(opt)
         if fmt not in CHECKPOINT_FORMATS:
-            check.problems.append(f'logger.checkpoint_format must be {" or ".join(CHECKPOINT_FORMATS)}, not {fmt!r}')
+            check.problem('logger.checkpoint_format', ProblemKind.BAD_VALUE,
+                          f'logger.checkpoint_format must be {" or ".join(CHECKPOINT_FORMATS)}, not {fmt!r}')
     if isinstance(opt.get('path'), Mapping):
         check.section('path', opt['path'], ('path',), reads, f'{model_name} or BasicSR\'s pipeline', MODEL_REGISTRY)
         for key, value in opt['path'].items():
             if (key.startswith('pretrain_network') or key == 'resume_state') and value and not os.path.isfile(
                     os.path.expanduser(str(value))):
-                check.problems.append(f'path.{key} {value} does not exist')
+                check.problem(f'path.{key}', ProblemKind.MISSING_PATH, f'path.{key} {value} does not exist')
     if 'band_normalization' in opt:
         _check_band_normalization(check, opt['band_normalization'])
+    if isinstance(opt.get('dist_params'), Mapping):
+        _check_dist_params(check, opt['dist_params'])
     for note in check.notes:
         warnings.warn(f'rssr: {path}: {note}')
     error = check.error()
@@ -336,11 +433,40 @@ def check_options(path: str, is_train: bool = True) -> Dict[str, Any]:
 
 
 def _check_band_normalization(check: _Checker, spec: Any) -> None:
-    """``band_normalization`` mistakes (a misspelled key, a bad mode) found before any data is read."""
+    """``band_normalization`` mistakes (each misspelled key, a bad mode) found before any data is read."""
+    if isinstance(spec, Mapping):
+        unknown = unknown_option_keys(spec)
+        for key, message in unknown.items():
+            check.problem(f'band_normalization.{key}', ProblemKind.UNKNOWN_KEY, message)
+        spec = {key: value for key, value in spec.items() if str(key) not in unknown}
     try:
         BandNormalization.from_options(spec)
     except BandNormalizationError as err:
-        check.problems.append(str(err))
+        check.problem('band_normalization', ProblemKind.BAD_VALUE, str(err))
+
+
+def _check_dist_params(check: _Checker, params: Mapping[str, Any]) -> None:
+    """BasicSR hands ``dist_params`` to ``init_dist`` only under ``--launcher slurm``, which passes them on to
+    ``_init_dist_slurm(backend, port)``: any other key would end such a run with a TypeError."""
+    from basicsr.utils.dist_util import _init_dist_slurm
+
+    check.constructor_kwargs('dist_params', params, _init_dist_slurm, "BasicSR's init_dist (--launcher slurm)",
+                             typed=False)
+
+
+def _check_io_backend(check: _Checker, where: str, spec: Any) -> None:
+    """A dataset's ``io_backend`` goes to BasicSR's ``FileClient(type, **rest)``, which builds the backend
+    class ``type`` names with the rest as keyword arguments."""
+    from basicsr.utils.file_client import FileClient
+
+    backends = FileClient._backends
+    if not isinstance(spec, Mapping) or 'type' not in spec:
+        check.missing_key(where, spec, 'type', f'{where} needs a `type:` ({", ".join(backends)})')
+    elif spec['type'] not in backends:
+        check.problem(f'{where}.type', ProblemKind.UNKNOWN_TYPE, f'{where}.type {spec["type"]!r} is not one of '
+                      f'{", ".join(backends)}{did_you_mean(str(spec["type"]), backends)}')
+    else:
+        check.constructor_kwargs(where, spec, backends[spec['type']], f'BasicSR\'s {spec["type"]} backend')
 
 
 def _dataset_top_level_keys(datasets: Any, registry: Any) -> Set[str]:
@@ -354,31 +480,35 @@ def _check_datasets(check: _Checker, datasets: Any, is_train: bool, registry: An
     if datasets is None:
         return
     if not isinstance(datasets, Mapping) or not datasets:
-        check.problems.append('`datasets:` must map phases (train, val, test_1, ...) to dataset options')
+        check.problem('datasets', ProblemKind.BAD_VALUE,
+                      '`datasets:` must map phases (train, val, test_1, ...) to dataset options')
         return
     if is_train and 'train' not in datasets:
-        check.problems.append('datasets.train is missing: training needs a train dataset')
+        check.missing_key('datasets', datasets, 'train', 'datasets.train is missing: training needs a train dataset')
     for phase, spec in datasets.items():
         where = f'datasets.{phase}'
         kind = str(phase).split('_')[0]
         if kind not in ('train', 'val', 'test'):
-            check.problems.append(f'{where}: the phase name must be train, val, val_<n>, test or test_<n>'
-                                  f'{did_you_mean(kind, ("train", "val", "test"))}')
+            check.problem(where, ProblemKind.UNKNOWN_KEY, f'{where}: the phase name must be train, val, val_<n>, '
+                          f'test or test_<n>{did_you_mean(kind, ("train", "val", "test"))}')
         dataset_class = check.registered(where, spec, registry, 'dataset')
         if dataset_class is None:
             continue
-        check.section(where, spec, ('datasets', '*'), dataset_reads(dataset_class, model),
-                      f'dataset type {spec["type"]}', registry)
+        reads = dataset_reads(dataset_class, model)
+        check.section(where, spec, ('datasets', '*'), reads, f'dataset type {spec["type"]}', registry)
+        if 'io_backend' in spec and reads.accepts(('datasets', '*'), 'io_backend'):
+            _check_io_backend(check, f'{where}.io_backend', spec['io_backend'])
         if kind == 'train' and is_train:
             for key in ('batch_size_per_gpu', 'num_worker_per_gpu'):
                 if key not in spec:
-                    check.problems.append(f'{where}.{key} is missing')
+                    check.missing_key(where, spec, key, f'{where}.{key} is missing')
         for key, value in spec.items():
             if (str(key).startswith('dataroot') or key == 'meta_info_file') and value is not None:
                 for item in value if isinstance(value, list) else [value]:
                     if not os.path.exists(os.path.expanduser(str(item))):
-                        check.problems.append(f'{where}.{key}: {item} does not exist (relative paths are read '
-                                              f'from {os.getcwd()})')
+                        check.problem(f'{where}.{key}', ProblemKind.MISSING_PATH,
+                                      f'{where}.{key}: {item} does not exist (relative paths are read from '
+                                      f'{os.getcwd()})')
 
 
 def _check_train(check: _Checker, train: Mapping[str, Any], model_class: Optional[type], model_name: str,
@@ -391,19 +521,21 @@ def _check_train(check: _Checker, train: Mapping[str, Any], model_class: Optiona
             if loss is not None:
                 check.constructor_kwargs(f'train.{key}', spec, loss, f'loss {spec["type"]}')
     if 'total_iter' not in train:
-        check.problems.append('train.total_iter is missing')
+        check.missing_key('train', train, 'total_iter', 'train.total_iter is missing')
     optimizers = optimizers_offered(model_class)
     for key in sorted(k for k in known | set(train) if str(k).startswith('optim_')):
         optim = train.get(key)
         if optim is None and key == 'optim_g' and key in known:
-            check.problems.append('train.optim_g needs a `type:` and `lr:`')
+            check.missing_key('train', train, 'optim_g', 'train.optim_g needs a `type:` and `lr:`')
         elif isinstance(optim, Mapping) and 'type' not in optim:
-            check.problems.append(f'train.{key} needs a `type:` and `lr:`')
+            offered = f'({", ".join(optimizers)}) ' if optimizers else ''
+            check.missing_key(f'train.{key}', optim, 'type', f'train.{key} needs a `type:` {offered}and `lr:`')
         elif isinstance(optim, Mapping) and optimizers:
             if optim['type'] not in optimizers:
                 hint = did_you_mean(str(optim['type']), optimizers)
-                check.problems.append(f'train.{key}.type {optim["type"]!r} is not offered by {model_name} '
-                                      f'(choose from {", ".join(optimizers)}){hint}')
+                check.problem(f'train.{key}.type', ProblemKind.UNKNOWN_TYPE,
+                              f'train.{key}.type {optim["type"]!r} is not offered by {model_name} '
+                              f'(choose from {", ".join(optimizers)}){hint}')
             else:
                 check.constructor_kwargs(f'train.{key}', optim, optimizers[optim['type']],
                                          f'optimizer {optim["type"]}', skip=('params',))
@@ -427,10 +559,12 @@ def _check_scheduler(check: _Checker, scheduler: Any, model_class: Optional[type
     if not read or not schedulers:
         return
     if not isinstance(scheduler, Mapping) or 'type' not in scheduler:
-        check.problems.append(f'train.scheduler needs a `type:` ({", ".join(schedulers)})')
+        check.missing_key('train.scheduler', scheduler, 'type',
+                          f'train.scheduler needs a `type:` ({", ".join(schedulers)})')
     elif scheduler['type'] not in schedulers:
-        check.problems.append(f'train.scheduler.type {scheduler["type"]!r} is not one of {", ".join(schedulers)}'
-                              f'{did_you_mean(str(scheduler["type"]), schedulers)}')
+        check.problem('train.scheduler.type', ProblemKind.UNKNOWN_TYPE,
+                      f'train.scheduler.type {scheduler["type"]!r} is not one of {", ".join(schedulers)}'
+                      f'{did_you_mean(str(scheduler["type"]), schedulers)}')
     else:
         check.constructor_kwargs('train.scheduler', scheduler, schedulers[scheduler['type']],
                                  f'scheduler {scheduler["type"]}', skip=('optimizer',))

@@ -9,7 +9,7 @@ from torch import nn
 from rssr.band_normalization import resolve_band_normalization, with_normalization
 from rssr.checkpoint import load_weights, stored_band_normalization
 from rssr.errors import InferenceError
-from rssr.utils import did_you_mean, read_yaml_file, yaml_error_location, yaml_problem
+from rssr.utils import as_sentence, did_you_mean, read_yaml_file, yaml_error_location, yaml_problem
 from rssr.zoo import create_model, model_card
 
 
@@ -41,9 +41,10 @@ def parse_arch_kwargs(text: str) -> Dict[str, Any]:
 
 def _build_arch(arch: str, kwargs: Dict[str, Any], where: str = '--arch-kwargs') -> nn.Module:
     """Build ``arch`` as BasicSR's ``build_network`` resolves it (the name, else ``<name>_basicsr``, else
-    an rssr alias); a key the arch's signature lacks (and no ``**kwargs`` to take it) is an error
-    naming the closest valid key, as in ``rssr.train``'s option check of ``network_g``."""
-    from rssr.basicsr.options import signature_keys
+    an rssr alias). A key the arch's signature lacks is an error naming the closest valid key when the
+    arch has no ``**kwargs`` to take it, or when it is a near miss of an argument not given (a typo
+    ``**kwargs`` would swallow): the rule of ``rssr.train``'s option check of ``network_g``."""
+    from rssr.basicsr.options import signature_keys, unknown_arguments
     from rssr.basicsr.registration import lookup
 
     from basicsr.utils.registry import ARCH_REGISTRY
@@ -53,12 +54,11 @@ def _build_arch(arch: str, kwargs: Dict[str, Any], where: str = '--arch-kwargs')
         known = sorted(ARCH_REGISTRY.keys())
         raise InferenceError(f'Unknown arch {arch!r}{did_you_mean(arch, known) or "."} Registered archs: '
                              f'{", ".join(known)} (add another package\'s archs with --import PKG).')
-    valid, open_ended = signature_keys(target)
-    unknown = [key for key in kwargs if key not in valid]
-    if unknown and not open_ended:
-        problems = ' '.join(f'{key!r} is not an option of {arch}{did_you_mean(str(key), valid) or "."}'
-                            for key in unknown)
-        raise InferenceError(f'{where}: {problems} Its options are {", ".join(sorted(valid))}.')
+    refused = [unknown for unknown in unknown_arguments(target, kwargs) if unknown.refused]
+    if refused:
+        problems = ' '.join(as_sentence(f'{unknown.key!r} {unknown.sentence(arch)}') for unknown in refused)
+        valid = sorted(signature_keys(target)[0])
+        raise InferenceError(f'{where}: {problems} Its options are {", ".join(valid)}.')
     return target(**kwargs)
 
 

@@ -215,3 +215,35 @@ def test_optimizers_come_from_the_model_source(tmp_path):
         adamw(opt)
         opt['model_type'] = 'RSSRModel'
     check('basicsr/train_EDSR_Mx2.yml', tmp_path, rssr_adamw)
+
+
+def _rename(section: str, key: str, typo: str):
+    def edit(opt: Dict[str, Any]) -> None:
+        target = opt
+        for part in section.split('.'):
+            target = target[part]
+        target[typo] = target.pop(key)
+    return edit
+
+
+@pytest.mark.parametrize('relative, section, key, typo', [
+    ('hat/HAT_SRx4.yml', 'network_g', 'embed_dim', 'embed_dimm'),  # HAT's constructor takes **kwargs
+    ('basicsr/test_EDSR_Mx2.yml', 'val.metrics.psnr', 'test_y_channel', 'test_y_chanel'),  # as does calculate_psnr
+    ('basicsr/train_EDSR_Mx2.yml', 'path', 'pretrain_network_g', 'pretrain_network_gg'),
+    ('basicsr/train_EDSR_Mx2.yml', 'datasets.train.io_backend', 'type', 'tpye'),
+    ('mambair/train_MambaIR_SR_x2.yml', 'dist_params', 'backend', 'bakend'),
+])
+def test_misspelt_key_of_an_official_file_is_refused_naming_both(relative, section, key, typo, tmp_path):
+    """A key of an official file, misspelt where it stands: even where **kwargs would swallow the typo."""
+    with pytest.raises(OptionsError) as raised:
+        check(relative, tmp_path, _rename(section, key, typo))
+    named = [p.message for p in raised.value.problems if p.key == f'{section}.{typo}']
+    assert named and f'did you mean {key!r}?' in named[0], str(raised.value)
+
+
+def test_near_miss_of_an_argument_the_file_gives_only_warns(tmp_path):
+    """Official files carry extra keys next to the argument they resemble (MambaIR's window_size beside
+    img_size): with the argument given, the extra key is passed on to **kwargs with a warning."""
+    with pytest.warns(UserWarning, match=r'network_g\.mlp_ratios is not a named argument of arch HAT \(which takes '
+                                         r"\*\*kwargs\); it is passed on but may be ignored; did you mean 'mlp_ratio'"):
+        check('hat/HAT_SRx4.yml', tmp_path, _set('network_g', 'mlp_ratios', 2))

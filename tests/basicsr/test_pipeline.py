@@ -8,8 +8,6 @@ import subprocess
 import sys
 import types
 
-import pytest
-
 import rssr  # noqa: F401  (registers rssr into BasicSR)
 from testkit import REPO, train_options, write_yaml
 
@@ -96,18 +94,3 @@ def test_yaml_of_rssr_types_runs_through_basicsr_training_pipeline(tmp_path, mon
     assert list((experiment / 'visualization').rglob('*_2.png'))
     assert 'Dataset [SceneDegradationDataset] - scene is built.' in log
     assert 'Model [RSSRModel] is created.' in log and '# psnr:' in log
-
-
-@pytest.mark.parametrize('path', sorted(str(p.relative_to(REPO)) for p in (REPO / 'options').rglob('*.yml')))
-def test_every_bundled_option_file_passes_the_checks(path, monkeypatch):
-    """Only missing datasets (not shipped: prepared by scripts/prepare_*.py) may be reported."""
-    import re
-
-    from rssr.basicsr.options import OptionsError, check_options
-    monkeypatch.chdir(REPO)
-    is_train = '/test/' not in path
-    try:
-        check_options(path, is_train=is_train)
-    except OptionsError as err:
-        problems = re.findall(r'\(\d+\) (.*?)\.(?= \(\d+\)| Nothing)', str(err))
-        assert problems and all('does not exist' in p for p in problems), str(err)

@@ -33,12 +33,14 @@ PARTIAL_FILE = re.compile(r'\.partial|rssr-partial')
 
 @dataclass
 class Run:
-    """How a case runs: the CLI's argv, its working directory, and folders that must hold no partial file."""
+    """How a case runs: the CLI's argv, its working directory, folders that must hold no partial file, and paths
+    that must not exist afterwards."""
 
     argv: List[str]
     cwd: Path
     checked_folders: List[Path] = field(default_factory=list)
     patch: Optional[Callable[[pytest.MonkeyPatch], None]] = None
+    absent: List[Path] = field(default_factory=list)  # what a refused run must not create
 
 
 @dataclass
@@ -602,6 +604,127 @@ def _(tmp):
     return infer_run(tmp, '--output', '/sys/sr.tif')
 
 
+# ---- typos in option files and arch keywords: refused before anything is created -----------------
+def refused_options(tmp: Path, opt: Dict, creates: str = 'experiments') -> Run:
+    """An option file the checker refuses: the run must not create its ``creates`` folder."""
+    write_yaml(opt, tmp / 'opt.yml')
+    return Run(['-opt', str(tmp / 'opt.yml')], tmp, [tmp], absent=[tmp / creates])
+
+
+def renamed(mapping: Dict, key: str, typo: str) -> Dict:
+    """``mapping`` with ``key`` renamed ``typo`` (in place, returned)."""
+    mapping[typo] = mapping.pop(key)
+    return mapping
+
+
+@case('options-network-g-typo', 'rssr.train', 2, r"network_g\.embed_dimm is not an option of arch ConvMambaSR; did "
+      r"you mean 'embed_dim'\? Its \*\*kwargs would swallow 'embed_dimm' and leave 'embed_dim' at its default")
+def _(tmp):
+    return refused_options(tmp, rgb_train(tmp, network_g={'type': 'ConvMambaSR', 'upscale': SCALE, 'embed_dimm': 8}))
+
+
+@case('options-network-g-type-typo', 'rssr.train', 2,
+      r"network_g\.typ is not an option; did you mean 'type'\? \(network_g needs a `type:` naming a registered arch\)")
+def _(tmp):
+    return refused_options(tmp, rgb_train(tmp, network_g=renamed(dict(TINY_EDSR), 'type', 'typ')))
+
+
+@case('options-required-key-typo', 'rssr.train', 2,
+      r"model_typ is not an option; did you mean 'model_type'\? \(the top-level key `model_type:` is missing\)")
+def _(tmp):
+    return refused_options(tmp, renamed(rgb_train(tmp), 'model_type', 'model_typ'))
+
+
+@case('options-dataset-typo', 'rssr.train', 2,
+      r"datasets\.train\.gt_szie is not an option of dataset type PairedImageDataset; did you mean 'gt_size'\?")
+def _(tmp):
+    opt = rgb_train(tmp)
+    renamed(opt['datasets']['train'], 'gt_size', 'gt_szie')
+    return refused_options(tmp, opt)
+
+
+@case('options-io-backend-typo', 'rssr.train', 2, r"datasets\.train\.io_backend\.tpye is not an option; did you mean "
+      r"'type'\? \(datasets\.train\.io_backend needs a `type:` \(disk, memcached, lmdb\)\)")
+def _(tmp):
+    opt = rgb_train(tmp)
+    renamed(opt['datasets']['train']['io_backend'], 'type', 'tpye')
+    return refused_options(tmp, opt)
+
+
+@case('options-scheduler-typo', 'rssr.train', 2,
+      r"train\.scheduler\.milestone is not an option of scheduler MultiStepLR; did you mean 'milestones'\?")
+def _(tmp):
+    opt = rgb_train(tmp)
+    renamed(opt['train']['scheduler'], 'milestones', 'milestone')
+    return refused_options(tmp, opt)
+
+
+@case('options-logger-typo', 'rssr.train', 2, r"logger\.save_checkpoint_frq is not an option of BasicSR's training "
+      r"logger; did you mean 'save_checkpoint_freq'")
+def _(tmp):
+    opt = rgb_train(tmp)
+    renamed(opt['logger'], 'save_checkpoint_freq', 'save_checkpoint_frq')
+    return refused_options(tmp, opt)
+
+
+@case('options-dist-params-typo', 'rssr.train', 2,
+      r"dist_params\.bakend is not an option of BasicSR's init_dist \(--launcher slurm\); did you mean 'backend'\?")
+def _(tmp):
+    return refused_options(tmp, rgb_train(tmp, dist_params={'bakend': 'nccl', 'port': 29500}))
+
+
+@case('options-band-normalization-typo', 'rssr.train', 2,
+      r"band_normalization\.residul is not an option; did you mean 'residual'\?")
+def _(tmp):
+    opt = multiband_train(tmp)
+    opt['band_normalization'] = {'mode': 'image', 'residul': 'bicubic'}
+    return refused_options(tmp, opt)
+
+
+@case('options-metric-typo', 'rssr.test', 2, r"val\.metrics\.psnr\.test_y_chanel is not an option of metric "
+      r"calculate_psnr; did you mean 'test_y_channel'\? Its \*\*kwargs would swallow 'test_y_chanel'")
+def _(tmp):
+    opt = rgb_test(tmp)
+    opt['val']['metrics']['psnr']['test_y_chanel'] = True
+    return refused_options(tmp, opt, creates='results')
+
+
+@case('options-pretrain-path-typo', 'rssr.test', 2, r"path\.pretrain_network_gg is not an option of model SRModel or "
+      r"BasicSR's pipeline; did you mean 'pretrain_network_g'\?")
+def _(tmp):
+    opt = rgb_test(tmp)
+    renamed(opt['path'], 'pretrain_network_g', 'pretrain_network_gg')
+    return refused_options(tmp, opt, creates='results')
+
+
+@case('infer-arch-kwargs-typo', 'rssr.infer', 2, r"--arch-kwargs: 'd_statee' is not an option of ConvMambaSR; did you "
+      r"mean 'd_state'\? Its \*\*kwargs would swallow 'd_statee'")
+def _(tmp):
+    run = infer_run(tmp, '--arch', 'ConvMambaSR', '--arch-kwargs', '{in_chans: 4, upscale: 4, d_statee: 8}')
+    run.absent = [tmp / 'sr.tif']
+    return run
+
+
+@case('infer-arch-kwargs-unknown-key', 'rssr.infer', 2,
+      r"--arch-kwargs: 'num_feats' is not an option of MSRResNet; did you mean 'num_feat'\? Its options are ")
+def _(tmp):
+    run = infer_run(tmp, '--arch-kwargs', '{num_in_ch: 4, num_out_ch: 4, num_feats: 4, num_block: 1, upscale: 4}')
+    run.absent = [tmp / 'sr.tif']
+    return run
+
+
+@case('infer-options-network-g-typo', 'rssr.infer', 2, r"network_g in \S+/opt\.yml: 'embed_dimm' is not an option of "
+      r"ConvMambaSR; did you mean 'embed_dim'\?")
+def _(tmp):
+    run = infer_run(tmp)
+    write_yaml({'network_g': {'type': 'ConvMambaSR', 'in_chans': 4, 'upscale': 4, 'embed_dimm': 8}}, tmp / 'opt.yml')
+    flags = dict(zip(run.argv[::2], run.argv[1::2]))
+    del flags['--arch'], flags['--arch-kwargs']
+    run.argv = [word for flag_and_value in {**flags, '--opt': str(tmp / 'opt.yml')}.items() for word in flag_and_value]
+    run.absent = [tmp / 'sr.tif']
+    return run
+
+
 # ---- data preparation scripts -------------------------------------------------------------------
 @case('prepare-rsscn7-no-input', 'scripts/prepare_rsscn7.py', 2, r'Input folder not found: \S+/RSSCN7')
 def _(tmp):
@@ -696,6 +819,7 @@ def test_bad_input_ends_in_one_paragraph(name, tmp_path, monkeypatch, capsys):
     after = files_in(run.checked_folders)
     assert not [path for path in after if PARTIAL_FILE.search(path.name)]
     assert not [path for path in after - before if path.suffix in ('.pth', '.state')], 'checkpoint of a failed run'
+    assert not [path for path in run.absent if path.exists()], 'created by a refused run'
 
 
 def files_in(folders: List[Path]) -> set:

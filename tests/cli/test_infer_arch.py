@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 
 import rssr  # noqa: F401
+from rssr.archs.convmambasr import ConvMambaSR
 from rssr.archs.repmamba import RepMamba
 from rssr.inference import InferenceError, load_model
 from rssr.inference.loading import parse_arch_kwargs
@@ -62,3 +64,32 @@ def test_options_file_mistakes_name_the_file(tmp_path):
     (tmp_path / 'empty.yml').write_text('', encoding='utf-8')
     with pytest.raises(InferenceError, match=r'empty\.yml has no network_g\.type'):
         load_model(options=str(tmp_path / 'empty.yml'))
+
+
+TINY_CONVMAMBASR = {'embed_dim': 8, 'depths': [1], 'RCG_num': 1, 'd_state': 4, 'upscale': 2}
+
+
+def test_arch_kwargs_typo_swallowed_by_kwargs_names_it_and_the_argument():
+    """ConvMambaSR takes **kwargs: d_statee would be ignored and d_state keep its default, so it is refused."""
+    kwargs = {**{k: v for k, v in TINY_CONVMAMBASR.items() if k != 'd_state'}, 'd_statee': 4}
+    with pytest.raises(InferenceError, match=r"^--arch-kwargs: 'd_statee' is not an option of ConvMambaSR; did you "
+                                             r"mean 'd_state'\? Its \*\*kwargs would swallow 'd_statee' and leave "
+                                             r"'d_state' at its default\. Its options are "):
+        load_model(arch='ConvMambaSR', arch_kwargs=kwargs, weights='unused.pth')
+
+
+def test_arch_kwargs_near_miss_of_a_given_argument_is_passed_on_with_the_arch_warning(tmp_path):
+    weights = tmp_path / 'convmambasr.pth'
+    torch.save({'params': ConvMambaSR(**TINY_CONVMAMBASR).state_dict()}, weights)
+    with pytest.warns(UserWarning, match=r"ConvMambaSR: ignoring unknown keyword argument\(s\) 'd_states'"):
+        model = load_model(arch='ConvMambaSR', arch_kwargs={**TINY_CONVMAMBASR, 'd_states': 8}, weights=str(weights))
+    assert isinstance(model, ConvMambaSR)
+
+
+def test_options_file_network_g_typo_names_the_file_and_both_keys(tmp_path):
+    network = {'type': 'ConvMambaSR', **{k: v for k, v in TINY_CONVMAMBASR.items() if k != 'embed_dim'},
+               'embed_dimm': 8}
+    (tmp_path / 'opt.yml').write_text(yaml.safe_dump({'network_g': network}), encoding='utf-8')
+    with pytest.raises(InferenceError, match=r"^network_g in \S+opt\.yml: 'embed_dimm' is not an option of "
+                                             r"ConvMambaSR; did you mean 'embed_dim'\?"):
+        load_model(options=str(tmp_path / 'opt.yml'))
