@@ -70,11 +70,12 @@ def write_geotiff(path: Path, dn: np.ndarray, nodata: Optional[float] = 0, descr
 
 
 def box_downsample(dn: np.ndarray, scale: int) -> np.ndarray:
-    """Block mean: LQ pixel (i, j) is the mean of GT block (i, j); makes crop alignment testable."""
+    """Block mean: LQ pixel (i, j) is the mean of GT block (i, j) (rounded for integer types); makes crop
+    alignment testable."""
     count, height, width = dn.shape
     blocks = dn[:, :height - height % scale, :width - width % scale].astype(np.float64)
-    blocks = blocks.reshape(count, height // scale, scale, width // scale, scale)
-    return blocks.mean((2, 4)).round().astype(dn.dtype)
+    means = blocks.reshape(count, height // scale, scale, width // scale, scale).mean((2, 4))
+    return (means.round() if np.issubdtype(dn.dtype, np.integer) else means).astype(dn.dtype)
 
 
 def make_pair_folders(root: Path, count: int, names=('a', 'b'), gt_size: int = 64, scale: int = 4) -> dict:
