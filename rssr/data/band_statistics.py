@@ -100,13 +100,15 @@ def raster_band_statistics(sources: Sequence[Tuple[int, int, Callable]], max_pix
 
 
 def scene_band_statistics(path: str, bands: Optional[Sequence[Any]], radiometry: Optional[Radiometry],
-                          max_pixels: Optional[int] = DEFAULT_SCENE_PIXELS) -> BandStatistics:
-    """Statistics of one scene as ``rssr.infer`` reads it (bands, radiometry, nodata), decimated to
-    about ``max_pixels`` pixels."""
+                          max_pixels: Optional[int] = DEFAULT_SCENE_PIXELS, nodata: Optional[float] = None
+                          ) -> BandStatistics:
+    """Statistics of one scene as ``rssr.infer`` reads it (bands, radiometry, nodata: ``nodata`` overrides
+    the file's), decimated to about ``max_pixels`` pixels."""
     info = read_raster_info(path)
     numbers = resolve_bands(info, bands)
     return raster_band_statistics(
-        [(info.height, info.width, lambda window: read_raster(path, numbers, window, radiometry))], max_pixels)
+        [(info.height, info.width, lambda window: read_raster(path, numbers, window, radiometry, nodata))],
+        max_pixels)
 
 
 def _gt_rasters(dataset: Any) -> Optional[List[str]]:

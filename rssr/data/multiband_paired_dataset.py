@@ -38,8 +38,11 @@ class MultibandPairedDataset(data.Dataset):
     band selection, LQ/GT sizes vs ``scale``), so bad files stop the run before training.
 
     Items: ``lq`` (C, h, w), ``gt`` (C, H, W) float32 tensors (no clipping), ``lq_valid`` /
-    ``gt_valid`` (1, h, w) / (1, H, W) masks (0 = nodata), ``lq_path``, ``gt_path``, and
-    ``georef`` (where the SR output lies: the LQ file at zoom ``scale``).
+    ``gt_valid`` (1, h, w) / (1, H, W) masks (0 = nodata: the nodata value in any band, or NaN/inf),
+    ``lq_path``, ``gt_path``, and ``georef`` (where the SR output lies: the LQ file at zoom ``scale``).
+    Nodata pixels of ``lq`` and ``gt`` are filled in from the valid pixels around them
+    (:func:`rssr.io.fill_nodata`): no NaN reaches the network, and it sees no false edge; losses and
+    metrics leave them out through the masks.
     GT is mod-cropped to a multiple of ``scale``.
     """
 
@@ -94,7 +97,7 @@ class MultibandPairedDataset(data.Dataset):
         if lq.values.shape[0] != gt.values.shape[0]:
             raise DataError(f'Band count mismatch: LQ {lq_path} gives {lq.values.shape[0]} bands, '
                             f'GT {gt_path} gives {gt.values.shape[0]}.')
-        arrays = [lq.values, gt.values, lq.valid[None], gt.valid[None]]
+        arrays = [lq.filled(), gt.filled(), lq.valid[None], gt.valid[None]]
         if self.opt['phase'] == 'train':
             arrays = augment(arrays, self.opt.get('use_hflip', False), self.opt.get('use_rot', False), random)
         img_lq, img_gt, lq_valid, gt_valid = (to_tensor(np.asarray(a)) for a in arrays)

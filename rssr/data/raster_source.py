@@ -64,12 +64,14 @@ class RasterReader:
         return read_raster(path, self.bands, window, self.radiometry_for(path), self.nodata)
 
     def georef(self, path: str, window: Tuple[int, int, int, int], zoom: float) -> Dict[str, Any]:
-        """Collate-friendly description of where an SR output of this sample lies (read by the model)."""
+        """Collate-friendly description of where an SR output of this sample lies (read by the model);
+        ``nodata`` is the dataset's ``nodata`` option, NaN when it has none (the file's then applies)."""
         radiometry = self.radiometry_for(path)
         return {'path': path, 'window': torch.tensor(window, dtype=torch.long), 'zoom': float(zoom),
                 'bands': torch.tensor(self.band_numbers(path), dtype=torch.long),
                 'dn_scale': torch.tensor(radiometry.scale, dtype=torch.float64),
-                'dn_offset': torch.tensor(radiometry.offset, dtype=torch.float64)}
+                'dn_offset': torch.tensor(radiometry.offset, dtype=torch.float64),
+                'nodata': torch.tensor(float('nan') if self.nodata is None else self.nodata, dtype=torch.float64)}
 
 
 RASTER_OPTION_KEYS = ('bands', 'radiometry', 'dn_scale', 'dn_offset', 'nodata')

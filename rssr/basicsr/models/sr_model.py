@@ -267,7 +267,7 @@ class RSSRModel(MultibandValidationMixin, SRModel):
             with sync:
                 statistics = network.statistics(lq, lq_valid)
                 with self._autocast():
-                    normalized_output = network.predict_normalized(network.normalize(lq, statistics, lq_valid))
+                    normalized_output = network.predict_normalized(network.normalize(lq, statistics))
                 normalized_output = normalized_output.float()
                 output = network.denormalize(normalized_output, statistics)
                 normalized = None if statistics is None else (normalized_output, network.normalize(gt, statistics))
