@@ -45,6 +45,9 @@ class ModelCard:
         weights: trained weights shipped with rssr (a path relative to the rssr package, or absolute),
             loaded by ``create_model(name, pretrained=True)``; they store their band normalisation.
         weights_scale: the scale those weights were trained for.
+        weights_bands: the bands those weights take, in order, as band descriptions name them (e.g.
+            ``('B02', 'B03', 'B04', 'B08')``); ``rssr.infer`` reads a file's bands in this order by their
+            descriptions (:mod:`rssr.inference.bands`). Empty: not named.
         weights_info: what users should know about them: training data, iterations, validation
             metrics, quality grade.
     """
@@ -68,6 +71,7 @@ class ModelCard:
     chans_kwarg: str = 'in_chans'
     weights: str = ''
     weights_scale: int = 4
+    weights_bands: Tuple[str, ...] = ()
     weights_info: str = ''
 
     def weights_path(self) -> Optional[Path]:
@@ -147,7 +151,8 @@ def describe_card(name: str) -> str:
         return '\n'.join(lines)
     from rssr.band_normalization import BandNormalization
     from rssr.checkpoint import stored_band_normalization
-    lines.append(f'  weights: {path} (x{card.weights_scale})')
+    bands = f', bands {" ".join(card.weights_bands)} in this order' if card.weights_bands else ''
+    lines.append(f'  weights: {path} (x{card.weights_scale}{bands})')
     if card.weights_info:
         lines.append(f'  about the weights: {card.weights_info}')
     normalization = BandNormalization.from_metadata(stored_band_normalization(path)) if path.is_file() else None

@@ -9,6 +9,7 @@ from torch import nn
 from rssr.band_normalization import resolve_band_normalization, with_normalization
 from rssr.checkpoint import load_weights, stored_band_normalization
 from rssr.errors import InferenceError
+from rssr.inference.bands import BandContract, model_in_chans
 from rssr.utils import did_you_mean, read_yaml_file, yaml_error_location, yaml_problem
 from rssr.zoo import create_model, model_card
 
@@ -91,3 +92,11 @@ def load_model(options: Optional[str] = None, arch: Optional[str] = None, arch_k
         raise InferenceError(f'band_normalization mode dataset in {options} has no mean/std and {weights} stores '
                              f'none: add them to the options (scripts/compute_band_stats.py computes them).')
     return with_normalization(model, normalization)
+
+
+def band_contract(model: nn.Module, zoo_name: Optional[str] = None, weights: Optional[str] = None) -> BandContract:
+    """The bands ``model`` takes: the input channels of its first convolution, named when it runs the
+    shipped weights (``weights`` None) of the zoo model ``zoo_name`` and its card names their bands."""
+    names = model_card(zoo_name).weights_bands if zoo_name is not None and weights is None else ()
+    return BandContract(count=model_in_chans(model), names=tuple(names),
+                        owner=f"{zoo_name}'s model card" if names else 'the model')
