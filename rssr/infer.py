@@ -93,7 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         kwargs = parse_arch_kwargs(args.arch_kwargs)
         model = load_model(options=args.opt, arch=args.arch, arch_kwargs=kwargs, zoo_name=args.model,
                            scale=args.scale, in_chans=args.in_chans, weights=args.weights)
-        bands = band_contract(model, zoo_name=args.model, weights=args.weights)
+        bands = band_contract(model, options=args.opt, zoo_name=args.model, weights=args.weights)
         if args.self_ensemble:
             model = with_self_ensemble(model)
         tiling = TilingOptions(tile=args.tile, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)

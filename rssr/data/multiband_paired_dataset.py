@@ -59,15 +59,17 @@ class MultibandPairedDataset(data.Dataset):
             self._check_files()
 
     @classmethod
+    def first_raster(cls, opt: Dict[str, Any]) -> str:
+        """The first GT file, whose header stands for every file's bands."""
+        if opt.get('meta_info_file'):
+            return pair_paths(opt['dataroot_gt'], opt['dataroot_lq'], opt.get('filename_tmpl', '{}'),
+                              opt['meta_info_file'])[0]['gt_path']
+        return list_rasters(opt['dataroot_gt'])[0]
+
+    @classmethod
     def band_count(cls, opt: Dict[str, Any]) -> int:
         """Bands per item, from the options and the first GT file's header."""
-        reader = RasterReader.from_options(opt)
-        if opt.get('meta_info_file'):
-            first = pair_paths(opt['dataroot_gt'], opt['dataroot_lq'], opt.get('filename_tmpl', '{}'),
-                               opt['meta_info_file'])[0]['gt_path']
-        else:
-            first = list_rasters(opt['dataroot_gt'])[0]
-        return len(reader.band_numbers(first))
+        return len(RasterReader.from_options(opt).band_numbers(cls.first_raster(opt)))
 
     def _check_files(self) -> None:
         every = [p for pair in self.paths for p in (pair['gt_path'], pair['lq_path'])]

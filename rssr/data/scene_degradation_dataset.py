@@ -64,8 +64,13 @@ class SceneDegradationDataset(data.Dataset):
         return list_rasters(root)
 
     @classmethod
+    def first_raster(cls, opt: Dict[str, Any]) -> str:
+        """The first scene, whose header stands for every scene's bands."""
+        return cls._scene_paths(opt)[0]
+
+    @classmethod
     def band_count(cls, opt: Dict[str, Any]) -> int:
-        return len(RasterReader.from_options(opt).band_numbers(cls._scene_paths(opt)[0]))
+        return len(RasterReader.from_options(opt).band_numbers(cls.first_raster(opt)))
 
     def _check_sizes(self) -> None:
         minimum = self.gt_size or self.scale

@@ -11,11 +11,13 @@ import torch
 import rssr.data.band_statistics
 from rssr import infer
 from rssr.band_normalization import BandNormalization, BandNormalizedSR
+from rssr.checkpoint import describe_checkpoint, stored_bands
 from rssr.errors import CannotWriteError, DataError, InferenceError
 from rssr.inference import OutputOptions, TilingOptions, super_resolve_scene
 from rssr.inference.bands import BandContract
+from rssr.inference.loading import load_model
 from rssr.io import RasterError, read_raster
-from testkit import SENTINEL2, LocalNet, write_geotiff
+from testkit import SENTINEL2, LocalNet, make_pair_folders, tiny_model_opt, write_geotiff
 
 S2_BANDS = ('B02', 'B03', 'B04', 'B08')
 CARD = BandContract(count=4, names=S2_BANDS, owner="the test's model card")
@@ -163,3 +165,39 @@ def test_the_spy_sees_statistics_then_network_on_good_input(tmp_path, monkeypatc
                         tiling=TILING, progress=False)
     assert spy.events[0] == 'statistics' and set(spy.events[1:]) == {'network'}
     assert torch.isfinite(torch.from_numpy(read_raster(tmp_path / 'sr.tif').values)).all()
+
+
+@pytest.mark.parametrize('checkpoint_format', ['pth', 'safetensors'])
+def test_checkpoints_store_the_training_bands_and_rssr_infer_holds_files_to_them(tmp_path, checkpoint_format,
+                                                                                 caplog, capsys):
+    from basicsr.archs.srresnet_arch import MSRResNet
+    from basicsr.utils.registry import MODEL_REGISTRY
+
+    folders = make_pair_folders(tmp_path / 'data', 4, names=('a',), gt_size=32)  # bands described B01..B04
+    dataset_opt = dict(name='train', type='MultibandPairedDataset', phase='train', scale=4, gt_size=16,
+                       bands=['B04', 'B03', 'B02', 'B01'], batch_size_per_gpu=1, num_worker_per_gpu=0, **folders)
+    opt = tiny_model_opt(4, tmp_path, {'train': dataset_opt}, {})
+    opt.update(is_train=True, logger={'checkpoint_format': checkpoint_format}, train={
+        'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [10], 'gamma': 0.5},
+        'total_iter': 1, 'warmup_iter': -1, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}})
+    opt['path']['models'] = str(tmp_path)
+    model = MODEL_REGISTRY.get('RSSRModel')(opt)
+    model.save_network(model.net_g, 'net_g', 1)
+    weights = tmp_path / f'net_g_1.{checkpoint_format}'
+    assert stored_bands(weights) == ('B04', 'B03', 'B02', 'B01')
+    assert 'bands: B04 B03 B02 B01' in describe_checkpoint(weights)
+
+    kwargs = {k: v for k, v in opt['network_g'].items() if k != 'type'}
+    assert isinstance(load_model(arch='MSRResNet', arch_kwargs=kwargs, weights=str(weights)), MSRResNet)
+    caplog.set_level(logging.INFO, logger='rssr')
+    scene = tmp_path / 'data' / 'LQ' / 'a.tif'  # described B01..B04: read as bands 4, 3, 2, 1
+    argv = ['--arch', 'MSRResNet', '--arch-kwargs', str(kwargs), '--weights', str(weights), '--input', str(scene),
+            '--device', 'cpu', '--out-dtype', 'float32']
+    assert infer.main([*argv, '--output', str(tmp_path / 'sr.tif')]) == 0
+    assert f'the bands the checkpoint {weights} takes (B04, B03, B02, B01): reading bands 4, 3, 2, 1' in caplog.text
+    with rasterio.open(tmp_path / 'sr.tif') as dst:
+        assert dst.descriptions == ('B04', 'B03', 'B02', 'B01')
+    with pytest.raises(SystemExit) as stop:
+        infer.main([*argv, '--output', str(tmp_path / 'sr2.tif'), '--bands', '1,2,3,4'])
+    assert stop.value.code == 2 and not (tmp_path / 'sr2.tif').exists()
+    assert f'but the checkpoint {weights} takes them in the order B04, B03, B02, B01' in capsys.readouterr().err
