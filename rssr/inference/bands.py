@@ -34,7 +34,7 @@ class BandContract:
     count: Optional[int] = None
     names: Tuple[str, ...] = ()
     owner: str = 'the model'
-    _warned: Set[Tuple[Optional[str], ...]] = field(default_factory=set, repr=False)
+    _warned: Set[Tuple[Optional[str], ...]] = field(default_factory=set, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.names and self.count is not None and len(self.names) != self.count:

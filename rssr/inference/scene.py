@@ -8,6 +8,9 @@ row of cells (``overlap * scale`` output rows across the width). Tile starts are
 blocks and GDAL writes them straight through; only the blocks straddling the last, unaligned cell
 border wait in GDAL's cache, which is capped (its default, 5% of RAM, would hold finished blocks).
 
+Before any of that, every check of the input, the band selection (:mod:`rssr.inference.bands`) and
+the output runs, so a refusal costs no compute. Nodata (the nodata value, or NaN/inf in any band) is
+filled in before the network (:func:`rssr.io.fill_nodata`) and written as the output's nodata.
 A model inside :class:`~rssr.band_normalization.BandNormalizedSR` gets each tile's nodata
 mask. In mode ``image`` its statistics are those of the whole scene (one streamed, decimated read
 before the tiles), not of each tile, so that every tile is normalised alike and no seam appears.
