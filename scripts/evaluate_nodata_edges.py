@@ -1,6 +1,7 @@
 """How much do nodata holes hurt the valid pixels around them? MAE against HR near synthetic holes.
 
     python scripts/evaluate_nodata_edges.py --model convmambasr_s2_x4 /work/heldout/s2_*.tif
+    python scripts/evaluate_nodata_edges.py --tile 48 --overlap 16 --margin 4 /work/heldout/s2_*.tif  # tiled
 
 Protocol, per HR tile (4-band uint16 Sentinel-2, reflectance x 10000, cropped to a multiple of the
 scale): LR = MATLAB-style bicubic x1/scale of the HR reflectance, as ``scripts/evaluate_heldout.py``
@@ -36,7 +37,7 @@ import torch
 
 import rssr  # noqa: F401  (registers rssr into BasicSR)
 from rssr.data.degradations import bicubic_downsample
-from rssr.inference.scene import OutputOptions, super_resolve_scene
+from rssr.inference.scene import OutputOptions, TilingOptions, super_resolve_scene
 from rssr.io import GeoReference, fill_nodata, output_georeference, read_raster, resolve_radiometry, write_raster
 
 RADIOMETRY = 'sentinel2'  # reflectance = DN / 10000
@@ -101,21 +102,21 @@ FILLS: Dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }
 
 
-def super_resolve(model: torch.nn.Module, lr: np.ndarray, georef: GeoReference, path: Path,
+def super_resolve(model: torch.nn.Module, lr: np.ndarray, georef: GeoReference, path: Path, tiling: TilingOptions,
                   valid: Optional[np.ndarray] = None) -> np.ndarray:
     """SR reflectance of ``lr`` by scene inference, written first as a uint16 GeoTIFF with ``georef``
     (pixels not ``valid`` as its nodata)."""
     radiometry = resolve_radiometry('uint16', lr.shape[0], preset=RADIOMETRY)
     write_raster(path, lr, georef, radiometry, valid)
     sr_path = path.with_name(path.stem + '_sr.tif')
-    super_resolve_scene(model, path, sr_path, radiometry_preset=RADIOMETRY,
+    super_resolve_scene(model, path, sr_path, radiometry_preset=RADIOMETRY, tiling=tiling,
                         output=OutputOptions(dtype='float32', overwrite=True), device='cpu', progress=False)
     return read_raster(sr_path).values
 
 
 def evaluate_tile(model: torch.nn.Module, hr_path: Path, scale: int, seed: int, workdir: Path,
-                  fills: Dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = FILLS
-                  ) -> Dict[str, Dict[int, np.ndarray]]:
+                  fills: Dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = FILLS,
+                  tiling: TilingOptions = TilingOptions()) -> Dict[str, Dict[int, np.ndarray]]:
     """Per treatment (rssr's and ``fills``) and ring: (absolute errors with holes, absolute errors without)
     in DN, pooled over bands."""
     radiometry = resolve_radiometry('uint16', 4, preset=RADIOMETRY)
@@ -126,12 +127,12 @@ def evaluate_tile(model: torch.nn.Module, hr_path: Path, scale: int, seed: int, 
     lr = np.rint(lr * DN_PER_UNIT) / DN_PER_UNIT  # what the uint16 LR file holds
     georef = output_georeference(hr_path, (0, 0, height, width), zoom=1.0 / scale)
     holes = hole_mask(*lr.shape[1:], np.random.default_rng(seed))
-    clean = super_resolve(model, lr, georef, workdir / 'clean.tif')
+    clean = super_resolve(model, lr, georef, workdir / 'clean.tif', tiling)
     tagged = GeoReference(georef.crs, georef.transform, georef.descriptions, 0, 'uint16', georef.source_driver)
-    with_holes = {RSSR: super_resolve(model, lr, tagged, workdir / 'holes.tif', valid=~holes)}
+    with_holes = {RSSR: super_resolve(model, lr, tagged, workdir / 'holes.tif', tiling, valid=~holes)}
     for name, fill in fills.items():
         filled = fill(np.where(holes, 0.0, lr).astype(np.float32), ~holes)
-        with_holes[name] = super_resolve(model, filled, georef, workdir / 'filled.tif')
+        with_holes[name] = super_resolve(model, filled, georef, workdir / 'filled.tif', tiling)
     errors = {}
     for name, sr in with_holes.items():
         errors[name] = {}
@@ -162,17 +163,23 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('tiles', nargs='+', type=Path, help='HR GeoTIFFs (B02 B03 B04 B08, reflectance x 10000)')
     parser.add_argument('--model', default='convmambasr_s2_x4', help='zoo name of a model with shipped weights')
     parser.add_argument('--seed', type=int, default=24, help='seed of the hole layouts (tile i uses seed + i)')
+    parser.add_argument('--tile', type=int, default=256, help="rssr.infer's --tile (LR; the default runs a 96 x 96 LR "
+                        'as one tile, 48 makes holes cross tile borders)')
+    parser.add_argument('--overlap', type=int, default=32, help="rssr.infer's --overlap")
+    parser.add_argument('--margin', type=int, default=8, help="rssr.infer's --margin")
     args = parser.parse_args(argv)
+    tiling = TilingOptions(tile=args.tile, overlap=args.overlap, margin=args.margin)
     torch.set_grad_enabled(False)
     model = rssr.create_model(args.model, pretrained=True)
     card = rssr.zoo.model_card(args.model)
     per_tile = {}
     with tempfile.TemporaryDirectory() as workdir:
         for index, tile in enumerate(args.tiles):
-            per_tile[tile.stem] = evaluate_tile(model, tile, card.weights_scale, args.seed + index, Path(workdir))
+            per_tile[tile.stem] = evaluate_tile(model, tile, card.weights_scale, args.seed + index, Path(workdir),
+                                                tiling=tiling)
     names = list(next(iter(per_tile.values())))
     pooled = {name: {ring: [tile[name][ring] for tile in per_tile.values()] for ring in RINGS} for name in names}
-    print(f'All {len(per_tile)} tiles ({args.model}, holes seeded from {args.seed}):\n')
+    print(f'All {len(per_tile)} tiles ({args.model}, holes seeded from {args.seed}, LR tiles of {args.tile}):\n')
     print(table(pooled))
     for tile, errors in per_tile.items():
         print(f'\n{tile}:\n')
