@@ -44,10 +44,9 @@ class BandContract:
     @property
     def expected(self) -> str:
         """The bands the model takes, for messages: their names when known, else their count."""
-        count = len(self.names) if self.names else self.count
         if self.names:
-            return f'{count} bands ({", ".join(self.names)}, as {self.owner} names them)'
-        return f'{count} bands'
+            return f'{len(self.names)} bands ({", ".join(self.names)}, as {self.owner} names them)'
+        return f'{self.count} bands'
 
     def select(self, info: RasterInfo, bands: Optional[Sequence[int | str]] = None,
                flag: str = '--bands') -> List[int]:
