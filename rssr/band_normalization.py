@@ -180,8 +180,9 @@ class BandNormalizedSR(ArchWrapper):
     """``net`` between per-band normalisation and its inverse, optionally predicting a bicubic residual.
 
     ``forward(lq, valid=None)`` takes and returns physical values; ``valid`` (N, 1, h, w) marks LR
-    pixels that are not nodata: they alone enter per-image statistics, and nodata pixels are fed to
-    the network as 0 after normalisation (the band mean). Training uses the steps separately
+    pixels that are not nodata: they alone enter per-image statistics. Nodata pixels must arrive
+    filled in (:func:`rssr.io.fill_nodata`, as rssr's datasets and ``rssr.infer`` read them), so that
+    the network sees no false edge around them. Training uses the steps separately
     (:meth:`statistics`, :meth:`normalize`, :meth:`predict_normalized`, :meth:`denormalize`) to put
     the pixel loss in normalised space and spectral losses on physical values.
     """
@@ -216,15 +217,14 @@ class BandNormalizedSR(ArchWrapper):
         return mean, std.clamp(min=self.normalization.eps)
 
     @staticmethod
-    def normalize(x: Tensor, statistics: Optional[Statistics], valid: Optional[Tensor] = None) -> Tensor:
-        """(x - mean) / std, nodata pixels (``valid`` == 0) set to 0."""
+    def normalize(x: Tensor, statistics: Optional[Statistics]) -> Tensor:
+        """(x - mean) / std."""
         if statistics is None:
             return x
         if statistics[0].shape[1] != x.shape[1]:
             raise BandNormalizationError(f'band_normalization has statistics for {statistics[0].shape[1]} bands but '
                                          f'the input has {x.shape[1]} bands')
-        normalized = (x - statistics[0]) / statistics[1]
-        return normalized if valid is None else normalized * (valid > 0.5).to(normalized.dtype)
+        return (x - statistics[0]) / statistics[1]
 
     @staticmethod
     def denormalize(x: Tensor, statistics: Optional[Statistics]) -> Tensor:
@@ -241,7 +241,7 @@ class BandNormalizedSR(ArchWrapper):
 
     def forward(self, lq: Tensor, valid: Optional[Tensor] = None) -> Tensor:
         statistics = self.statistics(lq, valid)
-        output = self.predict_normalized(self.normalize(lq, statistics, valid))
+        output = self.predict_normalized(self.normalize(lq, statistics))
         return self.denormalize(output.float() if statistics is not None else output, statistics)
 
 

@@ -9,6 +9,9 @@ Checkpoints saved by ``RSSRModel`` also carry the band normalisation the network
 (:mod:`rssr.band_normalization`): a ``band_normalization`` entry next to ``params`` in .pth
 files, a JSON ``band_normalization`` metadata field in .safetensors files. :func:`read_checkpoint`
 returns it as a ``band_normalization`` entry either way; :func:`stored_band_normalization` reads it.
+Likewise the names of the bands it was trained on, in order (``bands``, when the training rasters
+describe them): :func:`stored_bands` reads them, and ``rssr.infer`` holds files to them
+(:mod:`rssr.inference.bands`).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import json
 import os
 import re
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +28,7 @@ from rssr.errors import CannotWriteError, UserError
 
 WRAPPER_KEYS = ('params_ema', 'params', 'state_dict', 'model', 'net')
 NORMALIZATION_KEY = 'band_normalization'
+BANDS_KEY = 'bands'
 STRIPPED_PREFIXES = ('module.', '_orig_mod.')
 
 
@@ -76,7 +80,8 @@ def save_atomically(obj: Any, path: str | os.PathLike) -> None:
 def _read_safetensors(path: str) -> Dict[str, Any]:
     """A .safetensors file as a flat state_dict, or as ``{param_key: state_dict}`` when its metadata
     lists ``param_keys`` (how RSSRModel saves ``params`` and ``params_ema`` in one file), plus the
-    ``band_normalization`` entry when its metadata has one (the tensors then under ``params``)."""
+    ``band_normalization`` and ``bands`` entries when its metadata has them (the tensors then under
+    ``params``)."""
     from safetensors.torch import load_file
     metadata = _safetensors_metadata(path)
     groups = metadata.get('param_keys')
@@ -87,9 +92,11 @@ def _read_safetensors(path: str) -> Dict[str, Any]:
                                          if name.startswith(f'{group}.')) for group in groups.split(',')}
     else:
         checkpoint = flat
-    if NORMALIZATION_KEY in metadata:
-        checkpoint = checkpoint if groups else {'params': flat}
-        checkpoint[NORMALIZATION_KEY] = _parse_normalization(metadata[NORMALIZATION_KEY], path)
+    extras = {key: _parse_metadata(metadata[key], key, path) for key in (NORMALIZATION_KEY, BANDS_KEY)
+              if key in metadata}
+    if extras and not groups:
+        checkpoint = {'params': flat}
+    checkpoint.update(extras)
     return checkpoint
 
 
@@ -99,16 +106,16 @@ def _safetensors_metadata(path: str) -> Dict[str, str]:
         return dict(handle.metadata() or {})
 
 
-def _parse_normalization(text: str, path: str) -> Dict[str, Any]:
+def _parse_metadata(text: str, key: str, path: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise CheckpointError(f'Checkpoint {path}: its band_normalization metadata is not valid JSON ({err})') from None
+        raise CheckpointError(f'Checkpoint {path}: its {key} metadata is not valid JSON ({err})') from None
 
 
-def normalization_metadata(entry: Mapping[str, Any]) -> str:
-    """The .safetensors metadata text of a ``band_normalization`` entry."""
-    return json.dumps(dict(entry), sort_keys=True)
+def metadata_text(entry: Any) -> str:
+    """The .safetensors metadata text of a ``band_normalization`` or ``bands`` entry."""
+    return json.dumps(dict(entry) if isinstance(entry, Mapping) else list(entry), sort_keys=True)
 
 
 def stored_band_normalization(path_or_checkpoint: str | os.PathLike | Mapping[str, Any]) -> Optional[Dict[str, Any]]:
@@ -118,10 +125,23 @@ def stored_band_normalization(path_or_checkpoint: str | os.PathLike | Mapping[st
         path = os.fspath(path_or_checkpoint)
         if path.endswith('.safetensors') and os.path.isfile(path):
             text = _safetensors_metadata(path).get(NORMALIZATION_KEY)
-            return None if text is None else _parse_normalization(text, path)
+            return None if text is None else _parse_metadata(text, NORMALIZATION_KEY, path)
         path_or_checkpoint = read_checkpoint(path)
     entry = path_or_checkpoint.get(NORMALIZATION_KEY)
     return dict(entry) if isinstance(entry, Mapping) else None
+
+
+def stored_bands(path_or_checkpoint: str | os.PathLike | Mapping[str, Any]) -> Tuple[str, ...]:
+    """The band names stored with a checkpoint, in the order the network takes them; () when it stores none.
+    For a .safetensors path only its header is read."""
+    if not isinstance(path_or_checkpoint, Mapping):
+        path = os.fspath(path_or_checkpoint)
+        if path.endswith('.safetensors') and os.path.isfile(path):
+            text = _safetensors_metadata(path).get(BANDS_KEY)
+            return () if text is None else tuple(_parse_metadata(text, BANDS_KEY, path))
+        path_or_checkpoint = read_checkpoint(path)
+    entry = path_or_checkpoint.get(BANDS_KEY)
+    return tuple(str(name) for name in entry) if isinstance(entry, (list, tuple)) else ()
 
 
 def describe_checkpoint(path: str | os.PathLike) -> str:
@@ -138,6 +158,8 @@ def describe_checkpoint(path: str | os.PathLike) -> str:
         lines.append(f'  {name}: {len(state)} tensors, {count:,} values')
     normalization = BandNormalization.from_metadata(stored_band_normalization(checkpoint))
     lines.append(f'  band normalisation: {normalization.describe()}')
+    bands = stored_bands(checkpoint)
+    lines.append(f'  bands: {" ".join(bands) if bands else "not stored"}')
     return '\n'.join(lines)
 
 

@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 from rssr.basicsr.plugins import import_plugins
 from rssr.errors import user_errors
 from rssr.inference import InferenceError, OutputOptions, TilingOptions, load_model, super_resolve_scene
-from rssr.inference.loading import parse_arch_kwargs
+from rssr.inference.loading import band_contract, parse_arch_kwargs
 from rssr.inference.self_ensemble import with_self_ensemble
 from rssr.inference.sharding import finish, run_shard, start_shard
 from rssr.io import RASTER_EXTENSIONS
@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument('--input', required=True, help='a raster file or a folder of rasters')
     data.add_argument('--output', required=True, help='output file (.tif or .png) or folder (for a folder input)')
     data.add_argument('--bands', help='comma-separated 1-based band numbers or descriptions, as in training')
+    data.add_argument('--nodata', type=float,
+                      help="nodata value: pixels equal to it in any selected band are nodata (default: the file's); "
+                           'also the nodata value of integer outputs. NaN is always nodata')
     data.add_argument('--radiometry', help='DN scaling preset as in training (e.g. sentinel2, landsat_c2_l2_sr); '
                       'default: integer rasters divided by their type maximum')
     data.add_argument('--out-dtype', choices=('source', 'float32'), default='source',
@@ -90,14 +93,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         kwargs = parse_arch_kwargs(args.arch_kwargs)
         model = load_model(options=args.opt, arch=args.arch, arch_kwargs=kwargs, zoo_name=args.model,
                            scale=args.scale, in_chans=args.in_chans, weights=args.weights)
+        bands = band_contract(model, options=args.opt, zoo_name=args.model, weights=args.weights)
         if args.self_ensemble:
             model = with_self_ensemble(model)
         tiling = TilingOptions(tile=args.tile, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
         output = OutputOptions(dtype=args.out_dtype, cog=args.cog, overwrite=args.overwrite)
         jobs = _jobs(Path(args.input), Path(args.output))
         results = run_shard(shard, jobs, lambda source, destination: super_resolve_scene(
-            model, source, destination, bands=_parse_bands(args.bands), radiometry_preset=args.radiometry,
-            tiling=tiling, output=output, device=shard.device, amp=args.amp),
+            model, source, destination, bands=_parse_bands(args.bands), band_contract=bands,
+            radiometry_preset=args.radiometry, nodata=args.nodata, tiling=tiling, output=output, device=shard.device,
+            amp=args.amp),
             skip_complete=Path(args.input).is_dir() and not args.overwrite)
         finish(shard, results)
     return 0

@@ -45,12 +45,13 @@ class ModelCard:
         weights: trained weights shipped with rssr (a path relative to the rssr package, or absolute),
             loaded by ``create_model(name, pretrained=True)``; they store their band normalisation.
         weights_scale: the scale those weights were trained for.
+        weights_bands: the bands those weights take, in order, as band descriptions name them (e.g.
+            ``('B02', 'B03', 'B04', 'B08')``); ``rssr.infer`` reads a file's bands in this order by their
+            descriptions (:mod:`rssr.inference.bands`). Empty: not named.
+        weights_radiometry: the ``rssr.io.RADIOMETRY_PRESETS`` name that turns the files the weights were
+            trained on into their input values (``rssr.infer --radiometry``); empty when it fixes none.
         weights_info: what users should know about them: training data, iterations, validation
             metrics, quality grade.
-        bands: the band names the shipped weights take, in that order (e.g. Sentinel-2 ``B02 B03 B04 B08``);
-            empty when the card fixes none.
-        radiometry: the ``rssr.io.RADIOMETRY_PRESETS`` name that turns the files the weights were trained on
-            into their input values (``rssr.infer --radiometry``); empty when it fixes none.
     """
 
     name: str
@@ -72,9 +73,9 @@ class ModelCard:
     chans_kwarg: str = 'in_chans'
     weights: str = ''
     weights_scale: int = 4
+    weights_bands: Tuple[str, ...] = ()
+    weights_radiometry: str = ''
     weights_info: str = ''
-    bands: Tuple[str, ...] = ()
-    radiometry: str = ''
 
     def weights_path(self) -> Optional[Path]:
         """Where the shipped weights are, or None when the card ships none."""
@@ -154,8 +155,9 @@ def describe_card(name: str) -> str:
     from rssr.band_normalization import BandNormalization
     from rssr.checkpoint import stored_band_normalization
     lines.append(f'  weights: {path} (x{card.weights_scale})')
-    if card.bands:
-        lines.append(f'  bands, in this order: {" ".join(card.bands)}; radiometry: {card.radiometry or "-"}')
+    if card.weights_bands:
+        lines.append(f'  bands, in this order: {" ".join(card.weights_bands)}; radiometry: '
+                     f'{card.weights_radiometry or "-"}')
     if card.weights_info:
         lines.append(f'  about the weights: {card.weights_info}')
     normalization = BandNormalization.from_metadata(stored_band_normalization(path)) if path.is_file() else None

@@ -66,9 +66,9 @@ def render() -> str:
                     f'{_params(card)} | {card.size_requirements} | {", ".join(card.kernels) or "none"} | {amp} | '
                     f'{_weights(card)} | `{card.recipe}` |')
         if card.weights:
-            shipped.append(f'| `{name}` | `{card.arch}` | x{card.weights_scale} | {", ".join(card.bands) or "any"} | '
-                           f'{_radiometry(card.radiometry)} | {_normalization(card)} | {_params(card)} | '
-                           f'`{card.recipe}` |')
+            shipped.append(f'| `{name}` | `{card.arch}` | x{card.weights_scale} | '
+                           f'{", ".join(card.weights_bands) or "any"} | {_radiometry(card.weights_radiometry)} | '
+                           f'{_normalization(card)} | {_params(card)} | `{card.recipe}` |')
             about.append(f'- `{name}`: {card.weights_info}')
         if card.flops:
             details.append(f'- `{name}` FLOPs at 64x64 LR: ' +

@@ -56,7 +56,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             if scale == 4:
                 for quality in args.qualities:
                     compressed = jpeg_compress(torch.from_numpy(lr.dn / 255.0), quality).numpy() * 255.0
-                    variants[f'LR_q{quality}'] = Image(lr.name, np.rint(compressed).astype(np.float32), lr.georef)
+                    variants[f'LR_q{quality}'] = Image(lr.name, np.rint(compressed).astype(np.float32), lr.georef,
+                                                             lr.valid)
             for folder, image in variants.items():
                 for tile in tiles(image, args.crop // scale, args.step // scale):
                     save(tile, out / folder)

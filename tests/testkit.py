@@ -1,5 +1,5 @@
 """Test helpers shared by the whole suite: paths, synthetic georeferenced rasters, tiny RGB pairs and
-option files, a tiny multiband model, and a CPU ``torchrun`` launcher. Everything is generated into
+option files, tiny multiband models, and a CPU ``torchrun`` launcher. Everything is generated into
 ``tmp_path``; nothing here is a fixture (those live in ``conftest.py``)."""
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from typing import Any, Dict, Optional, Sequence
 import cv2
 import numpy as np
 import rasterio
+import torch
 import yaml
 from affine import Affine
 from rasterio.crs import CRS
+from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / 'tests' / 'fixtures'
@@ -70,11 +72,12 @@ def write_geotiff(path: Path, dn: np.ndarray, nodata: Optional[float] = 0, descr
 
 
 def box_downsample(dn: np.ndarray, scale: int) -> np.ndarray:
-    """Block mean: LQ pixel (i, j) is the mean of GT block (i, j); makes crop alignment testable."""
+    """Block mean: LQ pixel (i, j) is the mean of GT block (i, j) (rounded for integer types); makes crop
+    alignment testable."""
     count, height, width = dn.shape
     blocks = dn[:, :height - height % scale, :width - width % scale].astype(np.float64)
-    blocks = blocks.reshape(count, height // scale, scale, width // scale, scale)
-    return blocks.mean((2, 4)).round().astype(dn.dtype)
+    means = blocks.reshape(count, height // scale, scale, width // scale, scale).mean((2, 4))
+    return (means.round() if np.issubdtype(dn.dtype, np.integer) else means).astype(dn.dtype)
 
 
 def make_pair_folders(root: Path, count: int, names=('a', 'b'), gt_size: int = 64, scale: int = 4) -> dict:
@@ -96,6 +99,23 @@ def tiny_model_opt(count: int, tmp: Path, datasets: dict, metrics: dict, scale: 
         'path': {'pretrain_network_g': None, 'visualization': str(tmp / 'visualization')},
         'val': {'metrics': metrics, 'save_img': True, 'suffix': None},
     }
+
+
+class LocalNet(nn.Module):
+    """x2 SR net with an LR receptive-field radius of 2 pixels (translation-local). It keeps every input it
+    is given in ``inputs`` and fails on a non-finite one: NaN must never reach a network."""
+
+    def __init__(self, bands: int = 4) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(bands, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, bands * 4, 3, padding=1),
+                                  nn.PixelShuffle(2))
+        self.inputs: list = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert torch.isfinite(x).all(), 'a non-finite value reached the network'
+        self.inputs.append(x.detach().clone())
+        return self.body(x) + nn.functional.interpolate(x, scale_factor=2, mode='nearest')
 
 
 # Tiny RGB pairs and BasicSR option files (x2 EDSR), for the pipeline/CLI/training tests.

@@ -66,9 +66,11 @@ class RunningBandStatistics:
         self.m2 = self.m2 + m2 + delta ** 2 * self.count * count / total
         self.count = total
 
-    def result(self) -> BandStatistics:
+    def result(self, source: str = 'the images read') -> BandStatistics:
+        """The statistics so far; an error naming ``source`` when no valid pixel was added."""
         if self.mean is None:
-            raise DataError('Band statistics: no valid pixel was read (all nodata?)')
+            raise DataError(f'Band statistics of {source}: no valid pixel (every pixel is nodata: the nodata value '
+                            f'or NaN/inf in a band).')
         return BandStatistics(mean=tuple(self.mean.tolist()), std=tuple(np.sqrt(self.m2 / self.count).tolist()),
                               pixels=int(self.count))
 
@@ -89,24 +91,27 @@ def raster_strips(read_window: Callable[[Tuple[int, int, int, int]], RasterArray
         yield strip.values[:, ::stride, ::stride], strip.valid[::stride, ::stride]
 
 
-def raster_band_statistics(sources: Sequence[Tuple[int, int, Callable]], max_pixels: Optional[int] = None
-                           ) -> BandStatistics:
-    """Statistics over rasters given as (height, width, read_window); each decimated to ``max_pixels``."""
+def raster_band_statistics(sources: Sequence[Tuple[int, int, Callable]], max_pixels: Optional[int] = None,
+                           name: str = 'the rasters read') -> BandStatistics:
+    """Statistics over rasters given as (height, width, read_window); each decimated to ``max_pixels``;
+    ``name`` says in errors what the rasters are."""
     running = RunningBandStatistics()
     for height, width, read_window in sources:
         for values, valid in raster_strips(read_window, height, width, decimation_stride(height, width, max_pixels)):
             running.add(values, valid)
-    return running.result()
+    return running.result(name)
 
 
 def scene_band_statistics(path: str, bands: Optional[Sequence[Any]], radiometry: Optional[Radiometry],
-                          max_pixels: Optional[int] = DEFAULT_SCENE_PIXELS) -> BandStatistics:
-    """Statistics of one scene as ``rssr.infer`` reads it (bands, radiometry, nodata), decimated to
-    about ``max_pixels`` pixels."""
+                          max_pixels: Optional[int] = DEFAULT_SCENE_PIXELS, nodata: Optional[float] = None
+                          ) -> BandStatistics:
+    """Statistics of one scene as ``rssr.infer`` reads it (bands, radiometry, nodata: ``nodata`` overrides
+    the file's), decimated to about ``max_pixels`` pixels."""
     info = read_raster_info(path)
     numbers = resolve_bands(info, bands)
     return raster_band_statistics(
-        [(info.height, info.width, lambda window: read_raster(path, numbers, window, radiometry))], max_pixels)
+        [(info.height, info.width, lambda window: read_raster(path, numbers, window, radiometry, nodata))],
+        max_pixels, f'{path} (bands {", ".join(map(str, numbers))})')
 
 
 def _gt_rasters(dataset: Any) -> Optional[List[str]]:

@@ -38,8 +38,11 @@ class MultibandPairedDataset(data.Dataset):
     band selection, LQ/GT sizes vs ``scale``), so bad files stop the run before training.
 
     Items: ``lq`` (C, h, w), ``gt`` (C, H, W) float32 tensors (no clipping), ``lq_valid`` /
-    ``gt_valid`` (1, h, w) / (1, H, W) masks (0 = nodata), ``lq_path``, ``gt_path``, and
-    ``georef`` (where the SR output lies: the LQ file at zoom ``scale``).
+    ``gt_valid`` (1, h, w) / (1, H, W) masks (0 = nodata: the nodata value in any band, or NaN/inf),
+    ``lq_path``, ``gt_path``, and ``georef`` (where the SR output lies: the LQ file at zoom ``scale``).
+    Nodata pixels of ``lq`` and ``gt`` are filled in from the valid pixels around them
+    (:func:`rssr.io.fill_nodata`): no NaN reaches the network, and it sees no false edge; losses and
+    metrics leave them out through the masks.
     GT is mod-cropped to a multiple of ``scale``.
     """
 
@@ -56,15 +59,17 @@ class MultibandPairedDataset(data.Dataset):
             self._check_files()
 
     @classmethod
+    def first_raster(cls, opt: Dict[str, Any]) -> str:
+        """The first GT file, whose header stands for every file's bands."""
+        if opt.get('meta_info_file'):
+            return pair_paths(opt['dataroot_gt'], opt['dataroot_lq'], opt.get('filename_tmpl', '{}'),
+                              opt['meta_info_file'])[0]['gt_path']
+        return list_rasters(opt['dataroot_gt'])[0]
+
+    @classmethod
     def band_count(cls, opt: Dict[str, Any]) -> int:
         """Bands per item, from the options and the first GT file's header."""
-        reader = RasterReader.from_options(opt)
-        if opt.get('meta_info_file'):
-            first = pair_paths(opt['dataroot_gt'], opt['dataroot_lq'], opt.get('filename_tmpl', '{}'),
-                               opt['meta_info_file'])[0]['gt_path']
-        else:
-            first = list_rasters(opt['dataroot_gt'])[0]
-        return len(reader.band_numbers(first))
+        return len(RasterReader.from_options(opt).band_numbers(cls.first_raster(opt)))
 
     def _check_files(self) -> None:
         every = [p for pair in self.paths for p in (pair['gt_path'], pair['lq_path'])]
@@ -94,7 +99,7 @@ class MultibandPairedDataset(data.Dataset):
         if lq.values.shape[0] != gt.values.shape[0]:
             raise DataError(f'Band count mismatch: LQ {lq_path} gives {lq.values.shape[0]} bands, '
                             f'GT {gt_path} gives {gt.values.shape[0]}.')
-        arrays = [lq.values, gt.values, lq.valid[None], gt.valid[None]]
+        arrays = [lq.filled(), gt.filled(), lq.valid[None], gt.valid[None]]
         if self.opt['phase'] == 'train':
             arrays = augment(arrays, self.opt.get('use_hflip', False), self.opt.get('use_rot', False), random)
         img_lq, img_gt, lq_valid, gt_valid = (to_tensor(np.asarray(a)) for a in arrays)

@@ -37,17 +37,20 @@ from rssr.io import (
 
 @dataclass
 class Image:
-    """Pixels (C, H, W) as stored (float32 DN) and where they came from."""
+    """Pixels (C, H, W) as stored (float32 DN), where they came from, and which are valid ((H, W), False
+    where a band holds the nodata value or NaN; None when every pixel is valid): nodata stays nodata."""
 
     name: str
     dn: np.ndarray
     georef: GeoReference
+    valid: Optional[np.ndarray] = None
 
     def crop(self, row: int, col: int, height: int, width: int, name: Optional[str] = None) -> 'Image':
         transform = self.georef.transform @ Affine.translation(col, row)
         georef = GeoReference(self.georef.crs, transform, self.georef.descriptions, self.georef.nodata,
                               self.georef.dtype, self.georef.source_driver)
-        return Image(name or self.name, self.dn[:, row:row + height, col:col + width], georef)
+        valid = None if self.valid is None else self.valid[row:row + height, col:col + width]
+        return Image(name or self.name, self.dn[:, row:row + height, col:col + width], georef, valid)
 
 
 def _identity(num_bands: int) -> Radiometry:
@@ -55,10 +58,11 @@ def _identity(num_bands: int) -> Radiometry:
 
 
 def load_image(path: Path, name: Optional[str] = None, bands: Optional[Sequence] = None) -> Image:
-    """Read a raster's stored values (no radiometric scaling) with its georeference."""
+    """Read a raster's stored values (no radiometric scaling) with its georeference and nodata mask."""
     info = read_raster_info(path)
     raster = read_raster(path, bands=bands, radiometry=_identity(len(bands) if bands else info.count))
-    return Image(name or Path(path).stem, raster.values, output_georeference(path, bands=bands))
+    return Image(name or Path(path).stem, raster.values, output_georeference(path, bands=bands),
+                 None if raster.valid.all() else raster.valid)
 
 
 def list_images(folder: Path, recursive: bool = True) -> List[Path]:
@@ -144,8 +148,9 @@ def mod_crop(image: Image, scale: int) -> Image:
 
 
 def bicubic_lr(image: Image, scale: int) -> Image:
-    """MATLAB ``imresize(hr, 1/scale, 'bicubic')`` of the mod-cropped HR, rounded to the stored type."""
-    from rssr.data.degradations import bicubic_downsample
+    """MATLAB ``imresize(hr, 1/scale, 'bicubic')`` of the mod-cropped HR, rounded to the stored type; an LR
+    pixel within reach of a nodata HR pixel is nodata."""
+    from rssr.data.degradations import DegradationPipeline, bicubic_downsample
 
     hr = mod_crop(image, scale)
     lr = bicubic_downsample(torch.from_numpy(np.ascontiguousarray(hr.dn)), scale).double().numpy()
@@ -153,7 +158,10 @@ def bicubic_lr(image: Image, scale: int) -> Image:
         limits = np.iinfo(image.georef.dtype)
         lr = np.clip(np.rint(lr), limits.min, limits.max)
     georef = output_georeference_scaled(hr.georef, 1.0 / scale)
-    return Image(image.name, lr.astype(np.float32), georef)
+    valid = None
+    if hr.valid is not None:
+        valid = DegradationPipeline(None, scale).lq_valid(torch.from_numpy(hr.valid)[None])[0].numpy() > 0.5
+    return Image(image.name, lr.astype(np.float32), georef, valid)
 
 
 def output_georeference_scaled(georef: GeoReference, zoom: float) -> GeoReference:
@@ -166,7 +174,8 @@ def save(image: Image, folder: Path) -> Path:
     num_bands = image.dn.shape[0]
     as_png = image.georef.dtype == 'uint8' and num_bands in (1, 3) and image.georef.crs is None
     path = Path(folder) / f'{image.name}.{"png" if as_png else "tif"}'
-    return write_raster(path, image.dn, image.georef, _identity(num_bands), driver='PNG' if as_png else 'GTiff')
+    return write_raster(path, image.dn, image.georef, _identity(num_bands), image.valid,
+                        driver='PNG' if as_png else 'GTiff')
 
 
 def write_sr_split(images: Iterable[Image], out_root: Path, split: str, scales: Sequence[int],

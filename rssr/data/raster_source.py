@@ -64,12 +64,14 @@ class RasterReader:
         return read_raster(path, self.bands, window, self.radiometry_for(path), self.nodata)
 
     def georef(self, path: str, window: Tuple[int, int, int, int], zoom: float) -> Dict[str, Any]:
-        """Collate-friendly description of where an SR output of this sample lies (read by the model)."""
+        """Collate-friendly description of where an SR output of this sample lies (read by the model);
+        ``nodata`` is the dataset's ``nodata`` option, NaN when it has none (the file's then applies)."""
         radiometry = self.radiometry_for(path)
         return {'path': path, 'window': torch.tensor(window, dtype=torch.long), 'zoom': float(zoom),
                 'bands': torch.tensor(self.band_numbers(path), dtype=torch.long),
                 'dn_scale': torch.tensor(radiometry.scale, dtype=torch.float64),
-                'dn_offset': torch.tensor(radiometry.offset, dtype=torch.float64)}
+                'dn_offset': torch.tensor(radiometry.offset, dtype=torch.float64),
+                'nodata': torch.tensor(float('nan') if self.nodata is None else self.nodata, dtype=torch.float64)}
 
 
 RASTER_OPTION_KEYS = ('bands', 'radiometry', 'dn_scale', 'dn_offset', 'nodata')
@@ -140,6 +142,23 @@ def read_headers(reader: RasterReader, paths: Sequence[str], desc: str) -> None:
     """Open every file's header once (errors name the unreadable file before training starts)."""
     for path in tqdm(paths, desc=desc, unit='file', disable=len(paths) < 500):
         reader.band_numbers(path)
+
+
+def dataset_band_names(dataset_opt: Dict[str, Any]) -> Tuple[str, ...]:
+    """Descriptions of the bands an rssr raster dataset built from ``dataset_opt`` yields, in order, read
+    from its first raster's header; () when a band is undescribed or the dataset is not an rssr one."""
+    from basicsr.utils.registry import DATASET_REGISTRY
+
+    try:
+        dataset_class = DATASET_REGISTRY.get(dataset_opt['type'])
+    except KeyError:
+        return ()
+    if not hasattr(dataset_class, 'first_raster'):
+        return ()
+    reader = RasterReader.from_options(dataset_opt)
+    path = dataset_class.first_raster(dataset_opt)
+    names = tuple(reader.info(path).descriptions[n - 1] for n in reader.band_numbers(path))
+    return names if all(names) else ()
 
 
 def dataset_band_count(dataset_opt: Dict[str, Any]) -> Optional[int]:

@@ -31,7 +31,8 @@ class SceneDegradationDataset(data.Dataset):
 
     Items are those of :class:`MultibandPairedDataset`; ``lq_path`` and ``gt_path`` are the scene,
     ``georef`` is the HR window at zoom 1, and ``lq_valid`` marks LR pixels whose footprint holds no
-    nodata pixel.
+    nodata pixel. The HR window's nodata (the nodata value, or NaN/inf) is filled in
+    (:func:`rssr.io.fill_nodata`) before the degradation, so the LR holds no NaN and no false edge.
     """
 
     option_keys = RASTER_OPTION_KEYS + ('degradations', 'num_patches', 'min_valid_fraction', 'seed', 'deterministic')
@@ -63,8 +64,13 @@ class SceneDegradationDataset(data.Dataset):
         return list_rasters(root)
 
     @classmethod
+    def first_raster(cls, opt: Dict[str, Any]) -> str:
+        """The first scene, whose header stands for every scene's bands."""
+        return cls._scene_paths(opt)[0]
+
+    @classmethod
     def band_count(cls, opt: Dict[str, Any]) -> int:
-        return len(RasterReader.from_options(opt).band_numbers(cls._scene_paths(opt)[0]))
+        return len(RasterReader.from_options(opt).band_numbers(cls.first_raster(opt)))
 
     def _check_sizes(self) -> None:
         minimum = self.gt_size or self.scale
@@ -107,7 +113,7 @@ class SceneDegradationDataset(data.Dataset):
     def __getitem__(self, index: int) -> Dict[str, Any]:
         rng = self._generator(index)
         path, window, hr = self._choose_window(index, rng)
-        values, valid = hr.values, hr.valid[None].astype(np.float32)
+        values, valid = hr.filled(), hr.valid[None].astype(np.float32)
         if self.opt['phase'] == 'train':
             values, valid = augment([values, valid], self.opt.get('use_hflip', False), self.opt.get('use_rot', False),
                                     random.Random(int(rng.integers(2**62))))

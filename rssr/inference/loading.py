@@ -7,22 +7,37 @@ import yaml
 from torch import nn
 
 from rssr.band_normalization import resolve_band_normalization, with_normalization
-from rssr.checkpoint import load_weights, stored_band_normalization
+from rssr.checkpoint import load_weights, stored_band_normalization, stored_bands
 from rssr.errors import InferenceError
+from rssr.inference.bands import BandContract, model_in_chans
 from rssr.utils import as_sentence, did_you_mean, read_yaml_file, yaml_error_location, yaml_problem
 from rssr.zoo import create_model, model_card
 
 
-def _from_options(path: str) -> tuple[nn.Module, Optional[str], Optional[Dict[str, Any]]]:
+def _read_options(path: str) -> Dict[str, Any]:
     options = read_yaml_file(path, 'options file', InferenceError)
-    if not isinstance(options, dict):
-        options = {}
+    return options if isinstance(options, dict) else {}
+
+
+def _from_options(path: str) -> tuple[nn.Module, Optional[Dict[str, Any]]]:
+    options = _read_options(path)
     network = dict(options.get('network_g') or {})
     if 'type' not in network:
         raise InferenceError(f'Options file {path} has no network_g.type to build the network from.')
     arch = network.pop('type')
-    weights = ((options.get('path') or {}).get('pretrain_network_g'))
-    return _build_arch(arch, network, where=f'network_g in {path}'), weights, options.get('band_normalization')
+    return _build_arch(arch, network, where=f'network_g in {path}'), options.get('band_normalization')
+
+
+def weights_path(options: Optional[str] = None, zoo_name: Optional[str] = None,
+                 weights: Optional[str] = None) -> Optional[str]:
+    """The checkpoint :func:`load_model` loads: ``weights``, else the options' ``path.pretrain_network_g``,
+    else the weights the zoo card ``zoo_name`` ships; None when there is none."""
+    if weights is not None:
+        return weights
+    if options is not None:
+        return (_read_options(options).get('path') or {}).get('pretrain_network_g')
+    shipped = None if zoo_name is None else model_card(zoo_name).weights_path()
+    return None if shipped is None else str(shipped)
 
 
 def parse_arch_kwargs(text: str) -> Dict[str, Any]:
@@ -74,14 +89,12 @@ def load_model(options: Optional[str] = None, arch: Optional[str] = None, arch_k
                              '(--model).')
     normalization_options = None
     if options is not None:
-        model, option_weights, normalization_options = _from_options(options)
-        weights = weights or option_weights
+        model, normalization_options = _from_options(options)
     elif arch is not None:
         model = _build_arch(arch, dict(arch_kwargs or {}))
     else:
         model = create_model(zoo_name, scale=scale, in_chans=in_chans)
-        shipped = model_card(zoo_name).weights_path()
-        weights = weights or (None if shipped is None else str(shipped))
+    weights = weights_path(options, zoo_name, weights)
     if weights is None:
         raise InferenceError('No weights: pass --weights (or set path.pretrain_network_g in the options file); '
                              'an untrained network would produce noise.')
@@ -91,3 +104,16 @@ def load_model(options: Optional[str] = None, arch: Optional[str] = None, arch_k
         raise InferenceError(f'band_normalization mode dataset in {options} has no mean/std and {weights} stores '
                              f'none: add them to the options (scripts/compute_band_stats.py computes them).')
     return with_normalization(model, normalization)
+
+
+def band_contract(model: nn.Module, options: Optional[str] = None, zoo_name: Optional[str] = None,
+                  weights: Optional[str] = None) -> BandContract:
+    """The bands ``model`` (loaded by :func:`load_model` with the same arguments) takes: the input channels
+    of its first convolution, named by its checkpoint when that stores band names, else by the zoo card
+    ``zoo_name`` when its shipped weights run and it names their bands."""
+    path = weights_path(options, zoo_name, weights)
+    names = stored_bands(path) if path is not None else ()
+    owner = f'the checkpoint {path}'
+    if not names and zoo_name is not None and weights is None:
+        names, owner = model_card(zoo_name).weights_bands, f"{zoo_name}'s model card"
+    return BandContract(count=model_in_chans(model), names=tuple(names), owner=owner if names else 'the model')

@@ -8,6 +8,9 @@ row of cells (``overlap * scale`` output rows across the width). Tile starts are
 blocks and GDAL writes them straight through; only the blocks straddling the last, unaligned cell
 border wait in GDAL's cache, which is capped (its default, 5% of RAM, would hold finished blocks).
 
+Before any of that, every check of the input, the band selection (:mod:`rssr.inference.bands`) and
+the output runs, so a refusal costs no compute. Nodata (the nodata value, or NaN/inf in any band) is
+filled in before the network (:func:`rssr.io.fill_nodata`) and written as the output's nodata.
 A model inside :class:`~rssr.band_normalization.BandNormalizedSR` gets each tile's nodata
 mask. In mode ``image`` its statistics are those of the whole scene (one streamed, decimated read
 before the tiles), not of each tile, so that every tile is normalised alike and no seam appears.
@@ -18,10 +21,11 @@ import contextlib
 import glob
 import logging
 import os
+import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import rasterio
@@ -32,16 +36,19 @@ from torch import nn
 from tqdm import tqdm
 
 from rssr.band_normalization import BandNormalizedSR
-from rssr.errors import InferenceError
+from rssr.errors import CannotWriteError, InferenceError
+from rssr.inference.bands import BandContract, model_in_chans
 from rssr.inference.tiling import Tile, TileGrid, blend_weights
 from rssr.io import (
     GeoReference,
     Radiometry,
+    RasterArray,
     RasterError,
+    RasterInfo,
     output_georeference,
+    output_nodata,
     read_raster,
     read_raster_info,
-    resolve_bands,
     resolve_radiometry,
     values_to_dn,
 )
@@ -51,6 +58,7 @@ from rssr.utils import AUTOCAST_DTYPES
 logger = logging.getLogger('rssr')
 TILE_ALIGN = 32  # LR pixels: tile starts (but the last) are multiples of this, output blocks TILE_ALIGN * scale
 UNALIGNED_OUTPUT_BLOCK = 256  # output block side when tiles are too small to align
+OUTPUT_SUFFIXES = ('.tif', '.tiff', '.png')
 
 
 @dataclass(frozen=True)
@@ -160,32 +168,40 @@ def stale_partial_outputs(destination: Path) -> List[Path]:
 
 
 def super_resolve_scene(model: nn.Module, source: str | os.PathLike, destination: str | os.PathLike, *,
-                        bands: Optional[Sequence[int | str]] = None, radiometry: Optional[Radiometry] = None,
-                        radiometry_preset: Optional[str] = None, tiling: TilingOptions = TilingOptions(),
+                        bands: Optional[Sequence[int | str]] = None, band_contract: Optional[BandContract] = None,
+                        radiometry: Optional[Radiometry] = None, radiometry_preset: Optional[str] = None,
+                        nodata: Optional[float] = None, tiling: TilingOptions = TilingOptions(),
                         output: OutputOptions = OutputOptions(), device: Optional[str] = None,
                         amp: Optional[str] = None, progress: bool = True) -> Path:
-    """Super-resolve raster ``source`` into GeoTIFF ``destination``; returns the destination path.
+    """Super-resolve raster ``source`` into GeoTIFF (or PNG) ``destination``; returns the destination path.
 
-    The output keeps the CRS, band descriptions and nodata of the input; its transform is the input's
-    with the pixel size divided by the scale. Nodata pixels of the input stay nodata. Nothing is left
-    at ``destination`` if anything fails.
+    The output keeps the CRS and band descriptions of the input; its transform is the input's with the
+    pixel size divided by the scale. A pixel is nodata when any selected band equals the nodata value
+    (``nodata``, else the file's) or is NaN/inf; nodata is filled in before the network
+    (:func:`rssr.io.fill_nodata`) and its footprint is written as the output's nodata (see
+    :func:`rssr.io.output_nodata`). ``band_contract`` (default: the band count of the model's first
+    convolution) picks and checks the bands. Every check of the input, the band selection and the
+    output runs before the scene statistics and the network. Nothing is left at ``destination`` if
+    anything fails.
     """
     source, destination = Path(source), Path(destination)
     if destination.exists() and not output.overwrite:
         raise InferenceError(f'Output {destination} already exists; pass overwrite=True (--overwrite) to replace it.')
     info = read_raster_info(source)
-    band_numbers = resolve_bands(info, bands)
+    band_numbers = (band_contract or BandContract(count=model_in_chans(model))).select(info, bands)
     radiometry = radiometry or resolve_radiometry(info.dtype, len(band_numbers), preset=radiometry_preset)
-    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    model = _with_scene_statistics(model.to(device).eval(), source, band_numbers, radiometry)
-    in_chans = _model_in_chans(model)
-    if in_chans is not None and in_chans != len(band_numbers):
-        raise InferenceError(f'The model takes {in_chans} bands but {len(band_numbers)} bands are selected from '
-                             f'{source} (bands {band_numbers}); choose bands to match the model (--bands).')
+    if len(radiometry.scale) != len(band_numbers):
+        raise InferenceError(f'The radiometry has {len(radiometry.scale)} bands but {len(band_numbers)} bands are '
+                             f'selected from {source}.')
+    nodata = info.nodata if nodata is None else _checked_nodata(nodata, info)
+    out_dtype = 'float32' if output.dtype == 'float32' else info.dtype
+    _check_output(destination, len(band_numbers), out_dtype)
     requirements: SizeRequirements = getattr(model, 'size_requirements', SizeRequirements())
     if min(info.height, info.width) < requirements.min_side:
         raise InferenceError(f'{source} is {info.height} x {info.width} pixels, smaller than the '
                              f'{requirements.min_side} pixels per side this model needs.')
+    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    model = _with_scene_statistics(model.to(device).eval(), source, band_numbers, radiometry, nodata)
     tile_size = tiling.tile
     if tile_size > max(info.height, info.width):
         logger.info('Scene %s (%d x %d) is smaller than a %d-pixel tile: running it as one tile.',
@@ -195,16 +211,20 @@ def super_resolve_scene(model: nn.Module, source: str | os.PathLike, destination
     align = TILE_ALIGN if tile_size - overlap >= TILE_ALIGN else 1
     grid = TileGrid(info.height, info.width, tile_size, overlap, align)
     georef = output_georeference(source, zoom=scale, bands=band_numbers)
+    georef = replace(georef, dtype=out_dtype, nodata=output_nodata(out_dtype, nodata))
     if output.dtype == 'float32':
-        georef = GeoReference(georef.crs, georef.transform, georef.descriptions,
-                              None if georef.nodata is None else float('nan'), 'float32', georef.source_driver)
         write_radiometry = Radiometry(scale=(1.0,) * len(band_numbers), offset=(0.0,) * len(band_numbers))
     else:
         write_radiometry = radiometry
+
+    def read_tile(tile: Tile) -> RasterArray:
+        return read_raster(source, band_numbers, (tile.top, tile.left, tile.height, tile.width), radiometry, nodata)
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
     partial = _temporary_path(destination)
     try:
-        _run(model, source, partial, band_numbers, radiometry, write_radiometry, georef, grid, scale, tiling,
-             requirements, device, amp, progress)
+        _run(model, read_tile, partial, write_radiometry, georef, grid, scale, tiling, requirements, device, amp,
+             source.name if progress else '')
         if destination.suffix.lower() == '.png':
             _convert_to_png(partial)
         elif output.cog:
@@ -215,15 +235,49 @@ def super_resolve_scene(model: nn.Module, source: str | os.PathLike, destination
     return destination
 
 
-def _with_scene_statistics(model: nn.Module, source: Path, band_numbers: List[int],
-                           radiometry: Radiometry) -> nn.Module:
+def _checked_nodata(nodata: float, info: RasterInfo) -> float:
+    """A nodata value the user chose for ``info``'s raster, checked against its data type."""
+    if np.issubdtype(np.dtype(info.dtype), np.integer):
+        limits = np.iinfo(info.dtype)
+        if not (float(nodata).is_integer() and limits.min <= nodata <= limits.max):
+            raise InferenceError(f'--nodata {nodata:g} is not a {info.dtype} value ({limits.min}..{limits.max}), '
+                                 f'the data type of {info.path}.')
+        return int(nodata)
+    return float(nodata)
+
+
+def _check_output(destination: Path, bands: int, dtype: str) -> None:
+    """The output's format fits its bands and data type, and its folder can be written (a file is created
+    and removed in the nearest folder that exists)."""
+    suffix = destination.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise InferenceError(f'Output {destination}: rssr.infer writes GeoTIFF ({", ".join(OUTPUT_SUFFIXES[:-1])}) '
+                             f'or PNG (.png), not {suffix or "a file without an extension"}; name it .tif.')
+    if suffix == '.png' and (bands not in (1, 3) or dtype not in ('uint8', 'uint16')):
+        raise InferenceError(f'A PNG holds 1 or 3 bands of uint8/uint16; the output {destination} would have {bands} '
+                             f'bands of {dtype}. Write a .tif instead.')
+    folder = destination.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InferenceError(f'Output {destination}: {folder} is a file, not a folder.')
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise CannotWriteError(f'cannot write {destination}: {folder} is not writable ({err.strerror or err}); '
+                               f'choose an output in a folder you can write to.') from None
+
+
+def _with_scene_statistics(model: nn.Module, source: Path, band_numbers: List[int], radiometry: Radiometry,
+                           nodata: Optional[float]) -> nn.Module:
     """For band normalisation mode image: the model with the statistics of the whole scene fixed."""
     if not isinstance(model, BandNormalizedSR) or model.normalization.mode != 'image' \
             or model.fixed_statistics is not None:
         return model
     from rssr.data.band_statistics import scene_band_statistics
 
-    statistics = scene_band_statistics(str(source), band_numbers, radiometry)
+    statistics = scene_band_statistics(str(source), band_numbers, radiometry, nodata=nodata)
     logger.info('Band normalisation (mode image) with the statistics of %s (%d valid pixels read): mean %s, std %s',
                 source, statistics.pixels, [round(v, 6) for v in statistics.mean],
                 [round(v, 6) for v in statistics.std])
@@ -231,35 +285,32 @@ def _with_scene_statistics(model: nn.Module, source: Path, band_numbers: List[in
     return model.with_statistics(torch.tensor(statistics.mean).view(shape), torch.tensor(statistics.std).view(shape))
 
 
-def _model_in_chans(model: nn.Module) -> Optional[int]:
-    first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    return None if first_conv is None else first_conv.in_channels
-
-
-def _run(model: nn.Module, source: Path, partial: Path, band_numbers: List[int], radiometry: Radiometry,
-         write_radiometry: Radiometry, georef: GeoReference, grid: TileGrid, scale: int, tiling: TilingOptions,
-         requirements: SizeRequirements, device: torch.device, amp: Optional[str], progress: bool) -> None:
-    accumulator = _CellAccumulator(grid, scale, len(band_numbers))
+def _run(model: nn.Module, read_tile: Callable[[Tile], RasterArray], partial: Path, write_radiometry: Radiometry,
+         georef: GeoReference, grid: TileGrid, scale: int, tiling: TilingOptions, requirements: SizeRequirements,
+         device: torch.device, amp: Optional[str], progress: str) -> None:
+    """Write the SR scene to ``partial`` cell by cell; ``read_tile`` reads a tile's LR window, ``progress``
+    labels the progress bar ('' for none)."""
+    band_count = len(georef.descriptions)
+    accumulator = _CellAccumulator(grid, scale, band_count)
     valid_cells: Dict[Tuple[int, int], np.ndarray] = {}
     block = grid.align * scale if grid.align > 1 else UNALIGNED_OUTPUT_BLOCK
-    profile = dict(driver='GTiff', height=grid.height * scale, width=grid.width * scale, count=len(band_numbers),
+    profile = dict(driver='GTiff', height=grid.height * scale, width=grid.width * scale, count=band_count,
                    dtype=georef.dtype, crs=georef.crs, transform=georef.transform, nodata=georef.nodata,
                    tiled=True, blockxsize=block, blockysize=block, compress='deflate',
                    BIGTIFF='IF_SAFER')
     tiles = list(grid)
-    cache = _output_cache_bytes(grid, scale, len(band_numbers), georef.dtype, block)
+    cache = _output_cache_bytes(grid, scale, band_count, georef.dtype, block)
     with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=cache):
         warnings.simplefilter('ignore', NotGeoreferencedWarning)
         with rasterio.open(partial, 'w', **profile) as dst:
             for band, description in enumerate(georef.descriptions, start=1):
                 if description:
                     dst.set_band_description(band, description)
-            for batch in tqdm(list(_batches(tiles, tiling.batch_size)), desc=f'SR {source.name}', unit='batch',
+            for batch in tqdm(list(_batches(tiles, tiling.batch_size)), desc=f'SR {progress}', unit='batch',
                               disable=not progress):
-                lr = [read_raster(source, band_numbers, window=(t.top, t.left, t.height, t.width),
-                                  radiometry=radiometry) for t in batch]
-                outputs = _forward(model, [a.values for a in lr], [a.valid for a in lr], requirements, scale, device,
-                                   amp)
+                lr = [read_tile(tile) for tile in batch]
+                outputs = _forward(model, [a.filled() for a in lr], [a.valid for a in lr], requirements, scale,
+                                   device, amp)
                 for tile, lr_tile, sr in zip(batch, lr, outputs):
                     accumulator.add(tile, sr, blend_weights(tile, grid, scale, tiling.margin))
                     for cell_index in grid.cells_touched(tile):
@@ -308,14 +359,12 @@ def _forward(model: nn.Module, tiles: List[np.ndarray], valid: List[np.ndarray],
 
 
 def _convert_to_png(path: Path) -> None:
-    """Rewrite the GeoTIFF at ``path`` in place as a PNG (1 or 3 bands of 8/16 bit; no georeference)."""
+    """Rewrite the GeoTIFF at ``path`` in place as a PNG (1 or 3 bands of 8/16 bit, checked by
+    :func:`_check_output`; no georeference, no nodata)."""
     import cv2
 
     with rasterio.open(path) as src:
         dn = src.read()
-    if dn.shape[0] not in (1, 3) or dn.dtype not in (np.uint8, np.uint16):
-        raise InferenceError(f'A PNG holds 1 or 3 bands of uint8/uint16; this output has {dn.shape[0]} bands of '
-                             f'{dn.dtype}. Write a .tif instead.')
     image = dn[0] if dn.shape[0] == 1 else dn[::-1].transpose(1, 2, 0)
     png = path.with_name(path.name + '.png')
     try:

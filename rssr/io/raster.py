@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
@@ -26,12 +26,14 @@ from rasterio.windows import transform as window_transform
 from rssr.errors import DataError
 
 __all__ = ['RADIOMETRY_PRESETS', 'RASTER_EXTENSIONS', 'GeoReference', 'Radiometry', 'RasterArray', 'RasterError',
-           'RasterInfo', 'output_georeference', 'read_raster', 'read_raster_info', 'resolve_bands',
-           'resolve_radiometry', 'values_to_dn', 'write_raster']
+           'RasterInfo', 'fill_nodata', 'output_georeference', 'output_nodata', 'read_raster', 'read_raster_info',
+           'resolve_bands', 'resolve_radiometry', 'values_to_dn', 'write_raster']
 
 BandSpec = Union[int, str]
 WindowSpec = Tuple[int, int, int, int]  # (row_off, col_off, height, width) in pixels
 RASTER_EXTENSIONS = ('.tif', '.tiff', '.png', '.jpg', '.jpeg')
+INPAINT_RADIUS = 3  # pixels around a nodata pixel that fill_nodata draws from
+UINT16_LEVELS = 65535
 
 #: Named DN -> physical value mappings: value = DN * scale + offset.
 RADIOMETRY_PRESETS = {
@@ -110,10 +112,11 @@ def read_raster_info(path: Union[str, Path]) -> RasterInfo:
 
 
 def resolve_bands(info: RasterInfo, bands: Optional[Sequence[BandSpec]]) -> list[int]:
-    """1-based band numbers for ``bands`` (numbers or descriptions); all bands when ``bands`` is None."""
+    """1-based band numbers for ``bands`` (numbers or descriptions); all bands when ``bands`` is None.
+    A band selected twice (by number and description alike) is an error naming it."""
     if bands is None:
         return list(range(1, info.count + 1))
-    numbers = []
+    numbers: list[int] = []
     for band in bands:
         if isinstance(band, str):
             if band not in info.descriptions:
@@ -127,6 +130,11 @@ def resolve_bands(info: RasterInfo, bands: Optional[Sequence[BandSpec]]) -> list
             numbers.append(int(band))
         else:
             raise RasterError(f'Band {band!r} must be a 1-based band number or a band description ({info.path}).')
+        if numbers[-1] in numbers[:-1]:
+            first = bands[numbers.index(numbers[-1])]
+            described = f' ({info.descriptions[numbers[-1] - 1]})' if info.descriptions[numbers[-1] - 1] else ''
+            raise RasterError(f'Band {numbers[-1]}{described} of {info.path} is selected twice, as {first!r} and '
+                              f'{band!r} in the band selection {", ".join(map(str, bands))}; select each band once.')
     return numbers
 
 
@@ -167,6 +175,38 @@ class RasterArray:
     valid: np.ndarray
     info: RasterInfo
     band_numbers: list[int]
+
+    def filled(self) -> np.ndarray:
+        """``values`` with the nodata pixels filled in from the valid pixels around them (:func:`fill_nodata`)."""
+        return fill_nodata(self.values, self.valid)
+
+
+def fill_nodata(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` ``values`` with the pixels outside ``valid`` (``(H, W)`` bool) filled in from the valid
+    pixels around them, band by band; valid pixels unchanged, zeros where no pixel is valid.
+
+    A network fed nodata as a constant (0, or the band mean) sees a false edge around every hole and
+    spreads it into the valid pixels next to it; a filled hole continues the image instead. The fill
+    is OpenCV's Navier-Stokes inpainting (radius ``INPAINT_RADIUS``), run on each band scaled to 16
+    bits over its valid range: it kept valid pixels next to holes closest to their quality without
+    holes of the fills measured (docs/inference.md, "Nodata"), and OpenCV's float32 path does worse.
+    """
+    if valid.all():
+        return values
+    if not valid.any():
+        return np.zeros_like(values)
+    import cv2
+
+    holes = ~valid
+    mask = holes.astype(np.uint8)
+    filled = values.copy()
+    for band, out in zip(values, filled):
+        low, high = float(band[valid].min()), float(band[valid].max())
+        span = (high - low) or 1.0
+        levels = np.rint((np.where(valid, band, low) - low) / span * UINT16_LEVELS).astype(np.uint16)
+        inpainted = cv2.inpaint(levels, mask, INPAINT_RADIUS, cv2.INPAINT_NS)
+        out[holes] = inpainted[holes] * (span / UINT16_LEVELS) + low
+    return filled
 
 
 def _check_window(info: RasterInfo, window: WindowSpec) -> Window:
@@ -254,6 +294,19 @@ def output_georeference(path: Union[str, Path], window: Optional[WindowSpec] = N
                         nodata=info.nodata, dtype=info.dtype, source_driver=info.driver)
 
 
+def output_nodata(dtype: str, declared: Optional[float], invalid_pixels: bool = False) -> Optional[float]:
+    """The nodata value of an output of ``dtype``: the ``declared`` one (the input's, or one the user chose),
+    else NaN for a float type; for an integer type without one, 0 (unsigned) or the type's minimum
+    (signed) when it has ``invalid_pixels`` to mark, else None."""
+    if declared is not None and not (np.isnan(declared) and np.issubdtype(np.dtype(dtype), np.integer)):
+        return declared
+    if np.issubdtype(np.dtype(dtype), np.floating):
+        return float('nan')
+    if invalid_pixels:
+        return 0 if np.iinfo(dtype).min == 0 else int(np.iinfo(dtype).min)
+    return None
+
+
 def _avoid_nodata_collisions(dn: np.ndarray, valid: np.ndarray, nodata: float) -> np.ndarray:
     """Move valid pixels that happen to equal ``nodata`` by one DN, so they stay valid on reading."""
     collide = (dn == nodata) & valid[None]
@@ -266,11 +319,16 @@ def _avoid_nodata_collisions(dn: np.ndarray, valid: np.ndarray, nodata: float) -
 
 def values_to_dn(values: np.ndarray, georef: GeoReference, radiometry: Radiometry,
                  valid: Optional[np.ndarray] = None) -> np.ndarray:
-    """Physical ``(C, H, W)`` values -> stored ``georef.dtype`` DN, invalid pixels set to nodata."""
+    """Physical ``(C, H, W)`` values -> stored ``georef.dtype`` DN, invalid pixels set to nodata (a georef
+    without a nodata value cannot take invalid pixels: see :func:`output_nodata`)."""
     dn = radiometry.to_dn(values, georef.dtype)
-    if valid is not None and georef.nodata is not None:
+    if valid is None or valid.all():
+        return dn
+    if georef.nodata is None:
+        raise ValueError(f'{int((~valid).sum())} invalid pixels to write as {georef.dtype} without a nodata value.')
+    if not np.isnan(georef.nodata):
         dn = _avoid_nodata_collisions(dn, valid, georef.nodata)
-        dn[:, ~valid] = np.asarray(georef.nodata).astype(dn.dtype)
+    dn[:, ~valid] = np.asarray(georef.nodata).astype(dn.dtype)
     return dn
 
 
@@ -279,10 +337,13 @@ def write_raster(path: Union[str, Path], values: np.ndarray, georef: GeoReferenc
     """Write ``(C, H, W)`` physical ``values`` as ``georef.dtype`` DN to ``path`` (through a temporary file
     renamed into place, so a failed or killed write leaves no truncated file).
 
-    ``driver`` 'GTiff' keeps CRS, transform, band descriptions and nodata (invalid pixels get the
-    nodata value); 'PNG' writes 1- or 3-band 8/16-bit images without georeference.
+    ``driver`` 'GTiff' keeps CRS, transform, band descriptions and nodata; invalid pixels get the nodata
+    value, chosen by :func:`output_nodata` when ``georef`` has none. 'PNG' writes 1- or 3-band 8/16-bit
+    images without georeference.
     """
     path = Path(path)
+    nodata = output_nodata(georef.dtype, georef.nodata, invalid_pixels=valid is not None and not valid.all())
+    georef = replace(georef, nodata=nodata)
     path.parent.mkdir(parents=True, exist_ok=True)
     if values.ndim != 3:
         raise ValueError(f'write_raster expects (C, H, W) values, got shape {values.shape} for {path}.')

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from rssr.zoo import ModelCard, model_card, register_card
 
-BANDS = ('B02', 'B03', 'B04', 'B08')
+BANDS = ('B02', 'B03', 'B04', 'B08')  # Sentinel-2 blue, green, red, NIR (10 m), the order the weights take
 RADIOMETRY = 'sentinel2'  # the training files hold reflectance x 10000
 TRAINING_DATA = (f'Sentinel-2 L1C, bands {" ".join(BANDS)} (TOA reflectance x 10000, uint16), 10 m: the bundled '
                  '512 x 512 crops datasets/sentinel2_demo/train_B02_B03_B04_B08.tif (farmland) and '
@@ -30,8 +30,8 @@ def shipped_card(name: str, official: str, kwargs: Mapping[str, Any], recipe: st
     code, the compact ``kwargs`` the weights were trained with, and what users should know about them."""
     return register_card(replace(
         model_card(official), name=name, kwargs=dict(kwargs), in_chans=4, scales=(4,), recipe=recipe,
-        params={4: params}, flops={}, weights=f'weights/{name}.safetensors', weights_scale=4, bands=BANDS,
-        radiometry=RADIOMETRY,
+        params={4: params}, flops={}, weights=f'weights/{name}.safetensors', weights_scale=4,
+        weights_bands=BANDS, weights_radiometry=RADIOMETRY,
         weights_info=f'{DEMO_GRADE}. Trained with {recipe} ({iterations} iterations) on {TRAINING_DATA}. '
                      f'Input: those four bands in that order, as reflectance (rssr.infer --radiometry {RADIOMETRY} for '
                      f'reflectance x 10000 files). {results}'))

@@ -389,6 +389,12 @@ def _(tmp):
     return train_run(tmp, multiband_train(tmp, bands=['B01', 'B02', 'B03', 'B99']))
 
 
+@case('train-band-selected-twice', 'rssr.train', 2, r"Band 2 \(B02\) of \S+\.tif is selected twice, as 'B02' and 2 "
+      r'in the band selection B01, B02, 2, B04; select each band once')
+def _(tmp):
+    return train_run(tmp, multiband_train(tmp, bands=['B01', 'B02', 2, 'B04']))
+
+
 @case('train-patch-larger-than-images', 'rssr.train', 2, r'LQ \S+\.tif is 16 x 16, smaller than the LQ patch 32 x 32 '
       r'\(gt_size 128 / scale 4\): lower gt_size')
 def _(tmp):
@@ -412,6 +418,16 @@ def _(tmp):
 
 
 # ---- rssr.test ----------------------------------------------------------------------------------
+@case('test-band-selected-twice', 'rssr.test', 2, r"Band 3 \(B03\) of \S+\.tif is selected twice, as 3 and 'B03'")
+def _(tmp):
+    folders = make_pair_folders(tmp / 'data', 4, names=('a',))
+    dataset = {'name': 'tiles', 'type': 'MultibandPairedDataset', **folders, 'bands': [3, 'B03', 2, 1]}
+    opt = {'name': 'errs_test', 'model_type': 'RSSRModel', 'scale': 4, 'num_gpu': 0, 'datasets': {'test_1': dataset},
+           'network_g': dict(TINY_MSRRESNET), 'val': {'save_img': True},
+           'path': {'pretrain_network_g': str(save_weights(tmp / 'net_g.pth', TINY_MSRRESNET))}}
+    return evaluation_run(tmp, opt)
+
+
 @case('test-band-count', 'rssr.test', 2, r'Band count mismatch: \S+/lr/00\d\.png has 3 bands but network_g '
       r'\(MSRResNet\) takes 4')
 def _(tmp):
@@ -535,9 +551,81 @@ def _(tmp):
     return infer_run(tmp)
 
 
-@case('infer-png-for-4-bands', 'rssr.infer', 2, r'A PNG holds 1 or 3 bands of uint8/uint16; this output has 4 bands')
+@case('infer-png-for-4-bands', 'rssr.infer', 2, r'A PNG holds 1 or 3 bands of uint8/uint16; the output \S+/sr\.png '
+      r'would have 4 bands of uint16\. Write a \.tif')
 def _(tmp):
     return infer_run(tmp, '--output', str(tmp / 'sr.png'))
+
+
+@case('infer-png-for-float32', 'rssr.infer', 2, r'the output \S+/sr\.png would have 4 bands of float32')
+def _(tmp):
+    return infer_run(tmp, '--output', str(tmp / 'sr.png'), '--out-dtype', 'float32')
+
+
+@case('infer-output-unknown-format', 'rssr.infer', 2, r'Output \S+/sr\.jpg: rssr\.infer writes GeoTIFF '
+      r'\(\.tif, \.tiff\) or PNG \(\.png\), not \.jpg')
+def _(tmp):
+    return infer_run(tmp, '--output', str(tmp / 'sr.jpg'))
+
+
+@case('infer-output-folder-is-a-file', 'rssr.infer', 2, r'Output \S+/scene\.tif/sr\.tif: \S+/scene\.tif is a file, '
+      r'not a folder')
+def _(tmp):
+    return infer_run(tmp, '--output', str(tmp / 'scene.tif' / 'sr.tif'))
+
+
+@case('infer-band-selected-twice', 'rssr.infer', 2, r"Band 2 \(B02\) of \S+/scene\.tif is selected twice, as 'B02' "
+      r'and 2')
+def _(tmp):
+    return infer_run(tmp, '--bands', 'B01,B02,2,B04')
+
+
+@case('infer-nodata-out-of-range', 'rssr.infer', 2, r'--nodata -1 is not a uint16 value \(0\.\.65535\), the data type '
+      r'of \S+/scene\.tif')
+def _(tmp):
+    return infer_run(tmp, '--nodata', '-1')
+
+
+@case('infer-nodata-not-an-integer', 'rssr.infer', 2, r'--nodata 0\.5 is not a uint16 value')
+def _(tmp):
+    return infer_run(tmp, '--nodata', '0.5')
+
+
+@case('infer-unknown-radiometry', 'rssr.infer', 2, r"Unknown radiometry preset 'sentinel3'; known: sentinel2")
+def _(tmp):
+    return infer_run(tmp, '--radiometry', 'sentinel3')
+
+
+def shipped_infer_run(tmp: Path, *flags: str, bands: int = 4, nodata: Optional[float] = None) -> Run:
+    """rssr.infer --model convmambasr_s2_x4 (its card names B02 B03 B04 B08) of a 24 x 24 GeoTIFF scene whose
+    bands are described as the first ``bands`` of those."""
+    scene = write_geotiff(tmp / 'scene.tif', smooth_dn(bands, 24, 24), nodata=nodata,
+                          descriptions=['B02', 'B03', 'B04', 'B08'][:bands])
+    return Run(['--model', 'convmambasr_s2_x4', '--input', str(scene), '--output', str(tmp / 'sr.tif'),
+                '--radiometry', 'sentinel2', '--device', 'cpu', *flags], tmp, [tmp])
+
+
+@case('infer-bands-in-another-order', 'rssr.infer', 2, r'--bands B08,B04,B03,B02 selects the bands B08, B04, B03, B02 '
+      r"of \S+/scene\.tif, but convmambasr_s2_x4's model card takes them in the order B02, B03, B04, B08: use "
+      r'--bands B02,B03,B04,B08')
+def _(tmp):
+    return shipped_infer_run(tmp, '--bands', 'B08,B04,B03,B02')
+
+
+@case('infer-band-count-names-the-bands', 'rssr.infer', 2, r'The model takes 4 bands \(B02, B03, B04, B08, as '
+      r"convmambasr_s2_x4's model card names them\) but 3 bands are selected from \S+/scene\.tif \(bands 1 \(B02\), "
+      r'2 \(B03\), 3 \(B04\)\)')
+def _(tmp):
+    return shipped_infer_run(tmp, bands=3)
+
+
+@case('infer-all-nodata-scene', 'rssr.infer', 2, r'Band statistics of \S+/scene\.tif \(bands 1, 2, 3, 4\): no valid '
+      r'pixel \(every pixel is nodata')
+def _(tmp):
+    run = shipped_infer_run(tmp)
+    write_geotiff(tmp / 'scene.tif', np.full((4, 24, 24), np.nan, np.float32), nodata=None,
+                  descriptions=['B02', 'B03', 'B04', 'B08'])
+    return run
 
 
 @case('infer-weights-truncated', 'rssr.infer', 2, r'Cannot read checkpoint \S+/net_g\.pth')
@@ -598,8 +686,8 @@ def _(tmp):
     return infer_run(tmp, '--input', str(tmp / 'tiles'), '--output', '/sys/sr_out')
 
 
-@case('infer-output-file-not-writable', 'rssr.infer', 5, r'cannot write: .*/sys/\.sr\.tif\S*: Permission denied',
-      'folder you can write to')
+@case('infer-output-file-not-writable', 'rssr.infer', 5, r'cannot write /sys/sr\.tif: /sys is not writable '
+      r'\(Permission denied\)', 'folder you can write to')
 def _(tmp):
     return infer_run(tmp, '--output', '/sys/sr.tif')
 
@@ -820,6 +908,8 @@ def test_bad_input_ends_in_one_paragraph(name, tmp_path, monkeypatch, capsys):
     assert not [path for path in after if PARTIAL_FILE.search(path.name)]
     assert not [path for path in after - before if path.suffix in ('.pth', '.state')], 'checkpoint of a failed run'
     assert not [path for path in run.absent if path.exists()], 'created by a refused run'
+    if item.tool == 'rssr.infer':
+        assert not [path for path in after - before if path.is_file()], 'output of a failed rssr.infer'
 
 
 def files_in(folders: List[Path]) -> set:

@@ -146,3 +146,38 @@ def test_pipeline_rejects_bad_steps_and_bicubic_keeps_bands():
     with pytest.raises(ValueError, match='Unknown degradation step'):
         DegradationPipeline([{'type': 'bicubic'}, {'type': 'sharpen'}], scale=2)
     assert bicubic_downsample(torch.rand(6, 12, 12), 3).shape == (6, 4, 4)
+
+
+def nan_pair(root, phase_size=32):
+    """Float32 reflectance GT/LQ x4 pair without a nodata tag: NaN in one band of a GT pixel and of an LQ pixel."""
+    gt = (smooth_dn(4, phase_size, phase_size) * 1e-4).astype(np.float32)
+    lq = box_downsample(gt, 4)
+    gt[1, 3, 5] = np.nan
+    lq[3, 6, 2] = np.nan
+    write_geotiff(root / 'GT' / 't.tif', gt, nodata=None)
+    write_geotiff(root / 'LQ' / 't.tif', lq, nodata=None)
+    return {'dataroot_gt': str(root / 'GT'), 'dataroot_lq': str(root / 'LQ')}, gt, lq
+
+
+def test_nan_is_nodata_in_every_band_and_filled_in_paired_items(tmp_path):
+    folders, gt, lq = nan_pair(tmp_path)
+    item = build_dataset(paired_opt(folders, phase='val'))[0]
+    assert torch.isfinite(item['lq']).all() and torch.isfinite(item['gt']).all()
+    assert item['lq_valid'][0, 6, 2] == 0 and item['lq_valid'].sum() == 8 * 8 - 1
+    assert item['gt_valid'][0, 3, 5] == 0 and item['gt_valid'].sum() == 32 * 32 - 1
+    # every band of the NaN pixel is filled from its neighbours, not set to 0
+    neighbours = torch.from_numpy(lq[:, 5:8, 1:4].reshape(4, -1))
+    low, high = neighbours.nan_to_num(1.0).min(dim=1).values, neighbours.nan_to_num(0.0).max(dim=1).values
+    assert ((item['lq'][:, 6, 2] >= low) & (item['lq'][:, 6, 2] <= high)).all()
+    torch.testing.assert_close(item['lq'][:, 0, 0], torch.from_numpy(lq[:, 0, 0]))
+
+
+def test_scene_items_of_a_scene_with_nan_hold_no_nan(tmp_path):
+    values = (smooth_dn(4, 64, 64) * 1e-4).astype(np.float32)
+    values[2, 30:34, 20:26] = np.nan
+    scene = write_geotiff(tmp_path / 'scene.tif', values, nodata=None)
+    item = build_dataset(scene_opt(scene, gt_size=None, radiometry=None))[0]
+    assert torch.isfinite(item['lq']).all() and torch.isfinite(item['gt']).all()
+    assert item['gt_valid'][0, 30:34, 20:26].sum() == 0 and item['gt_valid'].sum() == 64 * 64 - 24
+    assert item['gt'][:, 30:34, 20:26].min() > 0.01  # filled from the valid pixels around, not 0
+    assert item['lq_valid'][0, 7:9, 5:7].sum() == 0 and item['lq_valid'].sum() < 16 * 16

@@ -116,3 +116,25 @@ def test_df2k_recipe_aligns_lr_sub_images_with_hr_sub_images(tmp_path):
     np.testing.assert_array_equal(last.transpose(2, 0, 1), full_lr[:, 21:37, 16:32])
     with pytest.raises(ValueError, match='must be multiples of scale 4'):
         recipe('prepare_df2k')(['--input', str(src), '--output', str(tmp_path / 'x'), '--crop', '66'])
+
+
+@pytest.mark.parametrize('dtype,nodata', [('uint16', 65535), ('float32', None)])
+def test_tiling_recipe_keeps_nodata_and_nan_as_nodata_in_hr_and_lr(tmp_path, dtype, nodata):
+    from testkit import smooth_dn, write_geotiff
+    dn = smooth_dn(4, 64, 64).astype(dtype)
+    dn[1, 10:14, 20:26] = np.nan if nodata is None else nodata  # one band only
+    write_geotiff(tmp_path / 'scenes' / 'scene.tif', dn, nodata=nodata)
+    recipe('prepare_tiles')(['--dataset', 'other', '--input', str(tmp_path / 'scenes'), '--output',
+                             str(tmp_path / 'out'), '--scales', '4', '--tile', '64'])
+    hole = np.zeros((64, 64), bool)
+    hole[10:14, 20:26] = True
+    with rasterio.open(tmp_path / 'out' / 'train' / 'HR' / 'scene_s001.tif') as hr:
+        written, tag = hr.read(), hr.nodata
+    same = np.isnan if nodata is None else (lambda a: a == nodata)
+    assert (np.isnan(tag) if nodata is None else tag == nodata)
+    assert same(written[:, hole]).all() and not same(written[:, ~hole]).any()
+    np.testing.assert_array_equal(written[:, ~hole], dn[:, ~hole])
+    with rasterio.open(tmp_path / 'out' / 'train' / 'LR_bicubic' / 'X4' / 'scene_s001.tif') as lr:
+        lr_nodata = same(lr.read())
+    assert lr_nodata[:, 2:4, 5:7].all()  # LR pixels over the hole, and every band of them
+    assert (lr_nodata.all(axis=0) == lr_nodata.any(axis=0)).all() and 6 <= lr_nodata[0].sum() < 16 * 16 / 2

@@ -13,23 +13,10 @@ from rssr import infer
 from rssr.inference import InferenceError, OutputOptions, TilingOptions, super_resolve_scene
 from rssr.inference.tiling import TileGrid, blend_weights, tile_starts
 from rssr.io import RasterError, read_raster
-from testkit import REPO
+from testkit import REPO, LocalNet
 
 SENTINEL2_VAL = REPO / 'datasets' / 'sentinel2_demo' / 'val_B02_B03_B04_B08.tif'
 FLOAT_OUT = OutputOptions(dtype='float32')
-
-
-class LocalNet(nn.Module):
-    """x2 SR net with an LR receptive-field radius of 2 pixels: translation-local."""
-
-    def __init__(self, bands: int = 4) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.body = nn.Sequential(nn.Conv2d(bands, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, bands * 4, 3, padding=1),
-                                  nn.PixelShuffle(2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x) + nn.functional.interpolate(x, scale_factor=2, mode='nearest')
 
 
 def sentinel2_crop(path: Path, height: int = 70, width: int = 90, nodata=None) -> Path:
@@ -176,11 +163,11 @@ def test_cli_with_basicsr_arch_and_checkpoint(tmp_path, capsys):
     source = sentinel2_crop(tmp_path / 'lr.tif')
     argv = ['--arch', 'EDSR', '--arch-kwargs', str(kwargs), '--weights', str(tmp_path / 'net_g.pth'),
             '--input', str(source), '--output', str(tmp_path / 'sr.tif'), '--tile', '40', '--overlap', '24',
-            '--margin', '8', '--out-dtype', 'float32', '--device', 'cpu', '--bands', 'B04,B03,2']
+            '--margin', '8', '--out-dtype', 'float32', '--device', 'cpu', '--bands', 'B04,B03,1']
     assert infer.main(argv) == 0
     with rasterio.open(tmp_path / 'sr.tif') as dst:
-        assert dst.descriptions == ('B04', 'B03', 'B03')
-        rgb = torch.from_numpy(read_raster(source, bands=[3, 2, 2]).values)[None]
+        assert dst.descriptions == ('B04', 'B03', 'B02')
+        rgb = torch.from_numpy(read_raster(source, bands=[3, 2, 1]).values)[None]
         with torch.no_grad():
             assert np.abs(dst.read() - model.eval()(rgb)[0].numpy()).max() < 1e-4
     with pytest.raises(SystemExit) as exit_info:

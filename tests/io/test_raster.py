@@ -8,10 +8,13 @@ from rssr.io import (
     RADIOMETRY_PRESETS,
     Radiometry,
     RasterError,
+    fill_nodata,
     output_georeference,
+    output_nodata,
     read_raster,
     read_raster_info,
     resolve_radiometry,
+    values_to_dn,
     write_raster,
 )
 from testkit import CRS_UTM18N, SENTINEL2, TRANSFORM, smooth_dn, write_geotiff
@@ -114,3 +117,58 @@ def test_jpeg_decodes_like_opencv_and_pil(tmp_path):
     cv2.imwrite(str(path), cv2.imread(str(SENTINEL2 / 'val_rgb.png'))[:40, :40], [cv2.IMWRITE_JPEG_QUALITY, 20])
     ours = read_raster(path, window=(4, 8, 16, 20), radiometry=resolve_radiometry('uint8', 3, scale=1.0))
     np.testing.assert_array_equal(ours.values, cv2.imread(str(path))[4:20, 8:28, ::-1].transpose(2, 0, 1))
+
+
+def test_fill_nodata_continues_the_image_and_keeps_valid_pixels():
+    rows, cols = np.mgrid[0:40, 0:50].astype(np.float32)
+    values = np.stack([0.1 + 0.002 * rows + 0.001 * cols, 0.3 - 0.003 * cols])
+    valid = np.ones((40, 50), bool)
+    valid[10:18, 20:31] = False
+    holed = np.where(valid, values, 0.0).astype(np.float32)
+    filled = fill_nodata(holed, valid)
+    np.testing.assert_array_equal(filled[:, valid], values[:, valid])
+    # a smooth image is continued across the hole: far closer than the 0 it held or the band mean
+    assert np.abs(filled - values)[:, ~valid].max() < 0.01
+    assert np.abs(values[:, ~valid] - values[:, valid].mean(axis=1)[:, None]).max() > 0.02
+    assert fill_nodata(values, np.ones((40, 50), bool)) is values
+    assert not fill_nodata(values, np.zeros((40, 50), bool)).any()
+
+
+def test_nan_in_one_band_makes_the_pixel_nodata_in_every_band(tmp_path):
+    values = np.full((3, 6, 8), 0.2, np.float32)
+    values[1, 2, 3] = np.nan
+    values[2, 4, 5] = np.inf
+    src = write_geotiff(tmp_path / 'nan.tif', values, nodata=None)
+    lr = read_raster(src)
+    assert lr.valid.sum() == 6 * 8 - 2 and not lr.valid[2, 3] and not lr.valid[4, 5]
+    assert np.isfinite(lr.values).all() and np.isfinite(lr.filled()).all()
+    np.testing.assert_allclose(lr.filled(), 0.2)
+
+
+@pytest.mark.parametrize('dtype,declared,invalid,expected', [
+    ('uint16', 0, True, 0), ('uint16', None, True, 0), ('int16', None, True, -32768), ('uint8', None, False, None),
+    ('float32', None, False, 'nan'), ('float32', -9999.0, True, -9999.0), ('uint16', float('nan'), True, 0)])
+def test_output_nodata_is_declared_else_nan_for_floats_else_chosen_when_needed(dtype, declared, invalid, expected):
+    chosen = output_nodata(dtype, declared, invalid_pixels=invalid)
+    assert (np.isnan(chosen) if expected == 'nan' else chosen == expected)
+
+
+def test_invalid_pixels_of_an_integer_output_without_nodata_get_a_tagged_nodata(tmp_path):
+    src = write_geotiff(tmp_path / 'plain.tif', smooth_dn(2, 8, 8), nodata=None)
+    valid = np.ones((8, 8), bool)
+    valid[0, :3] = False
+    georef = output_georeference(src)
+    radiometry = resolve_radiometry('uint16', 2)
+    out = write_raster(tmp_path / 'out.tif', read_raster(src).values, georef, radiometry, valid)
+    with rasterio.open(out) as result:
+        assert result.nodata == 0 and (result.read()[:, 0, :3] == 0).all() and (result.read()[:, valid] > 0).all()
+    with pytest.raises(ValueError, match='3 invalid pixels to write as uint16 without a nodata value'):
+        values_to_dn(read_raster(src).values, georef, radiometry, valid)
+
+
+@pytest.mark.parametrize('bands,twice', [(['B03', 1, 3], "Band 3 \\(B03\\) .* is selected twice, as 'B03' and 3"),
+                                         ([2, 2], "Band 2 \\(B02\\) .* is selected twice, as 2 and 2")])
+def test_a_band_selected_twice_is_an_error_naming_it(tmp_path, bands, twice):
+    src = write_geotiff(tmp_path / 'scene.tif', smooth_dn(4, 8, 8))
+    with pytest.raises(RasterError, match=twice + r' in the band selection .*; select each band once'):
+        read_raster(src, bands=bands)

@@ -177,3 +177,47 @@ def test_class_mean_aggregation_as_rep_mamba_reports_aid():
     assert _mean_of_class_means([30.0, 32.0, 40.0], classes) == pytest.approx((31.0 + 40.0) / 2)
     assert _mean_of_class_means([30.0, 32.0, 40.0], [_image_class(p, 'images') for p in paths]) == pytest.approx(34.0)
     assert _image_class('HR/Airport_12.png', 'class_prefix') == 'Airport'
+
+
+def test_nan_in_validation_data_is_left_out_of_metrics_and_written_as_nan(tmp_path):
+    from testkit import box_downsample, smooth_dn, write_geotiff
+    gt = (smooth_dn(4, 32, 32) * 1e-4).astype(np.float32)
+    lq = box_downsample(gt, 4)
+    lq[2, 1, 5] = np.nan  # one band of one LQ pixel, no nodata tag
+    write_geotiff(tmp_path / 'GT' / 't.tif', gt, nodata=None)
+    write_geotiff(tmp_path / 'LQ' / 't.tif', lq, nodata=None, transform=TRANSFORM @ Affine.scale(4))
+    dataset_opt = dict(name='nan', type='MultibandPairedDataset', phase='val', scale=4,
+                       dataroot_gt=str(tmp_path / 'GT'), dataroot_lq=str(tmp_path / 'LQ'))
+    model = validate(tiny_model_opt(4, tmp_path, {'val': dataset_opt}, METRICS), dataset_opt)
+    assert all(np.isfinite(v) for v in model.metric_results.values())
+    with rasterio.open(tmp_path / 'visualization' / 'nan' / 't_rs_test.tif') as sr:
+        written, nodata = sr.read(), sr.nodata
+    footprint = np.zeros((32, 32), bool)
+    footprint[4:8, 20:24] = True
+    assert np.isnan(nodata) and np.isnan(written[:, footprint]).all() and np.isfinite(written[:, ~footprint]).all()
+
+
+def test_training_on_data_with_nan_masks_it_out_of_the_loss(tmp_path):
+    from testkit import box_downsample, smooth_dn, write_geotiff
+
+    from basicsr.utils.registry import MODEL_REGISTRY
+    gt = (smooth_dn(4, 32, 32) * 1e-4).astype(np.float32)
+    lq = box_downsample(gt, 4)
+    gt[0, 10, 10] = np.nan
+    lq[3, 6, 1] = np.nan
+    write_geotiff(tmp_path / 'GT' / 't.tif', gt, nodata=None)
+    write_geotiff(tmp_path / 'LQ' / 't.tif', lq, nodata=None)
+    dataset_opt = dict(name='train_nan', type='MultibandPairedDataset', phase='train', scale=4, gt_size=32,
+                       batch_size_per_gpu=1, num_worker_per_gpu=0, dataroot_gt=str(tmp_path / 'GT'),
+                       dataroot_lq=str(tmp_path / 'LQ'))
+    opt = tiny_model_opt(4, tmp_path, {'train': dataset_opt}, METRICS)
+    opt.update(is_train=True, train={'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'scheduler': {
+        'type': 'MultiStepLR', 'milestones': [10], 'gamma': 0.5}, 'total_iter': 1, 'warmup_iter': -1,
+        'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}})
+    model = MODEL_REGISTRY.get('RSSRModel')(opt)
+    model.feed_data(next(iter(build_dataloader(build_dataset(dataset_opt), dataset_opt))))
+    assert torch.isfinite(model.lq).all() and torch.isfinite(model.gt).all()
+    weight = model.pixel_weight[0, 0]
+    assert weight[10, 10] == 0 and weight[24:28, 4:8].sum() == 0 and weight.sum() == 32 * 32 - 1 - 16
+    model.optimize_parameters(1)
+    assert np.isfinite(model.log_dict['l_pix'])

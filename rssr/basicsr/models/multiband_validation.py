@@ -21,6 +21,7 @@ the class being the GT's folder or its name up to the first '_'; Rep-Mamba repor
 from __future__ import annotations
 
 from copy import deepcopy
+from dataclasses import replace
 from os import path as osp
 from typing import Any, Dict, Optional
 
@@ -84,11 +85,13 @@ class MultibandValidationMixin:
 
     @property
     def pixel_weight(self) -> Optional[torch.Tensor]:
-        """(N, 1, H, W) loss weight that masks nodata GT pixels, or None when every pixel is valid.
-        Pass it as ``weight=`` to BasicSR pixel losses (their mean then runs over valid pixels only)."""
-        if self.gt_valid is None or bool(self.gt_valid.all()):
+        """(N, 1, H, W) loss weight that masks nodata: GT pixels that are nodata and the footprints of LQ
+        pixels that are, or None when every pixel is valid. Pass it as ``weight=`` to BasicSR pixel
+        losses (their mean then runs over valid pixels only)."""
+        valid = self._sr_validity(self.gt.shape[-2:])
+        if valid is None or bool(valid.all()):
             return None
-        return self.gt_valid
+        return valid.to(self.gt.dtype)
 
     # ---- metrics -------------------------------------------------------------------------------
     def _complete_metric_options(self) -> None:
@@ -171,13 +174,18 @@ class MultibandValidationMixin:
         return aggregate
 
     def _output_valid(self, output: torch.Tensor) -> Optional[torch.Tensor]:
-        """(N, 1, H, W) bool validity of the SR output: valid in the GT and in the LQ (upsampled nearest)."""
+        """(N, 1, H, W) bool validity of the SR output on the CPU (see :meth:`_sr_validity`)."""
+        valid = self._sr_validity(output.shape[-2:])
+        return None if valid is None else valid.detach().cpu()
+
+    def _sr_validity(self, size: torch.Size) -> Optional[torch.Tensor]:
+        """(N, 1, H, W) bool validity of SR pixels of ``size``: valid in the GT and in the LQ (upsampled
+        nearest), None without masks."""
         masks = []
-        if getattr(self, 'gt_valid', None) is not None and self.gt_valid.shape[-2:] == output.shape[-2:]:
-            masks.append(self.gt_valid.detach().cpu() > 0.5)
+        if getattr(self, 'gt_valid', None) is not None and self.gt_valid.shape[-2:] == size:
+            masks.append(self.gt_valid > 0.5)
         if getattr(self, 'lq_valid', None) is not None:
-            lq_valid = F.interpolate(self.lq_valid.detach().cpu().float(), size=output.shape[-2:], mode='nearest')
-            masks.append(lq_valid > 0.5)
+            masks.append(F.interpolate(self.lq_valid.float(), size=size, mode='nearest') > 0.5)
         if not masks:
             return None
         return masks[0] if len(masks) == 1 else masks[0] & masks[1]
@@ -244,6 +252,8 @@ class MultibandValidationMixin:
         if window != [0, 0, info.height, info.width]:
             img_name = f'{img_name}_r{window[0]}_c{window[1]}'
         target = output_georeference(georef['path'], window, float(georef['zoom']), [int(b) for b in georef['bands']])
+        if 'nodata' in georef and not torch.isnan(georef['nodata']):
+            target = replace(target, nodata=float(georef['nodata']))
         radiometry = Radiometry(tuple(float(v) for v in georef['dn_scale']),
                                 tuple(float(v) for v in georef['dn_offset']))
         eight_bit_image = target.source_driver in ('PNG', 'JPEG') and sr.shape[0] in (1, 3) and target.dtype == 'uint8'

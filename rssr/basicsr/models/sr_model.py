@@ -20,6 +20,8 @@ Use it with ``model_type: RSSRModel``. Beside what SRModel does, it
   bicubic residual; see :mod:`rssr.band_normalization`): the pixel loss compares normalised
   output and GT, spectral and perceptual losses, validation and saved images physical values; the
   normalisation is saved with every checkpoint and taken from ``pretrain_network_g`` when testing;
+* stores with every checkpoint the names of the bands the network takes, in order, when the rasters of
+  ``datasets.train`` describe them (``rssr.infer`` then reads files' bands by them);
 * reads top-level ``deterministic: true`` (deterministic kernels; with ``manual_seed``, reruns give
   identical losses) and ``logger.checkpoint_format: safetensors`` (network weights as .safetensors);
 * saves the random state of every rank in its training states, so that ``--auto_resume`` (with
@@ -46,8 +48,9 @@ from rssr.band_normalization import (
 from rssr.basicsr import distributed
 from rssr.basicsr.checkpoint_format import checkpoint_suffix
 from rssr.basicsr.models.multiband_validation import MultibandValidationMixin
-from rssr.checkpoint import CheckpointError
+from rssr.checkpoint import BANDS_KEY, CheckpointError
 from rssr.data.band_statistics import dataset_band_statistics
+from rssr.data.raster_source import dataset_band_names
 from rssr.errors import NonFiniteLossError
 from rssr.inference.self_ensemble import SelfEnsemble
 from rssr.registry import register_model
@@ -123,8 +126,11 @@ class RSSRModel(MultibandValidationMixin, SRModel):
         if opt.get('deterministic'):
             make_deterministic()
         self.stored_band_normalization: Optional[Dict[str, Any]] = None  # set by load_network
+        self.stored_bands: Tuple[str, ...] = ()  # set by load_network
         super().__init__(opt)
         self.band_normalization = self._resolve_band_normalization()
+        train_set = (self.opt.get('datasets') or {}).get('train')
+        self.band_names = dataset_band_names(train_set) if train_set else self.stored_bands
 
     # ---- band normalisation --------------------------------------------------------------------
     def _resolve_band_normalization(self) -> BandNormalization:
@@ -267,7 +273,7 @@ class RSSRModel(MultibandValidationMixin, SRModel):
             with sync:
                 statistics = network.statistics(lq, lq_valid)
                 with self._autocast():
-                    normalized_output = network.predict_normalized(network.normalize(lq, statistics, lq_valid))
+                    normalized_output = network.predict_normalized(network.normalize(lq, statistics))
                 normalized_output = normalized_output.float()
                 output = network.denormalize(normalized_output, statistics)
                 normalized = None if statistics is None else (normalized_output, network.normalize(gt, statistics))
@@ -321,7 +327,8 @@ class RSSRModel(MultibandValidationMixin, SRModel):
     def save_network(self, net: Any, net_label: str, current_iter: int, param_key: Any = 'params') -> None:
         """BasicSR's .pth checkpoint (``{param_key: state_dict}``), or with ``logger.checkpoint_format:
         safetensors`` one .safetensors file holding every param key (as ``<param_key>.<name>``, keys
-        listed in its metadata); both carry the band normalisation (see :mod:`rssr.checkpoint`).
+        listed in its metadata); both carry the band normalisation and the names of the bands the network
+        takes, when known (see :mod:`rssr.checkpoint`).
         Rank 0 writes, atomically."""
         if get_dist_info()[0] != 0:
             return None
@@ -333,17 +340,18 @@ class RSSRModel(MultibandValidationMixin, SRModel):
         suffix = checkpoint_suffix(self.opt)
         path = os.path.join(self.opt['path']['models'], f'{net_label}_{label}{suffix}')
         normalization = getattr(self, 'band_normalization', BandNormalization())
-        stored = None if normalization.is_identity else normalization.to_metadata()
+        entries: Dict[str, Any] = {} if normalization.is_identity else {METADATA_KEY: normalization.to_metadata()}
+        if getattr(self, 'band_names', ()):
+            entries[BANDS_KEY] = list(self.band_names)
         if suffix == '.pth':
             from rssr.checkpoint import save_atomically
-            save_atomically({**nested, **({METADATA_KEY: stored} if stored else {})}, path)
+            save_atomically({**nested, **entries}, path)
             return None
         from safetensors.torch import save_file
 
-        from rssr.checkpoint import normalization_metadata
+        from rssr.checkpoint import metadata_text
         metadata = {'param_keys': ','.join(keys)}  # read by rssr.checkpoint
-        if stored:
-            metadata[METADATA_KEY] = normalization_metadata(stored)
+        metadata.update((key, metadata_text(entry)) for key, entry in entries.items())
         save_file(_flatten(nested), path + '.tmp', metadata=metadata)
         os.replace(path + '.tmp', path)
         return None
@@ -351,9 +359,10 @@ class RSSRModel(MultibandValidationMixin, SRModel):
     def load_network(self, net: torch.nn.Module, load_path: str, strict: bool = True,
                      param_key: Optional[str] = 'params') -> None:
         """Load ``param_key`` (falling back to ``params``) from a .pth or .safetensors file, safely."""
-        from rssr.checkpoint import load_weights, read_checkpoint, stored_band_normalization
+        from rssr.checkpoint import load_weights, read_checkpoint, stored_band_normalization, stored_bands
         checkpoint = read_checkpoint(load_path)
         self.stored_band_normalization = stored_band_normalization(checkpoint)
+        self.stored_bands = stored_bands(checkpoint)
         if param_key is not None and param_key not in checkpoint and 'params' in checkpoint:
             param_key = 'params'
         if param_key not in checkpoint:
