@@ -457,7 +457,7 @@ def run_section(section: str, arch: Optional[str], args: argparse.Namespace, tim
             os.killpg(proc.pid, signal.SIGKILL)  # the section and anything it started (training, pytest)
             proc.communicate()
             return {'status': NOT_RUN, 'seconds': round(time.perf_counter() - started, 1),
-                    'reason': f'stopped at its time limit of {timeout:.0f} s'}
+                    'reason': f'stopped at its time limit of {timeout:g} s'}
         seconds = round(time.perf_counter() - started, 1)
         text = Path(result_file.name).read_text()
     payload = json.loads(text) if text else {}

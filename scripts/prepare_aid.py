@@ -13,7 +13,8 @@ import argparse
 from typing import Optional, Sequence
 
 import rssr  # noqa: F401  (makes basicsr importable)
-from rssr.data.preparation import (
+from rssr.errors import user_errors
+from rssr.preparation import (
     add_common_arguments,
     center_crop,
     images_by_class,
@@ -21,7 +22,6 @@ from rssr.data.preparation import (
     seeded_class_split,
     write_sr_split,
 )
-from rssr.errors import user_errors
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 import rssr  # noqa: F401  (makes basicsr importable)
 from rssr.data.degradations import jpeg_compress
-from rssr.data.preparation import (
+from rssr.preparation import (
     Image,
     add_common_arguments,
     bicubic_lr,

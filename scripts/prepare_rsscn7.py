@@ -12,8 +12,8 @@ import argparse
 from typing import Optional, Sequence
 
 import rssr  # noqa: F401  (makes basicsr importable)
-from rssr.data.preparation import add_common_arguments, images_by_class, load_image, seeded_class_split, write_sr_split
 from rssr.errors import user_errors
+from rssr.preparation import add_common_arguments, images_by_class, load_image, seeded_class_split, write_sr_split
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -15,7 +15,7 @@ import argparse
 from typing import Optional, Sequence
 
 import rssr  # noqa: F401  (makes basicsr importable)
-from rssr.data.preparation import (
+from rssr.preparation import (
     add_common_arguments,
     center_crop,
     list_images,

@@ -14,7 +14,7 @@ import argparse
 from typing import Optional, Sequence
 
 import rssr  # noqa: F401  (makes basicsr importable)
-from rssr.data.preparation import add_common_arguments, list_images, load_image, seeded_subset, tiles, write_sr_split
+from rssr.preparation import add_common_arguments, list_images, load_image, seeded_subset, tiles, write_sr_split
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -14,16 +14,16 @@ import os
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
+from types import ModuleType
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import rasterio
-from affine import Affine
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
-from rasterio.windows import Window
-from rasterio.windows import transform as window_transform
 
 from rssr.errors import DataError
+
+if TYPE_CHECKING:
+    import rasterio
+    from affine import Affine
 
 __all__ = ['RADIOMETRY_PRESETS', 'RASTER_EXTENSIONS', 'GeoReference', 'Radiometry', 'RasterArray', 'RasterError',
            'RasterInfo', 'fill_nodata', 'output_georeference', 'output_nodata', 'read_raster', 'read_raster_info',
@@ -92,14 +92,23 @@ class Radiometry:
         return dn.astype(dtype)
 
 
+def _rasterio() -> ModuleType:
+    """rasterio, imported on first use: ``import rssr`` and the archs need no GDAL (a GPU machine that checks
+    the kernels may have none, docs/gpu.md)."""
+    import rasterio
+    import rasterio.windows
+    return rasterio
+
+
 def _open(path: Union[str, Path]) -> rasterio.io.DatasetReader:
     if not Path(path).is_file():
         raise RasterError(f'Raster file not found: {path}')
+    rasterio = _rasterio()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter('ignore', NotGeoreferencedWarning)
+            warnings.simplefilter('ignore', rasterio.errors.NotGeoreferencedWarning)
             return rasterio.open(path)
-    except RasterioError as err:
+    except rasterio.errors.RasterioError as err:
         raise RasterError(f'Cannot read raster {path}: {err}') from None
 
 
@@ -209,12 +218,12 @@ def fill_nodata(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return filled
 
 
-def _check_window(info: RasterInfo, window: WindowSpec) -> Window:
+def _check_window(info: RasterInfo, window: WindowSpec) -> rasterio.windows.Window:
     row, col, height, width = (int(v) for v in window)
     if row < 0 or col < 0 or height <= 0 or width <= 0 or row + height > info.height or col + width > info.width:
         raise RasterError(f'Window rows {row}..{row + height}, cols {col}..{col + width} is outside '
                           f'{info.path} ({info.height} x {info.width} pixels).')
-    return Window(col, row, width, height)
+    return _rasterio().windows.Window(col, row, width, height)
 
 
 def read_raster(path: Union[str, Path], bands: Optional[Sequence[BandSpec]] = None,
@@ -234,7 +243,7 @@ def read_raster(path: Union[str, Path], bands: Optional[Sequence[BandSpec]] = No
         try:
             with _open(path) as src:
                 dn = src.read(numbers, window=rio_window)
-        except RasterioError as err:
+        except _rasterio().errors.RasterioError as err:
             raise RasterError(f'Cannot read pixels of {path} (file damaged or truncated?): {err}') from None
     nodata = info.nodata if nodata is None else nodata
     valid = np.ones(dn.shape[1:], dtype=bool)
@@ -251,7 +260,7 @@ def read_raster(path: Union[str, Path], bands: Optional[Sequence[BandSpec]] = No
     return RasterArray(values=values, valid=valid, info=info, band_numbers=numbers)
 
 
-def _read_jpeg(path: Union[str, Path], numbers: list[int], window: Optional[Window]) -> np.ndarray:
+def _read_jpeg(path: Union[str, Path], numbers: list[int], window: Optional[rasterio.windows.Window]) -> np.ndarray:
     """Decode a JPEG with OpenCV, whose pixels match PIL's and BasicSR's (GDAL's decoder differs by a
     few levels in chroma), so that benchmark images read as the papers read them."""
     import cv2
@@ -288,8 +297,8 @@ def output_georeference(path: Union[str, Path], window: Optional[WindowSpec] = N
     numbers = resolve_bands(info, bands)
     transform = info.transform
     if window is not None:
-        transform = window_transform(_check_window(info, window), transform)
-    return GeoReference(crs=info.crs, transform=transform @ Affine.scale(1.0 / zoom),
+        transform = _rasterio().windows.transform(_check_window(info, window), transform)
+    return GeoReference(crs=info.crs, transform=transform @ transform.scale(1.0 / zoom),
                         descriptions=tuple(info.descriptions[n - 1] for n in numbers),
                         nodata=info.nodata, dtype=info.dtype, source_driver=info.driver)
 
@@ -372,8 +381,9 @@ def _write_geotiff(path: Path, dn: np.ndarray, georef: GeoReference) -> None:
     profile = dict(driver='GTiff', height=height, width=width, count=num_bands, dtype=georef.dtype,
                    crs=georef.crs, transform=georef.transform, nodata=georef.nodata,
                    tiled=height >= 256 and width >= 256, compress='deflate')
+    rasterio = _rasterio()
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore', NotGeoreferencedWarning)
+        warnings.simplefilter('ignore', rasterio.errors.NotGeoreferencedWarning)
         with rasterio.open(path, 'w', **profile) as dst:
             dst.write(dn)
             for band, description in enumerate(georef.descriptions, start=1):
