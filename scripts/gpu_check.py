@@ -602,6 +602,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f'{label}: {entry["status"]} {entry.get("seconds", "")} {key_figures(label, entry)}', flush=True)
     report['total_s'] = round(time.perf_counter() - started, 1)
     report['passed'] = bool(report['sections']) and all(e['status'] == PASS for e in report['sections'].values())
+    report['summary'] = [{'section': label, 'status': entry['status'], 'seconds': entry.get('seconds'),
+                          'key_figures': key_figures(label, entry)} for label, entry in report['sections'].items()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'gpu_check.json').write_text(json.dumps(report, indent=1, default=str))

@@ -64,6 +64,8 @@ def test_cpu_smoke_passes_without_the_packages_the_scan_and_arch_sections_do_not
     assert {label: entry['status'] for label, entry in sections.items()} == {
         'environment': 'PASS', 'scan_backends': 'PASS', 'arch:repmamba': 'PASS'}
     assert report['passed']
+    assert [(row['section'], row['status']) for row in report['summary']] == [
+        ('environment', 'PASS'), ('scan_backends', 'PASS'), ('arch:repmamba', 'PASS')]
     versions = sections['environment']['result']['versions']
     assert all(versions[name].startswith('missing') for name in ('rasterio', 'basicsr', 'cv2', 'yaml'))
     torch_scan = sections['scan_backends']['result']['backends']['torch']
