@@ -1,4 +1,5 @@
 """Scene inference: tiled == whole image for local nets, no seams, georeference kept, clean failures."""
+import math
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +54,15 @@ def test_blend_weights_cover_every_pixel_and_vanish_in_margins():
 
 
 @pytest.mark.parametrize('length,tile,overlap,align', [(4096, 256, 32, 32), (1000, 256, 32, 32), (70, 32, 16, 1),
-                                                       (300, 256, 32, 32), (333, 64, 8, 16)])
+                                                       (300, 256, 32, 32), (333, 64, 8, 16), (10980, 256, 32, 32),
+                                                       (5490, 256, 32, 32)])
 def test_tile_starts_cover_with_overlap_and_align_to_output_blocks(length, tile, overlap, align):
     starts = tile_starts(length, tile, overlap, align)
     assert starts[0] == 0 and starts[-1] == length - tile
     assert all(0 < b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
     assert all(start % align == 0 for start in starts[:-1])
+    if (tile - overlap) % align == 0:  # then the fewest tiles possible (49, not 56, across a Sentinel-2 tile)
+        assert len(starts) == math.ceil((length - tile) / (tile - overlap)) + 1
 
 
 def test_tiled_equals_whole_image_without_seams(tmp_path):
