@@ -118,29 +118,27 @@ def metadata_text(entry: Any) -> str:
     return json.dumps(dict(entry) if isinstance(entry, Mapping) else list(entry), sort_keys=True)
 
 
-def stored_band_normalization(path_or_checkpoint: str | os.PathLike | Mapping[str, Any]) -> Optional[Dict[str, Any]]:
-    """The ``band_normalization`` entry stored with a checkpoint, or None (trained without one).
-    For a .safetensors path only its header is read."""
+def _stored_entry(path_or_checkpoint: str | os.PathLike | Mapping[str, Any], key: str) -> Any:
+    """The ``key`` entry stored with a checkpoint (a path or a read checkpoint), or None; for a
+    .safetensors path only its header is read."""
     if not isinstance(path_or_checkpoint, Mapping):
         path = os.fspath(path_or_checkpoint)
         if path.endswith('.safetensors') and os.path.isfile(path):
-            text = _safetensors_metadata(path).get(NORMALIZATION_KEY)
-            return None if text is None else _parse_metadata(text, NORMALIZATION_KEY, path)
+            text = _safetensors_metadata(path).get(key)
+            return None if text is None else _parse_metadata(text, key, path)
         path_or_checkpoint = read_checkpoint(path)
-    entry = path_or_checkpoint.get(NORMALIZATION_KEY)
+    return path_or_checkpoint.get(key)
+
+
+def stored_band_normalization(path_or_checkpoint: str | os.PathLike | Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    """The ``band_normalization`` entry stored with a checkpoint, or None (trained without one)."""
+    entry = _stored_entry(path_or_checkpoint, NORMALIZATION_KEY)
     return dict(entry) if isinstance(entry, Mapping) else None
 
 
 def stored_bands(path_or_checkpoint: str | os.PathLike | Mapping[str, Any]) -> Tuple[str, ...]:
-    """The band names stored with a checkpoint, in the order the network takes them; () when it stores none.
-    For a .safetensors path only its header is read."""
-    if not isinstance(path_or_checkpoint, Mapping):
-        path = os.fspath(path_or_checkpoint)
-        if path.endswith('.safetensors') and os.path.isfile(path):
-            text = _safetensors_metadata(path).get(BANDS_KEY)
-            return () if text is None else tuple(_parse_metadata(text, BANDS_KEY, path))
-        path_or_checkpoint = read_checkpoint(path)
-    entry = path_or_checkpoint.get(BANDS_KEY)
+    """The band names stored with a checkpoint, in the order the network takes them; () when it stores none."""
+    entry = _stored_entry(path_or_checkpoint, BANDS_KEY)
     return tuple(str(name) for name in entry) if isinstance(entry, (list, tuple)) else ()
 
 

@@ -62,9 +62,11 @@ def scan_backends() -> List[Tuple[str, str]]:
 
 def scan_backend_usability() -> str:
     """One line per device and fused backend: usable, or why not (never a traceback)."""
-    lines = [f'{device} {backend}: ' + ('usable' if status.usable else 'not usable') + f' ({status.reason})'
-             for device in _devices() for backend in FUSED_BACKENDS
-             for status in (backend_status(backend, device),)]
+    lines = []
+    for device in _devices():
+        for backend in FUSED_BACKENDS:
+            status = backend_status(backend, device)
+            lines.append(f'{device} {backend}: {"usable" if status.usable else "not usable"} ({status.reason})')
     return '\n    ' + '\n    '.join(lines + ['torch, reference: usable on every device'])
 
 
