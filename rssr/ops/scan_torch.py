@@ -37,6 +37,8 @@ from torch.autograd.function import once_differentiable
 _LOG2_E = 1.4426950408889634  # exp(x) == exp2(x * log2(e)); torch's exp2 is the fastest exp on CPU
 _CPU_SEGMENT_ELEMENTS = 1 << 19  # per working tensor: 2 MiB in float32, cache-resident on a CPU
 _DEVICE_SEGMENT_ELEMENTS = 1 << 26  # on accelerators fewer, larger kernel launches are cheaper
+# delta_bias, softplus and dt * u run over time chunks of this many elements: their temporaries stay in cache
+_SETUP_CHUNK_ELEMENTS = 1 << 17
 # Steps at least this large are scanned one op per step, no blocks (blocks cost two extra passes).
 _SEQUENTIAL_STEP_ELEMENTS = 1 << 15  # torch's grain size: smaller ops run on one thread, so blocks pay off
 _SEQUENTIAL_STEP_ELEMENTS_ONE_THREAD = 1 << 12  # on one CPU thread, only per-op overhead favours blocks
@@ -221,11 +223,16 @@ class _Problem:
         self.group_dim = self.dim // self.groups
         layout = (self.batch, self.length, self.groups, self.group_dim)
         self.u = _time_major(u, self.dtype).view(layout)
-        dt = _time_major(delta, self.dtype).view(layout)
-        if delta_bias is not None:
-            dt += delta_bias.to(self.dtype).view(self.groups, self.group_dim)
-        self.dt = _softplus_(dt) if delta_softplus else dt
-        self.dtu = self.dt * self.u
+        self.dt = _time_major(delta, self.dtype).view(layout)
+        self.dtu = torch.empty_like(self.u)
+        bias = delta_bias.to(self.dtype).view(self.groups, self.group_dim) if delta_bias is not None else None
+        steps = max(1, _SETUP_CHUNK_ELEMENTS // (self.batch * self.dim))
+        for dt, u_chunk, dtu in zip(self.dt.split(steps, 1), self.u.split(steps, 1), self.dtu.split(steps, 1)):
+            if bias is not None:
+                dt += bias
+            if delta_softplus:
+                _softplus_(dt)
+            torch.mul(dt, u_chunk, out=dtu)
         A_grouped = A.to(self.dtype).reshape(self.groups, self.group_dim, self.state_dim).transpose(1, 2)
         self.A = A_grouped.contiguous()  # (g, n, d/g)
         self.A_log2 = (A_grouped * _LOG2_E).contiguous()
