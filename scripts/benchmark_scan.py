@@ -106,9 +106,9 @@ def interleaved_medians(runs: Dict[str, Callable[[], object]], repeats: int,
     return {name: (statistics.median(times[name]), results[name]) for name in runs}
 
 
-def sequential_loop(inputs: Dict[str, torch.Tensor]) -> Callable[[], torch.Tensor]:
+def sequential_loop(inputs: Dict[str, torch.Tensor]) -> Callable[[], Dict[str, torch.Tensor]]:
     """A plain float32 loop over time with everything but the recurrence precomputed, time-major
-    (a stricter yardstick than the reference); returns the loop, which gives y (b, d, l)."""
+    (a stricter yardstick than the reference); returns the loop, which gives {'y': y (b, d, l)}."""
     u, A, D = inputs['u'].float(), inputs['A'].float(), inputs['D'].float()
     batch, d, length = u.shape
     dt = torch.nn.functional.softplus(inputs['delta'].float() + inputs['delta_bias'].float()[:, None])
@@ -120,14 +120,55 @@ def sequential_loop(inputs: Dict[str, torch.Tensor]) -> Callable[[], torch.Tenso
     C = C.permute(3, 0, 1, 2).contiguous()
     skip = (u * D[:, None]).permute(2, 0, 1).contiguous()
 
-    def loop() -> torch.Tensor:
+    def loop() -> Dict[str, torch.Tensor]:
         state = torch.zeros(batch, d, A.shape[1], device=u.device)
         outputs = []
         for t in range(length):
             state = decays[t] * state + drives[t]
             outputs.append((state * C[t]).sum(-1) + skip[t])
-        return torch.stack(outputs, dim=-1)
+        return {'y': torch.stack(outputs, dim=-1)}
     return loop
+
+
+def ref_style_loop(inputs: Dict[str, torch.Tensor], backward: bool) -> Callable[[], Dict[str, torch.Tensor]]:
+    """Issue 26's yardstick, a loop in the style of mamba_ssm's ``selective_scan_ref``, float32.
+
+    Not timed (prepared here): dt = softplus(delta + delta_bias), exp(dt A) and dt B u as (b, d, l, n) with B
+    and C repeated to every channel of their group. Timed (the returned run): the zero state, one Python
+    step per time index ``h = dA[:, :, t] * h + dBu[:, :, t]``, ``y_t = (h * C_t).sum(-1)``, the stack
+    and the D skip; with ``backward`` also the autograd backward of sum(y * weights) into the
+    precomputed dA, dBu and C (the precomputation's own backward is not timed: a strict yardstick).
+    The forward indexes ``[:, :, t]`` as the issue writes it; with ``backward`` the same strided per-step
+    views come from one ``unbind`` instead (the autograd backward of ``dA[:, :, t]`` adds a full-size
+    zero tensor per step: minutes at l = 512, hours at l = 4096).
+    """
+    u, A, D = inputs['u'].float(), inputs['A'].float(), inputs['D'].float()
+    dt = torch.nn.functional.softplus(inputs['delta'].float() + inputs['delta_bias'].float()[:, None])
+    per_group = u.shape[1] // inputs['B'].shape[1]
+    B = inputs['B'].float().repeat_interleave(per_group, 1)  # (b, d, n, l)
+    C_all = inputs['C'].float().repeat_interleave(per_group, 1)
+    decays = torch.exp(torch.einsum('bdl,dn->bdln', dt, A))
+    drives = torch.einsum('bdl,bdnl,bdl->bdln', dt, B, u)
+    skip = u * D[:, None]
+    weights = torch.randn(u.shape, generator=torch.Generator().manual_seed(1)).to(u)
+
+    def run() -> Dict[str, torch.Tensor]:
+        dA, dBu, C = (x.detach().requires_grad_(backward) for x in (decays, drives, C_all))
+        with torch.set_grad_enabled(backward):
+            h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+            ys = []
+            if backward:  # see the docstring
+                steps = zip(dA.unbind(2), dBu.unbind(2), C.unbind(3))
+            else:
+                steps = ((dA[:, :, t], dBu[:, :, t], C[:, :, :, t]) for t in range(u.shape[2]))
+            for dA_t, dBu_t, C_t in steps:
+                h = dA_t * h + dBu_t
+                ys.append((h * C_t).sum(-1))
+            y = torch.stack(ys, dim=2) + skip
+            if backward:
+                (y * weights).sum().backward()
+        return {'y': y.detach()}
+    return run
 
 
 def peak_bytes(scan: Callable, inputs, backward: bool, device: str) -> int:
@@ -179,6 +220,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--backends', nargs='+', default=['torch', 'triton', 'mamba_ssm'])
     parser.add_argument('--lengths', nargs='+', type=int, default=[2304, 4096])
+    parser.add_argument('--no-single-backward', action='store_true',
+                        help='skip the b=1 forward+backward case at the longest length')
     parser.add_argument('--no-train', action='store_true', help='skip the b=4, l=2304 forward+backward case')
     parser.add_argument('--no-windows', action='store_true', help='skip the window-sized forward+backward cases')
     parser.add_argument('--repeats', type=int, default=5)
@@ -190,7 +233,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     backends = backends_for(args.device, [b for b in args.backends if b != 'reference'])
     reference = resolve_backend(torch.zeros(1), 'reference')
     d = DIRECTIONS * CHANNELS
-    cases = ([(1, d, length, False) for length in args.lengths] + ([] if args.no_train else [(4, d, 2304, True)])
+    cases = ([(1, d, length, False) for length in args.lengths]
+             + ([] if args.no_single_backward else [(1, d, max(args.lengths), True)])
+             + ([] if args.no_train else [(4, d, 2304, True)])
              + ([] if args.no_windows else [(64, CHANNELS, 256, True), (8, CHANNELS, 576, True)]))
 
     command = ' '.join(['python scripts/benchmark_scan.py'] + (argv if argv is not None else sys.argv[1:]))
@@ -198,8 +243,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f'`{command}` (device {args.device}, threads {args.threads}, torch default {default_threads}, '
           f'torch {torch.__version__}, load average {load:.1f} at start on {os.cpu_count()} CPUs)\n')
     warnings = [w for w in [load_warning('at start')] if w]
-    print('| case | threads | backend | median s | vs loop | vs reference | max err | peak MiB | peak / inputs |')
-    print('|---|---|---|---|---|---|---|---|---|')
+    print('| case | threads | backend | median s | vs ref-style loop | vs loop | vs reference | max err | peak MiB '
+          '| peak / inputs |')
+    print('|---|---|---|---|---|---|---|---|---|---|')
+    yardstick_ratios = []
     for batch, dim, length, backward in tqdm(cases, desc='cases', file=sys.stderr):
         inputs = make_inputs(batch, length, args.device, d=dim)
         input_bytes = sum(v.numel() * v.element_size() for v in inputs.values())
@@ -215,27 +262,40 @@ def main(argv: Optional[List[str]] = None) -> None:
                 'reference']
             error = max_error(ref_outputs, truth)
             peak = peak_bytes(reference[1], ref_inputs, backward, 'cpu')
-            print(f'| {case} | {default_threads} | reference | {ref_seconds:.4f} | - | 1.0x | {error:.1e} | '
+            print(f'| {case} | {default_threads} | reference | {ref_seconds:.4f} | - | - | 1.0x | {error:.1e} | '
                   f'{peak / 2**20:.0f} | {peak / input_bytes:.1f} |', flush=True)
         for threads in args.threads:
             torch.set_num_threads(threads)
             runs = {name: (lambda scan=scan: run_once(scan, inputs, backward)) for name, scan in backends}
+            if batch == 1:
+                runs['ref-style loop'] = ref_style_loop(inputs, backward)
             if not backward:
                 runs['loop'] = sequential_loop(inputs)
             medians = interleaved_medians(runs, args.repeats, args.device)
+            yardstick_seconds = medians['ref-style loop'][0] if 'ref-style loop' in medians else None
             loop_seconds = medians['loop'][0] if 'loop' in medians else None
             for name, (seconds, outputs) in medians.items():
+                vs_yardstick = f'{yardstick_seconds / seconds:.1f}x' if yardstick_seconds else 'n/a'
                 vs_loop = f'{loop_seconds / seconds:.1f}x' if loop_seconds else 'n/a'
                 vs_reference = f'{ref_seconds / seconds:.1f}x' if ref_seconds else 'n/a'
-                if name == 'loop':
-                    print(f'| {case} | {threads} | loop (float32, exps precomputed) | {seconds:.4f} | 1.0x | '
-                          f'{vs_reference} | - | - | - |', flush=True)
+                if name in ('loop', 'ref-style loop'):
+                    label = 'loop (float32, exps precomputed, time-major)' if name == 'loop' else name
+                    y_error = max_error({'y': outputs['y'].cpu()}, {'y': truth['y']})
+                    print(f'| {case} | {threads} | {label} | {seconds:.4f} | {vs_yardstick} | {vs_loop} | '
+                          f'{vs_reference} | {y_error:.1e} (y) | - | - |', flush=True)
                     continue
                 scan = dict(backends)[name]
                 error = max_error({k: v.cpu() for k, v in outputs.items()}, truth)
                 peak = peak_bytes(scan, inputs, backward, args.device)
-                print(f'| {case} | {threads} | {name} | {seconds:.4f} | {vs_loop} | {vs_reference} | {error:.1e} | '
-                      f'{peak / 2**20:.0f} | {peak / input_bytes:.1f} |', flush=True)
+                print(f'| {case} | {threads} | {name} | {seconds:.4f} | {vs_yardstick} | {vs_loop} | {vs_reference} | '
+                      f'{error:.1e} | {peak / 2**20:.0f} | {peak / input_bytes:.1f} |', flush=True)
+                if yardstick_seconds:
+                    yardstick_ratios.append(f'{case}, {threads} thread(s): {name} {seconds * 1e3:.1f} ms, '
+                                            f'ref-style loop {yardstick_seconds * 1e3:.0f} ms, '
+                                            f'{yardstick_seconds / seconds:.1f}x')
+    if yardstick_ratios:
+        print('\nIssue 26 scan figure, against the ref-style loop measured in this run (forward and fwd+bwd apart):\n')
+        print('\n'.join(f'- {line}' for line in yardstick_ratios))
     torch.set_num_threads(default_threads)
     warnings += [w for w in [load_warning('at the end')] if w]
     for warning in warnings:
