@@ -4,13 +4,17 @@
     python scripts/benchmark_scan.py --device cuda        # + triton and mamba_ssm where they run
     python scripts/benchmark_scan.py --lengths 4096 --no-train --no-windows --repeats 3
 
-Cases: b=1, d=768 (4 directions x 192 channels, B/C in 4 groups), n=16, forward for each length;
-the training case b=4, l=2304 forward + backward; and window-sized batches forward + backward at
-d=192 (one direction's channels, B/C in 4 groups): b=64, l=256 and b=8, l=576. Inputs look like an
-SS2D block's (softplus'd deltas with bias, S4D-real A, D skip), passed as the archs pass them
-(delta_bias, softplus, D).
+Cases: b=1, d=768 (4 directions x 192 channels, B/C in 4 groups), n=16, forward for each length and
+forward + backward at the longest (issue 26's shape at l=4096); the training case b=4, l=2304
+forward + backward; and window-sized batches forward + backward at d=192 (one direction's channels,
+B/C in 4 groups): b=64, l=256 and b=8, l=576. Inputs look like an SS2D block's (softplus'd deltas
+with bias, S4D-real A, D skip), passed as the archs pass them (delta_bias, softplus, D).
 Each case runs at every ``--threads`` count (default: 1 and torch's default for this machine).
 Rows:
+- ``ref-style loop``: issue 26's yardstick (b = 1 cases, at the same thread count, interleaved with the
+  backends): a loop in the style of mamba_ssm's ``selective_scan_ref`` in float32, exp(dt A) and dt B u
+  precomputed as (b, d, l, n); timed region: the loop, the stack and the D skip (fwd+bwd: also the
+  autograd backward into the precomputed tensors); see ``ref_style_loop``;
 - ``loop``: a plain float32 sequential loop over time, h = a_t * h + x_t, y_t = sum_n C_t * h, with
   the exponentials, drives and C laid out time-major and precomputed (only the loop is timed), at
   the same thread count: a strict yardstick (contiguous memory at every step);
@@ -20,7 +24,8 @@ Rows:
 Columns:
 - median: median wall time of ``--repeats`` runs after one warm-up, the backends' and the loop's
   runs interleaved (the reference: ``--reference-repeats`` runs, no warm-up);
-- vs loop / vs reference: the loop's (same thread count) or the reference's median divided by the row's;
+- vs ref-style loop / vs loop / vs reference: the yardstick's or the loop's (same thread count, same run)
+  or the reference's median divided by the row's; the lines after the table repeat the issue-26 figure;
 - max err: max|y - y_true| / max|y_true| over the output (and, for fwd+bwd, every input gradient),
   y_true from the torch backend in float64, which the tests hold to the float64 reference within 1e-12;
 - peak: the most memory torch held at once during one run (CPU: summed from the profiler's
