@@ -27,7 +27,7 @@ B, C: about 3 (b, d, l) tensors kept between the passes) instead of converting t
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -55,9 +55,20 @@ def _blocks(length: int, step_elements: int, device: torch.device) -> Tuple[int,
     return length // block, block
 
 
-def _blocked_scan_(x: Tensor, links: Tensor, initial: Tensor) -> None:
+def _step_views(x: Tensor, start: int, stop: int, blocks: int) -> Tuple[Tensor, ...]:
+    """x[start:stop] cut into its time steps along dim 0 (``blocks`` = 0), or into ``blocks`` blocks of
+    equal length whose t-th steps form view t (so one op on view t advances every block)."""
+    part = x[start:stop]
+    return part.unflatten(0, (blocks, part.shape[0] // blocks)).unbind(1) if blocks else part.unbind(0)
+
+
+StepViews = Callable[[Tensor, int, int, int], Tuple[Tensor, ...]]
+
+
+def _blocked_scan_(x: Tensor, links: Tensor, initial: Tensor, views: StepViews = _step_views) -> None:
     """Solve ``x[t] += links[t] * x[t - 1]`` for t = 0 .. S-1 along dim 0 of ``x``, with x[-1] = initial,
-    in place; ``links`` (same shape as ``x``) is overwritten.
+    in place; ``links`` (same shape as ``x``) is overwritten. ``views`` cuts x and links into per-step
+    views (:func:`_step_views`, or a cache of its results for reused buffers).
 
     Time is cut into P blocks of T ~ sqrt(S) steps. One op per step solves every block at once from a
     zero start while ``links`` becomes each block's running product of links; P small ops chain the
@@ -66,11 +77,11 @@ def _blocked_scan_(x: Tensor, links: Tensor, initial: Tensor) -> None:
     Steps of ``_SEQUENTIAL_STEP_ELEMENTS`` or more (large batches) are solved step by step: one pass
     instead of three, and each op is large enough for every thread.
     """
-    blocks, block = _blocks(x.shape[0], x[0].numel(), x.device)
+    length = x.shape[0]
+    blocks, block = _blocks(length, x[0].numel(), x.device)
     main = blocks * block
-    if main:  # unbind: all per-step views in one call (Python-level indexing costs more than small ops)
-        xs = x[:main].unflatten(0, (blocks, block)).unbind(1)
-        products = links[:main].unflatten(0, (blocks, block)).unbind(1)
+    if main:
+        xs, products = views(x, 0, main, blocks), views(links, 0, main, blocks)
         for t in range(1, block):
             xs[t].addcmul_(products[t], xs[t - 1])
             products[t].mul_(products[t - 1])
@@ -82,12 +93,12 @@ def _blocked_scan_(x: Tensor, links: Tensor, initial: Tensor) -> None:
         x[:main].unflatten(0, (blocks, block)).addcmul_(links[:main].unflatten(0, (blocks, block)),
                                                          incoming.unsqueeze(1))
     previous = initial if main == 0 else x[main - 1]
-    for x_t, link in zip(x[main:].unbind(0), links[main:].unbind(0)):
+    for x_t, link in zip(views(x, main, length, 0), views(links, main, length, 0)):
         x_t.addcmul_(link, previous)
         previous = x_t
 
 
-def _blocked_reverse_scan_(x: Tensor, links: Tensor, products: Tensor) -> None:
+def _blocked_reverse_scan_(x: Tensor, links: Tensor, products: Tensor, views: StepViews = _step_views) -> None:
     """Solve ``x[t] += links[t + 1] * x[t + 1]`` for t = S-2 .. 0 along dim 0 of ``x``, in place, by the
     blocks of :func:`_blocked_scan_` run backwards; ``links`` is kept, ``products`` (same shape) is scratch."""
     length = x.shape[0]
@@ -97,7 +108,8 @@ def _blocked_reverse_scan_(x: Tensor, links: Tensor, products: Tensor) -> None:
     if blocks:
         xb = x[tail:].unflatten(0, (blocks, block))
         pb = products[tail:].unflatten(0, (blocks, block))  # pb[:, t]: product of the block's links after t
-        xs, ls, ps = xb.unbind(1), links[tail:].unflatten(0, (blocks, block)).unbind(1), pb.unbind(1)
+        xs, ls, ps = views(x, tail, length, blocks), views(links, tail, length, blocks), views(products, tail,
+                                                                                                 length, blocks)
         ps[-1].fill_(1.0)
         for t in range(block - 2, -1, -1):
             xs[t].addcmul_(ls[t + 1], xs[t + 1])
@@ -110,7 +122,7 @@ def _blocked_reverse_scan_(x: Tensor, links: Tensor, products: Tensor) -> None:
             incomings[index].mul_(start_links[index + 1])
         xb.addcmul_(pb, incoming.unsqueeze(1))
         solved_from = tail
-    xs, ls = x[:solved_from + 1].unbind(0), links[:solved_from + 1].unbind(0)
+    xs, ls = views(x, 0, solved_from + 1, 0), views(links, 0, solved_from + 1, 0)
     for t in range(solved_from - 1, -1, -1):
         xs[t].addcmul_(ls[t + 1], xs[t + 1])
 
@@ -242,6 +254,8 @@ class _Problem:
         self.segment_len = segment_len or _segment_length(self.step_elements, self.length, u.device)
         self.bounds = [(s, min(s + self.segment_len, self.length)) for s in range(0, self.length, self.segment_len)]
         self._buffers: List[Tensor] = []
+        self._by_time: Dict[Tuple[int, int], Tensor] = {}
+        self._step_views: Dict[Tuple[int, int, int, int], Tuple[Tensor, ...]] = {}
 
     def state_shape(self) -> Tuple[int, ...]:
         return self.batch, self.groups, self.state_dim, self.group_dim
@@ -253,21 +267,38 @@ class _Problem:
             self._buffers.append(self.u.new_empty(self.batch * self.segment_len * self.dim * self.state_dim))
         return self._buffers[index][:math.prod(shape)].view(shape)
 
+    def by_time(self, index: int, steps: int) -> Tensor:
+        """Working tensor ``index`` time-major, (steps, b, g, n, d/g): the same tensor object on every call,
+        so that :meth:`step_views` can reuse its per-step views."""
+        key = (index, steps)
+        if key not in self._by_time:
+            self._by_time[key] = self.buffer(index, steps).transpose(0, 1)
+        return self._by_time[key]
+
+    def step_views(self, x: Tensor, start: int, stop: int, blocks: int) -> Tuple[Tensor, ...]:
+        """:func:`_step_views` of a tensor from :meth:`by_time`, made once (S views cost as much to make as
+        the S scan ops that use them cost to dispatch, and every segment reuses the same buffers)."""
+        key = (id(x), start, stop, blocks)
+        if key not in self._step_views:
+            self._step_views[key] = _step_views(x, start, stop, blocks)
+        return self._step_views[key]
+
     def release_buffers(self) -> None:
-        """Free the working tensors (segment-sized; on accelerators up to 256 MiB each)."""
-        self._buffers = []
+        """Free the working tensors (segment-sized; on accelerators up to 256 MiB each) and their views."""
+        self._buffers, self._by_time, self._step_views = [], {}, {}
 
     def decays(self, start: int, stop: int) -> Tensor:
         """a_t = exp(dt_t * A) for t in [start, stop): (b, S, g, n, d/g), in working buffer 0."""
         out = self.buffer(0, stop - start)
         return torch.mul(self.dt[:, start:stop].unsqueeze(-2), self.A_log2, out=out).exp2_()
 
-    def states(self, start: int, stop: int, decays: Tensor, initial: Tensor) -> Tensor:
+    def states(self, start: int, stop: int, decays_index: int, initial: Tensor) -> Tensor:
         """h_t for t in [start, stop) given h_{start-1} = initial: (b, S, g, n, d/g), in working buffer 1.
-        ``decays`` are overwritten."""
+        The decays, in working buffer ``decays_index``, are overwritten."""
+        steps = stop - start
         states = torch.mul(self.dtu[:, start:stop].unsqueeze(-2), self.B.segment(start, stop),
-                           out=self.buffer(1, stop - start))
-        _blocked_scan_(states.transpose(0, 1), decays.transpose(0, 1), initial)
+                           out=self.buffer(1, steps))
+        _blocked_scan_(self.by_time(1, steps), self.by_time(decays_index, steps), initial, self.step_views)
         return states
 
 
@@ -279,7 +310,8 @@ def _scan_forward(problem: _Problem, keep_segment_starts: bool) -> Tuple[Tensor,
     boundary_states = p.u.new_empty(slots, *p.state_shape())  # slot i % slots: the state before segment i
     boundary_states[0].zero_()
     for index, (start, stop) in enumerate(p.bounds):
-        states = p.states(start, stop, p.decays(start, stop), boundary_states[index % slots])
+        p.decays(start, stop)
+        states = p.states(start, stop, 0, boundary_states[index % slots])
         y[:, start:stop] = p.C.contract(start, stop, states).squeeze(-2)
         boundary_states[(index + 1) % slots].copy_(states[:, -1])
     last = boundary_states[len(p.bounds) % slots]
@@ -305,16 +337,19 @@ def _scan_backward(problem: _Problem, starts: Tensor, grad_y: Tensor,
     for index in reversed(range(len(p.bounds))):
         start, stop = p.bounds[index]
         initial = starts[index]
+        steps = stop - start
         decays = p.decays(start, stop)
-        scratch = p.buffer(3, stop - start)
-        blocked = _blocks(stop - start, p.step_elements, p.u.device)[0] > 0  # only blocks overwrite links
-        states = p.states(start, stop, scratch.copy_(decays) if blocked else decays, initial)
+        scratch = p.buffer(3, steps)
+        blocked = _blocks(steps, p.step_elements, p.u.device)[0] > 0  # only blocks overwrite the decays
+        if blocked:
+            scratch.copy_(decays)
+        states = p.states(start, stop, 3 if blocked else 0, initial)
         g = grad_y[:, start:stop].unsqueeze(-2)  # (b, S, g, 1, d/g)
         p.C.accumulate_grad(start, stop, states, g)
         adjoint = torch.mul(p.C.segment(start, stop), g, out=p.buffer(2, stop - start))
-        adjoint_by_time, decays_by_time = adjoint.transpose(0, 1), decays.transpose(0, 1)
+        adjoint_by_time, decays_by_time = p.by_time(2, steps), p.by_time(0, steps)
         adjoint_by_time[-1] += carry
-        _blocked_reverse_scan_(adjoint_by_time, decays_by_time, scratch.transpose(0, 1))
+        _blocked_reverse_scan_(adjoint_by_time, decays_by_time, p.by_time(3, steps), p.step_views)
         torch.mul(decays_by_time[0], adjoint_by_time[0], out=carry)
         dtu = p.dtu[:, start:stop].unsqueeze(-2)
         p.B.accumulate_grad(start, stop, adjoint, dtu)
