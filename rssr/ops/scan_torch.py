@@ -302,9 +302,12 @@ class _Problem:
         return states
 
 
-def _scan_forward(problem: _Problem, keep_segment_starts: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-    """y (b, l, g, d/g), the last state (b, g, n, d/g) and (optionally) the state before each segment."""
+def _scan_forward(problem: _Problem, D: Optional[Tensor],
+                  keep_segment_starts: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """y (b, l, g, d/g) with the skip D u added while its segment is in cache, the last state (b, g, n, d/g)
+    and (optionally) the state before each segment."""
     p = problem
+    skip = D.to(p.dtype).view(p.groups, p.group_dim) if D is not None else None
     y = p.u.new_empty(p.batch, p.length, p.groups, p.group_dim)
     slots = len(p.bounds) + 1 if keep_segment_starts else 2  # else two slots, used alternately
     boundary_states = p.u.new_empty(slots, *p.state_shape())  # slot i % slots: the state before segment i
@@ -312,7 +315,11 @@ def _scan_forward(problem: _Problem, keep_segment_starts: bool) -> Tuple[Tensor,
     for index, (start, stop) in enumerate(p.bounds):
         p.decays(start, stop)
         states = p.states(start, stop, 0, boundary_states[index % slots])
-        y[:, start:stop] = p.C.contract(start, stop, states).squeeze(-2)
+        contracted = p.C.contract(start, stop, states).squeeze(-2)
+        if skip is None:
+            y[:, start:stop] = contracted
+        else:
+            torch.addcmul(contracted, p.u[:, start:stop], skip, out=y[:, start:stop])
         boundary_states[(index + 1) % slots].copy_(states[:, -1])
     last = boundary_states[len(p.bounds) % slots]
     return y, last, boundary_states[:-1] if keep_segment_starts else None
@@ -374,11 +381,9 @@ class _SelectiveScanCore(torch.autograd.Function):
                 delta_bias: Optional[Tensor], delta_softplus: bool,
                 segment_len: Optional[int]) -> Tuple[Tensor, Tensor]:
         p = _Problem(u, delta, A, B, C, delta_bias, delta_softplus, segment_len)
-        y, last, starts = _scan_forward(p, keep_segment_starts=any(ctx.needs_input_grad))
+        y, last, starts = _scan_forward(p, D, keep_segment_starts=any(ctx.needs_input_grad))
         p.release_buffers()
         ctx.problem = p if any(ctx.needs_input_grad) else None  # the backward reuses its layout conversions
-        if D is not None:
-            y.addcmul_(p.u, D.to(p.dtype).view(p.groups, p.group_dim))
         ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, starts)
         ctx.delta_softplus, ctx.segment_len = delta_softplus, p.segment_len
         return _channel_major(y, p.dtype), last.transpose(2, 3).reshape(p.batch, p.dim, p.state_dim)
