@@ -191,6 +191,30 @@ def test_torch_backend_blocked_and_step_by_step_scans(monkeypatch, sequential_fr
     check_against_reference(selective_scan_torch, Case(6, 8, 4, 45, 2, 2), segment_len=segment_len)
 
 
+@pytest.mark.parametrize('chunk_elements', [1, 5 * 2 * 6])
+def test_torch_backend_setup_chunks(monkeypatch, chunk_elements):
+    """delta_bias, softplus and dt * u run over time chunks: one step per chunk, and chunks of 5 steps
+    that do not divide l = 37, give the reference's outputs and gradients."""
+    monkeypatch.setattr(scan_torch_module, '_SETUP_CHUNK_ELEMENTS', chunk_elements)
+    check_against_reference(selective_scan_torch, CASES[0], segment_len=7)
+
+
+def test_torch_backend_traces_with_torch_export():
+    """torch.export traces the scan (fixed-size Python loops, no branching on tensor values), and the
+    exported program gives the eager outputs, over several segments of unequal length."""
+    case = Case(1, 6, 4, 37, 2, 2, gate=False, last_state=False)
+    inputs = {k: v.float() for k, v in make_inputs(case).items() if v is not None}
+
+    class Scan(torch.nn.Module):
+        def forward(self, u, delta, A, B, C, D, delta_bias):
+            return selective_scan_torch(u, delta, A, B, C, D, None, delta_bias, True, segment_len=7)
+
+    args = tuple(inputs[k] for k in ('u', 'delta', 'A', 'B', 'C', 'D', 'delta_bias'))
+    with torch.no_grad():
+        exported = torch.export.export(Scan(), args)
+        assert torch.equal(exported.module()(*args), Scan()(*args))
+
+
 def test_float64_reference_and_torch_agree_to_rounding():
     case = CASES[0]
     inputs = make_inputs(case)
