@@ -16,8 +16,11 @@ contiguous, so the (b, d, l) <-> (b, l, d) conversions are one cache-blocked 2-D
 element, and each op of the scan is a large contiguous elementwise op that torch spreads over its
 intra-op threads. Time is cut into segments sized for the CPU cache; the state is carried from one
 segment to the next, so the (b, l, d, n) state tensor is never materialised, and the segment
-buffers are allocated once per call. softplus, delta_bias and the D skip run inside the same pass
-structure (no torch ops whose CPU kernels are scalar: ``where``, ``log1p``).
+buffers are allocated once per call, with their per-step views (making a view costs about as much
+as dispatching the small op that uses it). delta_bias, softplus and dt * u run over cache-sized time
+chunks (whole-tensor temporaries would each be a pass through memory), and the D skip is added to
+each segment's y while it is in cache; none of them uses a torch op whose CPU kernel is scalar
+(``where``, ``log1p``).
 
 The backward pass is hand-written: it recomputes each segment's states from the segment-start
 states saved by the forward pass and runs the adjoint recurrence in reverse, so memory stays a small
