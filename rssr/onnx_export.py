@@ -242,11 +242,22 @@ def _write_metadata(proto: Any, card: ExportCard, resolution_cm: Optional[float]
         entry.key, entry.value = key, value
 
 
+def session(path: str | os.PathLike) -> Any:
+    """An onnxruntime CPU session of ``path`` at the thread count torch uses."""
+    ort = require('onnxruntime')
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=['CPUExecutionProvider'])
+    except Exception as error:  # noqa: BLE001  (onnxruntime raises its own Fail/InvalidGraph/NoSuchFile types)
+        raise InferenceError(f'onnxruntime cannot load {path}: {str(error).strip().splitlines()[0]}') from None
+
+
 def parity(path: str | os.PathLike, model: nn.Module, convention: str, radiometry: Radiometry,
            inputs: Sequence[Tensor]) -> float:
     """Largest |onnxruntime - torch| over ``inputs`` (each (1, C, T, T), in the graph's input convention)."""
-    from rssr.inference.onnx_runtime import session
-
     graph = ExportGraph(model.eval(), convention, radiometry).eval()
     run = session(path)
     worst = 0.0

@@ -27,21 +27,8 @@ from rssr.onnx_export import (
     OUTPUT_NAME,
     STATISTICS_INPUTS,
     ExportCard,
-    require,
+    session,
 )
-
-
-def session(path: str | os.PathLike) -> Any:
-    """An onnxruntime CPU session of ``path`` at the thread count torch uses."""
-    ort = require('onnxruntime')
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=['CPUExecutionProvider'])
-    except Exception as error:  # noqa: BLE001  (onnxruntime raises its own Fail/InvalidGraph/NoSuchFile types)
-        raise InferenceError(f'onnxruntime cannot load {path}: {str(error).strip().splitlines()[0]}') from None
 
 
 class OnnxSR(nn.Module):
