@@ -202,6 +202,7 @@ def export_onnx(model: nn.Module, output: str | os.PathLike, *, tile: int, card_
 def _export(graph: ExportGraph, example: Tuple[Tensor, ...], path: Path, exporter: str) -> str:
     names = [INPUT_NAME, *STATISTICS_INPUTS][:len(example)]
     if exporter in ('auto', 'torchscript'):
+        torch.onnx.register_custom_op_symbolic('aten::expm1', _expm1, OPSET)  # MambaCSR's pad-run dt offsets
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')
@@ -219,6 +220,11 @@ def _export(graph: ExportGraph, example: Tuple[Tensor, ...], path: Path, exporte
                                     output_names=[OUTPUT_NAME], verbose=False)
         program.save(str(path))
     return 'dynamo'
+
+
+def _expm1(g: Any, x: Any) -> Any:
+    """exp(x) - 1 for the TorchScript exporter, which has no aten::expm1 (ONNX has no Expm1 op)."""
+    return g.op('Sub', g.op('Exp', x), g.op('Constant', value_t=torch.tensor(1.0)))
 
 
 def _statistics_as_overridable_initializers(proto: Any, bands: int) -> None:

@@ -16,21 +16,21 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
 def blocked_scan(decay: Tensor, drive: Tensor) -> Tensor:
     """All states h_t = decay_t * h_{t-1} + drive_t (h_{-1} = 0) along the last dim of (..., l) tensors."""
-    length = decay.shape[-1]
+    length = int(decay.shape[-1])  # an int also under the TorchScript tracer, where sizes are tensors
     block = max(math.isqrt(length), 1)
     blocks = -(-length // block)
     padding = blocks * block - length
+    if padding:  # steps with decay 1 and drive 0 leave the state as it is; they are cut off at the end
+        decay, drive = F.pad(decay, (0, padding), value=1.0), F.pad(drive, (0, padding))
     last = decay.dim() - 1  # explicit dims: the TorchScript exporter writes movedim's -1 into an invalid perm
     time_first = (last, *range(last))
     a, x = decay.permute(time_first), drive.permute(time_first)  # each step is one contiguous slice
-    if padding:  # steps with decay 1 and drive 0 leave the state as it is; they are cut off at the end
-        a = torch.cat([a, a.new_ones(padding, *a.shape[1:])])
-        x = torch.cat([x, x.new_zeros(padding, *x.shape[1:])])
     a_steps = a.unflatten(0, (blocks, block)).unbind(1)  # block-local step t of every block: (P, ...)
     x_steps = x.unflatten(0, (blocks, block)).unbind(1)
     states, products = [x_steps[0]], [a_steps[0]]

@@ -67,14 +67,13 @@ def test_every_arch_exports_and_matches_torch(arch_exports, name):
 
 @pytest.fixture(scope='module')
 def shipped_exports(tmp_path_factory) -> Dict[Tuple[str, str], Path]:
-    """Each shipped model exported by the CLI at tile 32, in both input conventions."""
+    """Each shipped model exported by the CLI at tile 16 for Deepness, the first one also for rssr.infer --onnx."""
     folder = tmp_path_factory.mktemp('shipped')
     files = {}
-    for name in SHIPPED:
-        for convention in ('rssr', 'deepness'):
-            files[name, convention] = folder / f'{name}_{convention}.onnx'
-            assert export_main(['--model', name, '--tile', '32', '--output', str(files[name, convention]),
-                                '--input-convention', convention]) == 0
+    for name, convention in [(name, 'deepness') for name in SHIPPED] + [(SHIPPED[0], 'rssr')]:
+        files[name, convention] = folder / f'{name}_{convention}.onnx'
+        assert export_main(['--model', name, '--tile', str(TILE), '--output', str(files[name, convention]),
+                            '--input-convention', convention]) == 0
     return files
 
 
@@ -83,18 +82,21 @@ def test_shipped_models_match_torch_and_carry_the_deepness_metadata(shipped_expo
     from rssr.inference.loading import load_model
 
     model = load_model(zoo_name=name)
-    path = shipped_exports[name, 'rssr']
     radiometry = resolve_radiometry('uint16', 4, preset='sentinel2')
-    inputs = [torch.from_numpy(smooth_dn(4, 32, 32, seed=s).astype(np.float32) * 1e-4)[None] for s in (0, 1)]
-    assert parity(path, model, 'rssr', radiometry, inputs) <= 1e-4
+    dn = [torch.from_numpy(smooth_dn(4, TILE, TILE, seed=s).astype(np.float32))[None] for s in (0, 1)]
+    for convention, inputs in (('deepness', [x / 255 for x in dn]), ('rssr', [x * 1e-4 for x in dn])):
+        if (name, convention) in shipped_exports:  # rssr: reflectance; deepness: DN / 255 (outputs ~0..16)
+            assert parity(shipped_exports[name, convention], model, convention, radiometry, inputs) <= 1e-4
+    path = shipped_exports[name, 'deepness']
     metadata = onnxruntime.InferenceSession(str(path)).get_modelmeta().custom_metadata_map
     assert json.loads(metadata['model_type']) == 'Superresolution'
-    assert json.loads(metadata['resolution']) == 1000.0 and json.loads(metadata['tile_size']) == 32
+    assert json.loads(metadata['resolution']) == 1000.0 and json.loads(metadata['tile_size']) == TILE
     assert json.loads(metadata['tiles_overlap']) == 0
     card = json.loads(metadata['rssr'])
     assert card['bands'] == ['B02', 'B03', 'B04', 'B08'] and card['scale'] == 4
     assert card['radiometry']['preset'] == 'sentinel2' and card['rssr_version'] == rssr.__version__
     assert card['band_normalization']['mode'] == 'image' and card['band_normalization']['residual'] == 'bicubic'
+    assert card['input_convention'] == 'deepness'
 
 
 def _infer(tmp: Path, scene: Path, name: str, *flags: str) -> np.ndarray:
@@ -106,17 +108,17 @@ def _infer(tmp: Path, scene: Path, name: str, *flags: str) -> np.ndarray:
 
 
 def test_infer_onnx_equals_the_torch_path_within_one_dn(shipped_exports, tmp_path):
-    """Tiling (several overlapping 32-pixel tiles), nodata and georeferencing as in the torch path."""
+    """Tiling (several overlapping 16-pixel tiles), nodata and georeferencing as in the torch path."""
     name = SHIPPED[0]
-    dn = smooth_dn(4, 56, 44)
-    dn[:, 5:9, 30:36] = 0  # nodata
+    dn = smooth_dn(4, 36, 28)
+    dn[:, 5:9, 20:24] = 0  # nodata
     scene = write_geotiff(tmp_path / 'scene.tif', dn, nodata=0, descriptions=['B02', 'B03', 'B04', 'B08'])
-    torch_dn = _infer(tmp_path, scene, 'torch', '--model', name, '--tile', '32', '--overlap', '16', '--margin', '4')
+    tiling = ('--overlap', '8', '--margin', '2')
+    torch_dn = _infer(tmp_path, scene, 'torch', '--model', name, '--tile', str(TILE), *tiling)
     for convention in ('rssr', 'deepness'):
-        onnx_dn = _infer(tmp_path, scene, convention, '--onnx', str(shipped_exports[name, convention]),
-                         '--overlap', '16', '--margin', '4')
+        onnx_dn = _infer(tmp_path, scene, convention, '--onnx', str(shipped_exports[name, convention]), *tiling)
         assert np.abs(onnx_dn.astype(np.int64) - torch_dn).max() <= 1
-        assert (onnx_dn[:, 20:36, 120:144] == 0).all()  # the nodata footprint, x4
+        assert (onnx_dn[:, 20:36, 80:96] == 0).all()  # the nodata footprint, x4
     with rasterio.open(tmp_path / 'torch.tif') as a, rasterio.open(tmp_path / 'rssr.tif') as b:
         assert (a.transform, a.crs, a.descriptions, a.nodata) == (b.transform, b.crs, b.descriptions, b.nodata)
 
@@ -136,10 +138,10 @@ def _deepness_replay(path: Path, dn: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize('name', SHIPPED)
 def test_deepness_replay_on_real_sentinel2_equals_rssr_infer(shipped_exports, tmp_path, name):
     with rasterio.open(S2_VAL) as src:
-        dn = src.read(window=((40, 72), (60, 92)))  # one 32 x 32 Deepness tile of real uint16 DN
+        dn = src.read(window=((40, 40 + TILE), (60, 60 + TILE)))  # one Deepness tile of real uint16 DN
     crop = write_geotiff(tmp_path / 'crop.tif', dn, nodata=None, descriptions=['B02', 'B03', 'B04', 'B08'])
     replayed = _deepness_replay(shipped_exports[name, 'deepness'], dn)
-    reference = _infer(tmp_path, crop, 'torch', '--model', name, '--tile', '32', '--overlap', '16', '--margin', '4')
-    assert replayed.shape == reference.shape == (4, 128, 128)
+    reference = _infer(tmp_path, crop, 'torch', '--model', name, '--tile', str(TILE), '--overlap', '8', '--margin', '2')
+    assert replayed.shape == reference.shape == (4, 4 * TILE, 4 * TILE)
     assert np.abs(np.round(replayed) - reference).max() <= 1
     assert 200 < float(np.median(replayed)) < 4000  # reflectance DN, not DN / 255
