@@ -113,6 +113,8 @@ def _onnx_model(args: argparse.Namespace) -> Tuple[nn.Module, BandContract, int]
 
     given = [flag for flag, value in (('--opt', args.opt), ('--arch', args.arch), ('--model', args.model),
                                       ('--weights', args.weights)) if value is not None]
+    if args.self_ensemble:
+        given.append('--self-ensemble')
     if given:
         raise InferenceError(f'--onnx runs the exported model as it is; drop {", ".join(given)}.')
     model = load_onnx_model(args.onnx)

@@ -853,6 +853,12 @@ def onnx_infer_run(tmp: Path, model: Path, bands: int = 4, *flags: str) -> Run:
                 '--margin', '2', *flags], tmp, [tmp])
 
 
+@case('infer-onnx-with-model-options', 'rssr.infer', 2, r'--onnx runs the exported model as it is; drop --model, '
+      r'--self-ensemble')
+def _(tmp):
+    return onnx_infer_run(tmp, tiny_onnx(tmp), 4, '--model', 'convmambasr_s2_x4', '--self-ensemble')
+
+
 @case('export-onnx-extra-missing', 'rssr.export', 2, r'onnx is not installed; .*pip install "rssr\[onnx\]"')
 def _(tmp):
     return Run(['--model', 'repmamba_s2_x4', '--tile', '32', '--output', str(tmp / 'x.onnx')], tmp, [tmp],
