@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from rssr.band_normalization import BandNormalizedSR
 from rssr.errors import InferenceError, user_errors
 from rssr.infer import add_model_arguments, load_model_from_args
 from rssr.io import RADIOMETRY_PRESETS, resolve_radiometry
@@ -54,6 +55,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with user_errors('rssr.export'):
         configure_threads(None)
         model, bands = load_model_from_args(args)
+        if bands.count is None:
+            raise InferenceError('The network has no convolution to read its band count from; rssr.export needs a '
+                                 'network whose first layer is a Conv2d.')
         card = model_card(args.model) if args.model is not None else None
         preset = args.radiometry or (card.weights_radiometry if card is not None and args.weights is None else None)
         if args.input_convention == 'deepness' and not preset:
@@ -64,8 +68,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         resolution = args.resolution
         if resolution is None and preset and preset.startswith('sentinel2'):
             resolution = SENTINEL2_RESOLUTION_CM
-        fields = dict(bands=bands.names, radiometry=preset or None,
-                      band_normalization=getattr(getattr(model, 'normalization', None), 'to_metadata', dict)(),
+        normalization = model.normalization.to_metadata() if isinstance(model, BandNormalizedSR) else {}
+        fields = dict(bands=bands.names, radiometry=preset or None, band_normalization=normalization,
                       model=args.model or args.arch or args.opt)
         result = export_onnx(model, args.output, tile=args.tile, card_fields=fields, convention=args.input_convention,
                              radiometry=radiometry, resolution_cm=resolution, exporter=args.exporter)
