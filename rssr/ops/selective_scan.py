@@ -56,22 +56,16 @@ def _expand_groups(bc: Tensor, d: int) -> Tensor:
     return bc.repeat_interleave(d // bc.shape[1], dim=1)
 
 
-def _scan_terms(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, delta_bias: Optional[Tensor],
-                delta_softplus: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The recurrence's terms in the state dtype: u, decays exp(dt A) and drives dt u B (both (b, d, n, l)), and
-    C (b, d, n, l); shared by the reference and the export formulation."""
+def _scan_inputs(u: Tensor, delta: Tensor, A: Tensor, delta_bias: Optional[Tensor],
+                 delta_softplus: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    """u, dt (delta with its bias and softplus) and A in the state dtype (float32, or float64 for float64)."""
     dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
     u, delta, A = u.to(dtype), delta.to(dtype), A.to(dtype)
     if delta_bias is not None:
         delta = delta + delta_bias.to(dtype)[..., None]
     if delta_softplus:
         delta = F.softplus(delta)
-    b, d, length = u.shape
-    B = _expand_groups(B.to(dtype), d) if B.dim() >= 3 else B.to(dtype)[None, :, :, None].expand(b, -1, -1, length)
-    C = _expand_groups(C.to(dtype), d) if C.dim() >= 3 else C.to(dtype)[None, :, :, None].expand(b, -1, -1, length)
-    decay = torch.exp(delta.unsqueeze(2) * A[None, :, :, None])  # (b, d, n, l)
-    drive = (delta * u).unsqueeze(2) * B  # (b, d, n, l)
-    return u, decay, drive, C
+    return u, delta, A
 
 
 def _scan_output(y: Tensor, u: Tensor, D: Optional[Tensor], z: Optional[Tensor], dtype_in: torch.dtype) -> Tensor:
@@ -89,8 +83,12 @@ def selective_scan_reference(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: 
                              return_last_state: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """The plain sequential recurrence: slow, obviously right; the ground truth for tests."""
     dtype_in = u.dtype
-    u, decay, drive, C = _scan_terms(u, delta, A, B, C, delta_bias, delta_softplus)
+    u, delta, A = _scan_inputs(u, delta, A, delta_bias, delta_softplus)
     b, d, length = u.shape
+    B = _expand_groups(B.to(u.dtype), d) if B.dim() >= 3 else B.to(u.dtype)[None, :, :, None].expand(b, -1, -1, length)
+    C = _expand_groups(C.to(u.dtype), d) if C.dim() >= 3 else C.to(u.dtype)[None, :, :, None].expand(b, -1, -1, length)
+    decay = torch.exp(delta.unsqueeze(2) * A[None, :, :, None])  # (b, d, n, l)
+    drive = (delta * u).unsqueeze(2) * B  # (b, d, n, l)
     state = u.new_zeros(b, d, A.shape[1])
     outputs = []
     for t in range(length):
@@ -104,15 +102,27 @@ def selective_scan_reference(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: 
 def selective_scan_export(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor] = None,
                           z: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None, delta_softplus: bool = False,
                           return_last_state: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
-    """The scan as ONNX exporters trace it (:func:`rssr.ops.scan_export.blocked_scan`): out-of-place ops only,
-    about 6 sqrt(l) of them, where the torch backend's in-place autograd.Function unrolls into thousands."""
-    from rssr.ops.scan_export import blocked_scan
+    """The scan as ONNX exporters trace it (:func:`rssr.ops.scan_export.blocked_selective_scan`): out-of-place
+    ops on one step of every block, about 9 sqrt(l) of them, where the torch backend's in-place
+    autograd.Function unrolls into thousands."""
+    from rssr.ops.scan_export import blocked_selective_scan
 
     dtype_in = u.dtype
-    u, decay, drive, C = _scan_terms(u, delta, A, B, C, delta_bias, delta_softplus)
-    states = blocked_scan(decay, drive)  # (b, d, n, l)
-    y = _scan_output((states * C).sum(2), u, D, z, dtype_in)
-    return (y, states[..., -1]) if return_last_state else y
+    u, delta, A = _scan_inputs(u, delta, A, delta_bias, delta_softplus)
+    b, d, length = u.shape
+
+    def grouped(coef: Tensor) -> Tensor:  # (b, g, n, l); time-invariant (d, n): one group per channel
+        coef = coef.to(u.dtype)
+        if coef.dim() == 2:
+            return coef[None, :, :, None].expand(b, -1, -1, length)
+        return coef.unsqueeze(1) if coef.dim() == 3 else coef
+
+    B, C = grouped(B), grouped(C)
+    if B.shape[1] != C.shape[1]:  # different group counts: one group per channel for both
+        B, C = _expand_groups(B, d), _expand_groups(C, d)
+    y, last = blocked_selective_scan(delta, u, A, B, C)
+    y = _scan_output(y, u, D, z, dtype_in)
+    return (y, last) if return_last_state else y
 
 
 def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
