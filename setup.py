@@ -19,11 +19,13 @@ setup(
     package_data={'rssr': ['weights/*.safetensors']},  # shipped demo-grade weights (rssr.weights)
     install_requires=requirements,
     entry_points={'console_scripts': ['rssr-train = rssr.train:main', 'rssr-test = rssr.test:main',
-                                      'rssr-infer = rssr.infer:main', 'rssr-info = rssr.info:main']},
+                                      'rssr-infer = rssr.infer:main', 'rssr-info = rssr.info:main',
+                                      'rssr-export = rssr.export:main']},
     extras_require={
         'cuda': ['mamba-ssm', 'causal-conv1d', 'triton>=3.2'],  # rssr.ops.scan_triton.MIN_TRITON
         'triton': ['triton>=3.2'],
         'test': ['pytest', 'ruff', 'timm'],  # timm: rssr.layers.mlp is checked against it
+        'onnx': ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript'],  # rssr.export, rssr.infer --onnx (dynamo exporter)
     },
     classifiers=[
         'License :: OSI Approved :: Apache Software License',

@@ -16,14 +16,19 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from torch import nn
+
 from rssr.basicsr.plugins import import_plugins
 from rssr.errors import user_errors
 from rssr.inference import InferenceError, OutputOptions, TilingOptions, load_model, super_resolve_scene
+from rssr.inference.bands import BandContract
 from rssr.inference.loading import band_contract, parse_arch_kwargs
 from rssr.inference.self_ensemble import with_self_ensemble
 from rssr.inference.sharding import finish, run_shard, start_shard
 from rssr.io import RASTER_EXTENSIONS
 from rssr.threads import configure_threads
+
+DEFAULT_TILE = 256
 
 
 def _parse_bands(text: Optional[str]) -> Optional[List[int | str]]:
@@ -45,8 +50,9 @@ def _jobs(source: Path, destination: Path) -> List[Tuple[Path, Path]]:
     return [(source, destination)]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='python -m rssr.infer', description=__doc__.splitlines()[0])
+def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """--opt, --arch, --arch-kwargs, --model, --import, --scale, --in-chans, --weights (rssr.infer, rssr.export);
+    returns their argument group."""
     model = parser.add_argument_group('model (one of --opt, --arch, --model)')
     model.add_argument('--opt', help='rssr/BasicSR options file: network_g and path.pretrain_network_g are used')
     model.add_argument('--arch', help='registered arch name, with --arch-kwargs')
@@ -57,6 +63,24 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument('--scale', type=int, default=4, help='scale for --model (default 4)')
     model.add_argument('--in-chans', type=int, help='band count for --model')
     model.add_argument('--weights', help='checkpoint (.pth/.safetensors; BasicSR params_ema/params understood)')
+    return model
+
+
+def load_model_from_args(args: argparse.Namespace) -> Tuple[nn.Module, BandContract]:
+    """The model and its band contract as the model options of :func:`add_model_arguments` say."""
+    import_plugins(args.imports)
+    kwargs = parse_arch_kwargs(args.arch_kwargs)
+    model = load_model(options=args.opt, arch=args.arch, arch_kwargs=kwargs, zoo_name=args.model, scale=args.scale,
+                       in_chans=args.in_chans, weights=args.weights)
+    return model, band_contract(model, options=args.opt, zoo_name=args.model, weights=args.weights)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='python -m rssr.infer', description=__doc__.splitlines()[0])
+    model = add_model_arguments(parser)
+    model.add_argument('--onnx', metavar='F.onnx',
+                       help='run a model exported by python -m rssr.export (onnxruntime, CPU) instead of one of '
+                            '--opt/--arch/--model; its tile size is fixed by the export')
     data = parser.add_argument_group('data')
     data.add_argument('--input', required=True, help='a raster file or a folder of rasters')
     data.add_argument('--output', required=True, help='output file (.tif or .png) or folder (for a folder input)')
@@ -71,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument('--cog', action='store_true', help='write Cloud-Optimised GeoTIFFs')
     data.add_argument('--overwrite', action='store_true', help='replace existing outputs')
     run = parser.add_argument_group('tiling and device')
-    run.add_argument('--tile', type=int, default=256, help='LR tile size (default 256)')
+    run.add_argument('--tile', type=int, help=f'LR tile size (default {DEFAULT_TILE}; with --onnx, the exported one)')
     run.add_argument('--overlap', type=int, default=32, help='LR overlap between tiles (default 32)')
     run.add_argument('--margin', type=int, default=8, help='LR pixels at inner tile sides given no weight (default 8)')
     run.add_argument('--batch-size', type=int, default=4)
@@ -83,20 +107,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _onnx_model(args: argparse.Namespace) -> Tuple[nn.Module, BandContract, int]:
+    """The --onnx model, its band contract and tile; model options or another --tile are refused."""
+    from rssr.inference.onnx_runtime import load_onnx_model
+
+    given = [flag for flag, value in (('--opt', args.opt), ('--arch', args.arch), ('--model', args.model),
+                                      ('--weights', args.weights)) if value is not None]
+    if args.self_ensemble:
+        given.append('--self-ensemble')
+    if given:
+        raise InferenceError(f'--onnx runs the exported model as it is; drop {", ".join(given)}.')
+    model = load_onnx_model(args.onnx)
+    if args.tile is not None and args.tile != model.card.tile:
+        raise InferenceError(f'{args.onnx} was exported for {model.card.tile}-pixel tiles; drop --tile {args.tile} '
+                             f'(or export again with python -m rssr.export --tile {args.tile}).')
+    return model, model.band_contract(), model.card.tile
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     with user_errors('rssr.infer'):
-        import_plugins(args.imports)
         configure_threads(None)
         shard = start_shard(args.device)
-        kwargs = parse_arch_kwargs(args.arch_kwargs)
-        model = load_model(options=args.opt, arch=args.arch, arch_kwargs=kwargs, zoo_name=args.model,
-                           scale=args.scale, in_chans=args.in_chans, weights=args.weights)
-        bands = band_contract(model, options=args.opt, zoo_name=args.model, weights=args.weights)
+        if args.onnx is not None:
+            model, bands, tile = _onnx_model(args)
+        else:
+            (model, bands), tile = load_model_from_args(args), args.tile or DEFAULT_TILE
         if args.self_ensemble:
             model = with_self_ensemble(model)
-        tiling = TilingOptions(tile=args.tile, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
+        tiling = TilingOptions(tile=tile, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
         output = OutputOptions(dtype=args.out_dtype, cog=args.cog, overwrite=args.overwrite)
         jobs = _jobs(Path(args.input), Path(args.output))
         results = run_shard(shard, jobs, lambda source, destination: super_resolve_scene(

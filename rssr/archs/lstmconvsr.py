@@ -55,7 +55,7 @@ class ResidualWeightLayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.layer_norm(x, (x.shape[-1],), 1.0 + self.weight, self.bias, self.eps)
+        return F.layer_norm(x, (int(x.shape[-1]),), 1.0 + self.weight, self.bias, self.eps)  # int: ONNX tracing
 
 
 class MultiHeadLayerNorm(ResidualWeightLayerNorm):
@@ -63,7 +63,7 @@ class MultiHeadLayerNorm(ResidualWeightLayerNorm):
 
     def forward(self, h: Tensor) -> Tensor:
         batch, heads, length, head_dim = h.shape
-        h = F.layer_norm(h.transpose(1, 2), (head_dim,), eps=self.eps).reshape(batch, length, heads * head_dim)
+        h = F.layer_norm(h.transpose(1, 2), (int(head_dim),), eps=self.eps).reshape(batch, length, heads * head_dim)
         return h * (1.0 + self.weight) + self.bias
 
 

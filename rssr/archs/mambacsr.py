@@ -99,7 +99,7 @@ class MultiDirectionScan(nn.Module):
         (then the plain orders are scanned)."""
         if self.cross_scale or all(height % d.window == 0 and width % d.window == 0 for d in self.directions):
             return None
-        return compact_window_order(height, width, self.directions)
+        return compact_window_order(int(height), int(width), self.directions)
 
     def scan(self, x: Tensor, x_low: Optional[Tensor] = None) -> Tensor:
         """x (B, C, H, W) [and x_low (B, C, H/2, W/2) when cross-scale] -> (B, K, C, L)."""

@@ -272,7 +272,9 @@ def _check_output(destination: Path, bands: int, dtype: str) -> None:
 def _with_scene_statistics(model: nn.Module, source: Path, band_numbers: List[int], radiometry: Radiometry,
                            nodata: Optional[float]) -> nn.Module:
     """For band normalisation mode image: the model with the statistics of the whole scene fixed."""
-    if not isinstance(model, BandNormalizedSR) or model.normalization.mode != 'image' \
+    from rssr.inference.onnx_runtime import OnnxSR
+
+    if not isinstance(model, (BandNormalizedSR, OnnxSR)) or model.normalization.mode != 'image' \
             or model.fixed_statistics is not None:
         return model
     from rssr.data.band_statistics import scene_band_statistics

@@ -57,7 +57,7 @@ def check_bands(x: Tensor, in_chans: int, arch: str) -> None:
 
 def pad_to_valid(x: Tensor, requirements: SizeRequirements) -> Tensor:
     """Pad x (B, C, H, W) at the bottom and right to ``requirements.valid_size``."""
-    height, width = x.shape[-2:]
+    height, width = (int(side) for side in x.shape[-2:])  # ints also where ONNX export traces sizes as tensors
     target_h, target_w = requirements.valid_size(height, width)
     if (target_h, target_w) == (height, width):
         return x

@@ -65,6 +65,7 @@ def hilbert_scan_order(side: int, device: torch.device | str = 'cpu') -> Tuple[T
     Returns ``(scan, inverse)``: ``tokens[:, scan]`` visits the row-major tokens along the curve and
     ``curve_tokens[:, inverse]`` puts them back. Cached per side and device.
     """
+    side = int(side)  # ONNX export traces sizes as tensors
     if side < 2 or side & (side - 1):
         raise ValueError(f'Hilbert scan: the token grid must be square with a power-of-two side >= 2, got side {side}')
     return _hilbert_permutations(side, str(torch.device(device)))

@@ -12,6 +12,9 @@ Backends:
     ``triton``     rssr's own fused Triton kernel (CUDA tensors, or CPU under TRITON_INTERPRET=1);
     ``torch``      rssr's parallel pure-PyTorch scan (any device, no compiler needed);
     ``reference``  the sequential recurrence, the ground truth for tests.
+While a model is exported (``python -m rssr.export``: torch.onnx or torch.export tracing) the scan is
+:func:`selective_scan_export` whatever the backend: the torch backend's in-place autograd.Function
+unrolls into a huge graph (see :mod:`rssr.ops.scan_export`).
 The ``backend`` argument (the archs' ``scan_backend`` kwarg) or the ``RSSR_SCAN_BACKEND`` environment
 variable choose one; ``auto`` (the default) takes, for CUDA tensors, mamba_ssm, then triton, then torch,
 and torch elsewhere. A fused backend is used only after it has been imported and probed once per device
@@ -53,21 +56,37 @@ def _expand_groups(bc: Tensor, d: int) -> Tensor:
     return bc.repeat_interleave(d // bc.shape[1], dim=1)
 
 
+def _scan_inputs(u: Tensor, delta: Tensor, A: Tensor, delta_bias: Optional[Tensor],
+                 delta_softplus: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    """u, dt (delta with its bias and softplus) and A in the state dtype (float32, or float64 for float64)."""
+    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
+    u, delta, A = u.to(dtype), delta.to(dtype), A.to(dtype)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(dtype)[..., None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    return u, delta, A
+
+
+def _scan_output(y: Tensor, u: Tensor, D: Optional[Tensor], z: Optional[Tensor], dtype_in: torch.dtype) -> Tensor:
+    """y + D u, gated by silu(z), in the input dtype."""
+    if D is not None:
+        y = y + u * D.to(u.dtype)[:, None]
+    if z is not None:
+        y = y * F.silu(z.to(u.dtype))
+    return y.to(dtype_in)
+
+
 def selective_scan_reference(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor] = None,
                              z: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
                              delta_softplus: bool = False,
                              return_last_state: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """The plain sequential recurrence: slow, obviously right; the ground truth for tests."""
     dtype_in = u.dtype
-    dtype = torch.float64 if dtype_in == torch.float64 else torch.float32
-    u, delta, A = u.to(dtype), delta.to(dtype), A.to(dtype)
-    if delta_bias is not None:
-        delta = delta + delta_bias.to(dtype)[..., None]
-    if delta_softplus:
-        delta = F.softplus(delta)
+    u, delta, A = _scan_inputs(u, delta, A, delta_bias, delta_softplus)
     b, d, length = u.shape
-    B = _expand_groups(B.to(dtype), d) if B.dim() >= 3 else B.to(dtype)[None, :, :, None].expand(b, -1, -1, length)
-    C = _expand_groups(C.to(dtype), d) if C.dim() >= 3 else C.to(dtype)[None, :, :, None].expand(b, -1, -1, length)
+    B = _expand_groups(B.to(u.dtype), d) if B.dim() >= 3 else B.to(u.dtype)[None, :, :, None].expand(b, -1, -1, length)
+    C = _expand_groups(C.to(u.dtype), d) if C.dim() >= 3 else C.to(u.dtype)[None, :, :, None].expand(b, -1, -1, length)
     decay = torch.exp(delta.unsqueeze(2) * A[None, :, :, None])  # (b, d, n, l)
     drive = (delta * u).unsqueeze(2) * B  # (b, d, n, l)
     state = u.new_zeros(b, d, A.shape[1])
@@ -76,12 +95,34 @@ def selective_scan_reference(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: 
         state = decay[..., t] * state + drive[..., t]
         outputs.append((state * C[..., t]).sum(-1))
     y = torch.stack(outputs, dim=-1) if outputs else u.new_zeros(b, d, 0)
-    if D is not None:
-        y = y + u * D.to(dtype)[:, None]
-    if z is not None:
-        y = y * F.silu(z.to(dtype))
-    y = y.to(dtype_in)
+    y = _scan_output(y, u, D, z, dtype_in)
     return (y, state) if return_last_state else y
+
+
+def selective_scan_export(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor] = None,
+                          z: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None, delta_softplus: bool = False,
+                          return_last_state: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+    """The scan as ONNX exporters trace it (:func:`rssr.ops.scan_export.blocked_selective_scan`): out-of-place
+    ops on one step of every block, about 9 sqrt(l) of them, where the torch backend's in-place
+    autograd.Function unrolls into thousands."""
+    from rssr.ops.scan_export import blocked_selective_scan
+
+    dtype_in = u.dtype
+    u, delta, A = _scan_inputs(u, delta, A, delta_bias, delta_softplus)
+    b, d, length = u.shape
+
+    def grouped(coef: Tensor) -> Tensor:  # (b, g, n, l); time-invariant (d, n): one group per channel
+        coef = coef.to(u.dtype)
+        if coef.dim() == 2:
+            return coef[None, :, :, None].expand(b, -1, -1, length)
+        return coef.unsqueeze(1) if coef.dim() == 3 else coef
+
+    B, C = grouped(B), grouped(C)
+    if B.shape[1] != C.shape[1]:  # different group counts: one group per channel for both
+        B, C = _expand_groups(B, d), _expand_groups(C, d)
+    y, last = blocked_selective_scan(delta, u, A, B, C)
+    y = _scan_output(y, u, D, z, dtype_in)
+    return (y, last) if return_last_state else y
 
 
 def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
@@ -353,6 +394,8 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     ``auto``: it is marked unusable on that device with one warning and the scan reruns on the next backend.
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():  # rssr.export: a graph, not a kernel
+        return selective_scan_export(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     name, runner = resolve_backend(u, backend)
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     if name not in FUSED_BACKENDS:

@@ -835,6 +835,69 @@ def _(tmp):
 
 
 # ---- running ------------------------------------------------------------------------------------
+def tiny_onnx(tmp: Path) -> Path:
+    """TINY_MSRRESNET exported by rssr.export at tile 16 (4 bands, input convention rssr)."""
+    pytest.importorskip('onnxruntime')
+    from rssr.export import main as export_main
+
+    weights = save_weights(tmp / 'net_g.pth', TINY_MSRRESNET)
+    assert export_main(['--arch', 'MSRResNet', '--arch-kwargs',
+                        str({k: v for k, v in TINY_MSRRESNET.items() if k != 'type'}), '--weights', str(weights),
+                        '--tile', '16', '--output', str(tmp / 'tiny.onnx')]) == 0
+    return tmp / 'tiny.onnx'
+
+
+def onnx_infer_run(tmp: Path, model: Path, bands: int = 4, *flags: str) -> Run:
+    scene = write_geotiff(tmp / 'scene.tif', smooth_dn(bands, 40, 40))
+    return Run(['--onnx', str(model), '--input', str(scene), '--output', str(tmp / 'sr.tif'), '--overlap', '8',
+                '--margin', '2', *flags], tmp, [tmp])
+
+
+@case('infer-onnx-with-model-options', 'rssr.infer', 2, r'--onnx runs the exported model as it is; drop --model, '
+      r'--self-ensemble')
+def _(tmp):
+    return onnx_infer_run(tmp, tiny_onnx(tmp), 4, '--model', 'convmambasr_s2_x4', '--self-ensemble')
+
+
+@case('export-onnx-extra-missing', 'rssr.export', 2, r'onnx is not installed; .*pip install "rssr\[onnx\]"')
+def _(tmp):
+    return Run(['--model', 'repmamba_s2_x4', '--tile', '32', '--output', str(tmp / 'x.onnx')], tmp, [tmp],
+               patch=lambda monkeypatch: monkeypatch.setitem(sys.modules, 'onnx', None),  # import onnx fails
+               absent=[tmp / 'x.onnx'])
+
+
+@case('export-tile-not-valid', 'rssr.export', 2, r'--tile 33 is not a tile size this model takes as it is .*multiples '
+      r'of 2.*use --tile 34')
+def _(tmp):
+    pytest.importorskip('onnxruntime')
+    return Run(['--model', 'repmamba_s2_x4', '--tile', '33', '--output', str(tmp / 'x.onnx')], tmp, [tmp],
+               absent=[tmp / 'x.onnx'])
+
+
+@case('infer-onnx-not-rssr', 'rssr.infer', 2, r'\S+/other\.onnx was not exported by rssr \(its metadata has no '
+      r"'rssr' card")
+def _(tmp):
+    onnx = pytest.importorskip('onnx')
+    pytest.importorskip('onnxruntime')
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node('Identity', ['x'], ['y'])], 'other',
+                              [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 4, 16, 16])],
+                              [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, 4, 16, 16])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 18)]), str(tmp / 'other.onnx'))
+    return onnx_infer_run(tmp, tmp / 'other.onnx')
+
+
+@case('infer-onnx-band-count', 'rssr.infer', 2, r'The model takes 4 bands but 3 bands are selected from \S+/scene\.tif')
+def _(tmp):
+    return onnx_infer_run(tmp, tiny_onnx(tmp), 3)
+
+
+@case('infer-onnx-other-tile', 'rssr.infer', 2, r'\S+/tiny\.onnx was exported for 16-pixel tiles; drop --tile 32')
+def _(tmp):
+    return onnx_infer_run(tmp, tiny_onnx(tmp), 4, '--tile', '32')
+
+
 def _cli_main(tool: str) -> Callable:
     if tool.startswith('scripts/'):
         import importlib.util

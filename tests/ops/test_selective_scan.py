@@ -523,3 +523,20 @@ def test_cuda_backends_match_reference(case):
         for name, (rtol, atol) in scan_module.MAMBA_SSM_TEST_TOLERANCES.items():
             if name in want:
                 assert torch.allclose(got[name], want[name], rtol=rtol, atol=atol), (name, case.id)
+
+
+@pytest.mark.parametrize('length', [1, 2, 37, 100])
+def test_export_formulation_equals_the_reference(length):
+    """The scan ONNX export traces (rssr.ops.scan_export) is the recurrence to float32 rounding (1e-5)."""
+    from rssr.ops.selective_scan import selective_scan_export
+
+    generator = torch.Generator().manual_seed(length)
+    b, d, n = 2, 6, 4
+    u, delta, z = (torch.randn(b, d, length, generator=generator) for _ in range(3))
+    A = -torch.rand(d, n, generator=generator) * 3
+    B, C = (torch.randn(b, 2, n, length, generator=generator) for _ in range(2))
+    D, bias = torch.randn(d, generator=generator), torch.rand(d, generator=generator)
+    want, want_state = selective_scan_reference(u, delta, A, B, C, D, z, bias, True, True)
+    got, got_state = selective_scan_export(u, delta, A, B, C, D, z, bias, True, True)
+    assert ((got - want).abs().max() / want.abs().max()).item() <= 1e-5
+    assert ((got_state - want_state).abs().max() / want_state.abs().max()).item() <= 1e-5
