@@ -44,8 +44,8 @@ def _log_decay_matrix(log_forget: Tensor) -> Tensor:
     """
     length = log_forget.shape[-1]
     ones = torch.ones(length, length, dtype=torch.bool, device=log_forget.device)
-    terms = log_forget.unsqueeze(-1).expand(*log_forget.shape, length).masked_fill(~ones.tril(-1), 0.0)
-    return torch.cumsum(terms, dim=-2).masked_fill(~ones.tril(), float('-inf'))
+    terms = torch.where(ones.tril(-1), log_forget.unsqueeze(-1), 0.0)
+    return torch.cumsum(terms, dim=-2).masked_fill_(~ones.tril(), float('-inf'))
 
 
 def mlstm_parallel(q: Tensor, k: Tensor, v: Tensor, igate: Tensor, fgate: Tensor, eps: float = 1e-6) -> Tensor:
