@@ -20,7 +20,9 @@ Network (paper names in brackets)::
 
 Deployment: ``switch_to_deploy()`` folds every RepDW and Conv+BN into one convolution in place;
 ``deploy=True`` builds that fused structure directly, and it also loads *unfused* (training /
-official) checkpoints by folding them while loading. Training uses the unfused form.
+official) checkpoints by folding them while loading. Training uses the unfused form; in eval mode the
+unfused form already runs each block as its folded convolution (folded on the fly, every forward), so
+the two forms cost about the same at inference.
 
 Extension over the official code: odd H or W is reflect-padded to even and the output cropped back
 (the official model raises on odd sizes); even sizes are computed exactly as officially.
