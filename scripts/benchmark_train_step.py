@@ -9,6 +9,14 @@ a compact MambaCSR whose 12 global-window blocks each scan a 64 x 64 window, 409
 Every row is timed in the same process with the repeats interleaved (row 1, row 2, ..., row 1, ...),
 median of ``--repeats`` after one warm-up, so rows are comparable even on a busy machine.
 
+``--per-gmac`` takes zoo names instead (their official configurations, e.g. ``convformersr lstmconvsr
+convmambasr mambacsr repmamba``) with ``--bands`` input bands, and divides each step's time by the model's
+forward MACs on the same input, counted as ``scripts/benchmark_archs.py`` counts them (convolutions, linears,
+matmuls and einsums by torch's FlopCounterMode, the selective scan by VMamba's formula)::
+
+    python scripts/benchmark_train_step.py convformersr lstmconvsr convmambasr mambacsr repmamba \
+        --per-gmac --batch 1 --size 48 --threads 1
+
 ``--baseline REV`` adds, for each model with window scans, a row run the way rssr did at git revision
 REV: its ``rssr/ops/scan_torch.py`` (loaded from git) as the torch scan backend, and every window pad
 token scanned instead of collapsing pad runs.
@@ -30,10 +38,12 @@ from typing import Callable, ContextManager, Dict, Iterator, List, Optional, Tup
 
 import torch
 import yaml
+from benchmark_archs import count_macs
 
 import rssr  # noqa: F401  (registries filled)
 from rssr.archs.mambacsr import MultiDirectionScan
 from rssr.registry import ARCHS
+from rssr.zoo import create_model
 
 REPO = Path(__file__).resolve().parents[1]
 scan_dispatch = importlib.import_module('rssr.ops.selective_scan')  # the module (rssr.ops re-exports the function)
@@ -85,24 +95,35 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--threads', type=int, default=torch.get_num_threads())
     parser.add_argument('--baseline', metavar='REV', help='also time each window-scan model as at git revision REV')
+    parser.add_argument('--per-gmac', action='store_true',
+                        help='models are zoo names (official configurations); print ms per step per forward GMAC')
+    parser.add_argument('--bands', type=int, default=4, help='input bands with --per-gmac')
+    parser.add_argument('--scale', type=int, default=4, help='scale with --per-gmac')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     rows: List[Tuple[str, str, Callable[[], None], Callable[[], ContextManager]]] = []
+    forward_macs: List[int] = []
     generator = torch.Generator().manual_seed(0)
     for model_name in args.models:
-        label, options = network_options(model_name)
-        arch = options.pop('type')
         torch.manual_seed(0)
-        model = ARCHS.get(arch)(**options).train()
-        scale, bands = options.get('upscale', options.get('scale', 4)), options.get('in_chans', 3)
+        if args.per_gmac:
+            label, scale, bands = model_name, args.scale, args.bands
+            model = create_model(model_name, scale=scale, in_chans=bands).eval()
+            forward_macs.append(count_macs(model, torch.rand(args.batch, bands, args.size, args.size))['total'])
+            model.train()
+        else:
+            label, options = network_options(model_name)
+            arch = options.pop('type')
+            model = ARCHS.get(arch)(**options).train()
+            scale, bands = options.get('upscale', options.get('scale', 4)), options.get('in_chans', 3)
         lq = torch.rand(args.batch, bands, args.size, args.size, generator=generator)
         gt = torch.rand(args.batch, bands, args.size * scale, args.size * scale, generator=generator)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
         step = (lambda m, o, a, b: lambda: train_step(m, o, a, b))(model, optimizer, lq, gt)
         params = f'{sum(p.numel() for p in model.parameters()):,}'
         rows.append((label, params, step, contextlib.nullcontext))
-        if args.baseline and arch == 'MambaCSR':
+        if args.baseline and not args.per_gmac and arch == 'MambaCSR':
             rows.append((f'{label} (as at {args.baseline})', params, step,
                          (lambda revision: lambda: baseline_of(revision))(args.baseline)))
 
@@ -117,15 +138,34 @@ def main(argv: Optional[List[str]] = None) -> None:
                 step()
                 if repeat:  # the first round is the warm-up
                     times[index].append(time.perf_counter() - start)
+    if args.per_gmac:
+        print_per_gmac([label for label, *_ in rows], [statistics.median(times[i]) for i in range(len(rows))],
+                       forward_macs)
+    else:
+        print_per_row(rows, times)
+    load = os.getloadavg()[0]
+    if load > 1.5 * args.threads:
+        print(f'\nWarning: load average {load:.1f} at the end on {os.cpu_count()} CPUs: other processes were busy.')
+
+
+def print_per_gmac(labels: List[str], seconds: List[float], macs: List[int]) -> None:
+    """The per-GMAC table: training-step milliseconds per forward GMAC, and each row's ratio to the best."""
+    per_gmac = [1e3 * step / (count / 1e9) for step, count in zip(seconds, macs)]
+    best = min(per_gmac)
+    print('| arch | ms per step | forward GMACs | ms per GMAC | ratio to best |')
+    print('|---|---|---|---|---|')
+    for label, step, count, value in zip(labels, seconds, macs, per_gmac):
+        print(f'| {label} | {1e3 * step:.0f} | {count / 1e9:.3f} | {value:.0f} | {value / best:.2f}x |')
+
+
+def print_per_row(rows: list, times: Dict[int, List[float]]) -> None:
+    """Seconds per training step of each row, and its ratio to the first row."""
     first = statistics.median(times[0])
     print('| model | params | s / training step | ratio to first row |')
     print('|---|---|---|---|')
     for index, (label, params, _, _) in enumerate(rows):
         seconds = statistics.median(times[index])
         print(f'| {label} | {params} | {seconds:.3f} | {seconds / first:.2f} |')
-    load = os.getloadavg()[0]
-    if load > 1.5 * args.threads:
-        print(f'\nWarning: load average {load:.1f} at the end on {os.cpu_count()} CPUs: other processes were busy.')
 
 
 if __name__ == '__main__':

@@ -168,7 +168,7 @@ class ConvMambaSR(SRSkeleton):
         """Both branches over all stages; returns the last GDRM output (B, C, H, W)."""
         size = (shallow.shape[-2], shallow.shape[-1])
         tokens = self.pos_drop(self.patch_embed(shallow))
-        fused = shallow
+        fused = shallow.contiguous(memory_format=torch.channels_last)  # the CNN branch's depthwise convs run faster so
         for mamba_group, after_mamba, cnn_group, after_cnn, gdrm in zip(
                 self.RSSG_layers, self.layers_after_RSSG, self.RCG_Layers, self.layers_after_RCG, self.GDRM_Layers):
             tokens = mamba_group(tokens, size)

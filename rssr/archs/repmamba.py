@@ -20,7 +20,9 @@ Network (paper names in brackets)::
 
 Deployment: ``switch_to_deploy()`` folds every RepDW and Conv+BN into one convolution in place;
 ``deploy=True`` builds that fused structure directly, and it also loads *unfused* (training /
-official) checkpoints by folding them while loading. Training uses the unfused form.
+official) checkpoints by folding them while loading. Training uses the unfused form; in eval mode the
+unfused form already runs each block as its folded convolution (folded on the fly, every forward), so
+the two forms cost about the same at inference.
 
 Extension over the official code: odd H or W is reflect-padded to even and the output cropped back
 (the official model raises on odd sizes); even sizes are computed exactly as officially.
@@ -83,14 +85,18 @@ class RepSS2D(DirectionalSSM):
         high = x - F.interpolate(low, size=(height, width), mode='nearest')
         b, c, low_h, low_w = low.shape
         scanned = cross_merge(self.scan(cross_scan(low)), low_h, low_w).view(b, c, low_h, low_w)
+        scanned = scanned.contiguous(memory_format=torch.channels_last)  # x's layout, so the sum needs no transpose
         return F.interpolate(scanned, scale_factor=2, mode='bilinear', align_corners=False).to(x.dtype) + high
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, H, W, d_model) -> (B, H, W, d_model)."""
         u, gate = self.in_proj(x).chunk(2, dim=-1)
-        u = self.act(self.conv2d(u.permute(0, 3, 1, 2)))
+        # The maps are kept channels-last: the depthwise convs run fastest so, and the permutes to and from
+        # (B, H, W, C) cost nothing.
+        u = self.act(self.conv2d(u.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)))
         global_part, local_part = u.split([self.d_inner, self.expanded - self.d_inner], dim=1)
-        mixed = torch.cat([self.global_branch(global_part), self.rewconv(local_part)], dim=1)
+        local_part = self.rewconv(local_part.contiguous(memory_format=torch.channels_last))
+        mixed = torch.cat([self.global_branch(global_part), local_part], dim=1)
         return self.out_proj(self.out_norm(mixed.permute(0, 2, 3, 1)) * F.silu(gate))
 
 

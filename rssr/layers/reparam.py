@@ -48,6 +48,26 @@ def fold_repdw(inner: Tuple[Tensor, Tensor], pointwise: Tuple[Tensor, Tensor], o
                           outer_bn['bias'], outer_bn['running_mean'], outer_bn['running_var'], eps)
 
 
+def is_depthwise_pointwise(conv: nn.Conv2d) -> bool:
+    """True for a 1x1, stride-1, unpadded conv with one group per channel: a per-channel scale and shift."""
+    return (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding in ((0, 0), 'valid')
+            and conv.groups == conv.in_channels == conv.out_channels)
+
+
+def convolve(conv: nn.Conv2d, x: Tensor, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None) -> Tensor:
+    """``conv``'s convolution of x with ``weight`` and ``bias`` (default: its own).
+
+    A depthwise 1x1 conv is computed as one multiply-add (the same products and sums): PyTorch's CPU
+    convolution runs it as one tiny convolution per channel, which costs more than the rest of a block.
+    """
+    weight = conv.weight if weight is None else weight
+    bias = conv.bias if bias is None else bias
+    if is_depthwise_pointwise(conv):
+        scaled = x * weight.view(1, -1, 1, 1)
+        return scaled if bias is None else scaled + bias.view(1, -1, 1, 1)
+    return conv._conv_forward(x, weight, bias)
+
+
 def _pop_batchnorm(state_dict: Dict[str, Tensor], prefix: str) -> Dict[str, Tensor]:
     """Remove one BatchNorm's entries (``num_batches_tracked`` included) from a state_dict."""
     state_dict.pop(prefix + 'num_batches_tracked', None)
@@ -66,6 +86,9 @@ class _FoldingConv2d(nn.Conv2d):
     def fold_state_dict(self, state_dict: Dict[str, Tensor], prefix: str) -> Tuple[Tensor, Tensor]:
         """Pop this block's training-form keys and return the fused (weight, bias)."""
         raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return convolve(self, x)
 
     def _load_from_state_dict(self, state_dict: Dict[str, Tensor], prefix: str, local_metadata: dict, strict: bool,
                               missing_keys: List[str], unexpected_keys: List[str], error_msgs: List[str]) -> None:
@@ -143,6 +166,17 @@ class ConvBN(_RejectsFusedKeys, nn.Sequential):
         nn.init.constant_(self.bn.weight, bn_weight_init)
         nn.init.zeros_(self.bn.bias)
 
+    def folded(self) -> Tuple[Tensor, Tensor]:
+        """(weight, bias) of the single convolution equal to this block in eval mode."""
+        bn = self.bn
+        return fold_batchnorm(self.c.weight, None, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """conv then BatchNorm; in eval mode as the one folded convolution (same result within rounding)."""
+        if self.training:
+            return self.bn(convolve(self.c, x))
+        return convolve(self.c, x, *self.folded())
+
     @staticmethod
     def deploy_form(in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1, padding: int = 0,
                     dilation: int = 1, groups: int = 1, bn_eps: float = 1e-5) -> FusedConvBN:
@@ -156,7 +190,7 @@ class ConvBN(_RejectsFusedKeys, nn.Sequential):
         conv, bn = self.c, self.bn
         fused = self.deploy_form(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                                  conv.dilation, conv.groups, bn.eps).to(conv.weight.device)
-        weight, bias = fold_batchnorm(conv.weight, None, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
+        weight, bias = self.folded()
         fused.weight.copy_(weight)
         fused.bias.copy_(bias)
         return fused.train(self.training)
@@ -185,18 +219,25 @@ class RepDWConv(_RejectsFusedKeys, nn.Module):
         """The single depthwise 3x3 convolution this block fuses into, built directly (deploy mode)."""
         return FusedRepDWConv(channels, channels, 3, 1, 1, groups=channels, bias=True, bn_eps=bn_eps)
 
+    def folded(self) -> Tuple[Tensor, Tensor]:
+        """(weight, bias) of the single depthwise 3x3 convolution equal to this block in eval mode."""
+        bn = self.bn
+        outer = {'weight': bn.weight, 'bias': bn.bias, 'running_mean': bn.running_mean,
+                 'running_var': bn.running_var}
+        return fold_repdw(self.conv.folded(), (self.conv1.weight, self.conv1.bias), outer, bn.eps)
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.bn(self.conv(x) + self.conv1(x) + x)
+        """The three branches and the outer BatchNorm; in eval mode as the one folded convolution."""
+        if self.training:
+            return self.bn(self.conv(x) + convolve(self.conv1, x) + x)
+        return convolve(self.conv.c, x, *self.folded())
 
     @torch.no_grad()
     def fuse(self) -> FusedRepDWConv:
         """The equivalent single depthwise 3x3 convolution (every BatchNorm folded)."""
-        inner = self.conv.fuse()
         bn = self.bn
-        outer = {'weight': bn.weight, 'bias': bn.bias, 'running_mean': bn.running_mean,
-                 'running_var': bn.running_var}
         fused = self.deploy_form(bn.num_features, bn.eps).to(bn.weight.device)
-        weight, bias = fold_repdw((inner.weight, inner.bias), (self.conv1.weight, self.conv1.bias), outer, bn.eps)
+        weight, bias = self.folded()
         fused.weight.copy_(weight)
         fused.bias.copy_(bias)
         return fused.train(self.training)

@@ -82,7 +82,9 @@ class SS2D(DirectionalSSM):
         """x (B, H, W, d_model) -> (B, H, W, d_model)."""
         b, h, w, _ = x.shape
         scan_path, gate = self.in_proj(x).chunk(2, dim=-1)
-        y = self.forward_core(self.local_mix(scan_path.permute(0, 3, 1, 2)))
+        # channels-last: the depthwise conv runs several times faster on it than on a (B, d, H, W) copy
+        scan_map = scan_path.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        y = self.forward_core(self.local_mix(scan_map))
         y = self.out_norm(y.transpose(1, 2).reshape(b, h, w, self.d_inner)) * F.silu(gate)
         out = self.out_proj(y)
         return out if self.dropout is None else self.dropout(out)

@@ -16,9 +16,13 @@ def to_tokens(x: Tensor) -> Tensor:
 
 
 def to_map(tokens: Tensor, size: Tuple[int, int]) -> Tensor:
-    """(B, H*W, C) -> (B, C, H, W) for size = (H, W)."""
+    """(B, H*W, C) -> (B, C, H, W) for size = (H, W), a channels-last view of contiguous tokens.
+
+    Built by permuting (B, H, W, C) so that the strides are channels-last ones even for B = 1 (a
+    transposed (B, C, H*W) view is not recognised as channels-last then, and convolutions copy it).
+    """
     b, _, c = tokens.shape
-    return tokens.transpose(1, 2).reshape(b, c, size[0], size[1])
+    return tokens.reshape(b, size[0], size[1], c).permute(0, 3, 1, 2)
 
 
 class PatchEmbed(nn.Module):

@@ -44,8 +44,8 @@ def _log_decay_matrix(log_forget: Tensor) -> Tensor:
     """
     length = log_forget.shape[-1]
     ones = torch.ones(length, length, dtype=torch.bool, device=log_forget.device)
-    terms = log_forget.unsqueeze(-1).expand(*log_forget.shape, length).masked_fill(~ones.tril(-1), 0.0)
-    return torch.cumsum(terms, dim=-2).masked_fill(~ones.tril(), float('-inf'))
+    terms = torch.where(ones.tril(-1), log_forget.unsqueeze(-1), 0.0)
+    return torch.cumsum(terms, dim=-2).masked_fill_(~ones.tril(), float('-inf'))
 
 
 def mlstm_parallel(q: Tensor, k: Tensor, v: Tensor, igate: Tensor, fgate: Tensor, eps: float = 1e-6) -> Tensor:
@@ -83,24 +83,17 @@ def mlstm_chunkwise(q: Tensor, k: Tensor, v: Tensor, igate: Tensor, fgate: Tenso
     memory_increments = weighted_keys.transpose(-2, -1) @ v  # (B, NH, chunks, DH, DH)
     normaliser_increments = weighted_keys.sum(dim=-2)  # (B, NH, chunks, DH)
 
-    # The memory entering each chunk: a short recurrence over chunks, with its running maximum m.
-    memory = q.new_zeros(batch, heads, head_dim, head_dim)
-    normaliser_state = q.new_zeros(batch, heads, head_dim)
-    running_max = q.new_full((batch, heads), float('-inf'))
-    memories, normaliser_states, running_maxes = [], [], []
-    for chunk in range(chunks):
-        memories.append(memory)
-        normaliser_states.append(normaliser_state)
-        running_maxes.append(running_max)
-        decayed_max = running_max + chunk_log_forget[..., chunk]
-        new_max = torch.maximum(decayed_max, chunk_max[..., chunk])
-        keep, add = torch.exp(decayed_max - new_max), torch.exp(chunk_max[..., chunk] - new_max)
-        memory = keep[..., None, None] * memory + add[..., None, None] * memory_increments[:, :, chunk]
-        normaliser_state = keep[..., None] * normaliser_state + add[..., None] * normaliser_increments[:, :, chunk]
-        running_max = new_max
-    memories = torch.stack(memories, dim=2)
-    normaliser_states = torch.stack(normaliser_states, dim=2)
-    running_maxes = torch.stack(running_maxes, dim=2)
+    # The memory entering each chunk c sums the increments of the chunks j < c, each decayed by the log
+    # forgets of chunks j+1..c-1 and stabilised by the running maximum m_c of those log weights. The
+    # recurrence over chunks is solved in closed form: one (chunks x chunks) weight matrix, with every
+    # decay summed outward from the diagonal as in the parallel form.
+    log_weights_after = (_log_decay_matrix(chunk_log_forget) + chunk_max.unsqueeze(-2))[..., :-1, :]  # [c, j]
+    max_after = log_weights_after.amax(dim=-1)
+    chunk_weights = torch.exp(log_weights_after - max_after.unsqueeze(-1))  # (B, NH, chunks - 1, chunks)
+    entering = (0, 0, 1, 0)  # nothing enters the first chunk
+    memories = F.pad(chunk_weights @ memory_increments.flatten(-2), entering).unflatten(-1, (head_dim, head_dim))
+    normaliser_states = F.pad(chunk_weights @ normaliser_increments, entering)
+    running_maxes = F.pad(max_after, (1, 0), value=float('-inf'))
 
     # Outputs: the parallel form inside each chunk plus the carried memory, under the common row max.
     log_weights = _log_decay_matrix(log_forget) + igate.unsqueeze(-2)

@@ -12,3 +12,11 @@ def test_tokens_round_trip_and_optional_norm():
     assert torch.equal(to_map(tokens, (3, 4)), x)
     assert list(PatchEmbed(5, nn.LayerNorm).state_dict()) == ['norm.weight', 'norm.bias']
     assert list(PatchEmbed(5).state_dict()) == []
+
+
+def test_to_map_is_a_channels_last_view_at_batch_one():
+    tokens = torch.rand(1, 12, 5)
+    folded = to_map(tokens, (3, 4))
+    assert folded.data_ptr() == tokens.data_ptr()
+    assert folded.stride() == (60, 1, 20, 5)  # recognised as channels-last, so convolutions need no copy
+    assert torch.equal(folded, tokens.transpose(1, 2).reshape(1, 5, 3, 4))

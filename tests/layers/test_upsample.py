@@ -65,6 +65,17 @@ def test_nearest_conv_tail_by_definition():
     assert torch.allclose(tail.reconstruct(body, torch.zeros(1, 3, 3, 2)), expected)
 
 
+def test_pixelshuffle_tail_by_definition_with_a_contiguous_output():
+    tail = TinyTail('pixelshuffle', 4)
+    body = torch.rand(2, 8, 3, 5)
+    out = F.leaky_relu(tail.conv_before_upsample[0](body), 0.01)
+    for conv in (tail.upsample[0], tail.upsample[2]):
+        out = F.pixel_shuffle(conv(out), 2)
+    result = tail.reconstruct(body, torch.zeros(2, 3, 3, 5))
+    assert result.is_contiguous()
+    assert torch.allclose(result, tail.conv_last(out), atol=1e-6)
+
+
 def test_tail_errors_name_the_model():
     with pytest.raises(ValueError, match=r"TinyTail: upsampler must be one of .*got 'bicubic'"):
         TinyTail('bicubic', 2)
