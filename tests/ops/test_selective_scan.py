@@ -199,6 +199,15 @@ def test_torch_backend_setup_chunks(monkeypatch, chunk_elements):
     check_against_reference(selective_scan_torch, CASES[0], segment_len=7)
 
 
+@pytest.mark.parametrize('small_bmm', [0, 1 << 30], ids=['bmm', 'multiply_and_sum'])
+@pytest.mark.parametrize('case', CASES, ids=lambda c: c.id)
+def test_torch_backend_contractions_over_n_by_bmm_and_by_multiply_and_sum(monkeypatch, small_bmm, case):
+    """The C contraction and the B/C gradients give the reference's results on both paths (bmm for large
+    n * d/g, a multiply and a sum below torch's scalar-bmm size)."""
+    monkeypatch.setattr(scan_torch_module, '_SMALL_CPU_BMM', small_bmm)
+    check_against_reference(selective_scan_torch, case, segment_len=7)
+
+
 def test_torch_backend_traces_with_torch_export():
     """torch.export traces the scan (fixed-size Python loops, no branching on tensor values), and the
     exported program gives the eager outputs, over several segments of unequal length."""
