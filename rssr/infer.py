@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from rssr.basicsr.loading import band_contract, load_model, parse_arch_kwargs
 from rssr.basicsr.plugins import import_plugins
 from rssr.errors import user_errors
-from rssr.inference import InferenceError, OutputOptions, TilingOptions, load_model, super_resolve_scene
-from rssr.inference.loading import band_contract, parse_arch_kwargs
+from rssr.inference import InferenceError, OutputOptions, TilingOptions, super_resolve_scene
 from rssr.inference.self_ensemble import with_self_ensemble
 from rssr.inference.sharding import finish, run_shard, start_shard
 from rssr.io import RASTER_EXTENSIONS

@@ -7,7 +7,8 @@ that, when the top-level ``basicsr`` package is imported, installs the compatibi
 (:mod:`rssr.basicsr.compat`) before BasicSR's ``__init__`` runs and activates the bridge right after it
 finishes, then removes itself.
 
-Activating the bridge imports rssr's BasicSR model classes (:mod:`rssr.basicsr.models`), copies rssr's
+Activating the bridge imports rssr's BasicSR model classes (:mod:`rssr.basicsr.models`) and
+:class:`~rssr.basicsr.combined_loss.CombinedLoss`, copies rssr's
 five registries into BasicSR's (and, from then on, every later registration: a model module imported
 late), and re-exports BasicSR 1.3's ``matlab_functions`` colour conversions. It runs once per process.
 """
@@ -29,7 +30,7 @@ def activate_bridge() -> None:
     global _active
     if _active:
         return
-    from rssr.basicsr import models, registration  # noqa: F401  (models: registers rssr's model classes)
+    from rssr.basicsr import combined_loss, models, registration  # noqa: F401  (register CombinedLoss, models)
 
     registration.register_all()
     registration.mirror_later_registrations()

@@ -43,14 +43,10 @@ import torch.distributed as dist
 
 from rssr.basicsr.checkpoint_format import checkpoint_suffix
 from rssr.threads import lower_worker_priority
+from rssr.torchrun import local_rank, start_process_group
 
 _validation_wait_group: Optional[Any] = None
 VALIDATION_WAIT_TIMEOUT = timedelta(hours=24)  # ranks > 0 wait this long for rank 0's validation
-
-
-def local_rank() -> int:
-    """This process's rank on its node, as set by torchrun (0 when not launched by it)."""
-    return int(os.environ.get('LOCAL_RANK', 0))
 
 
 def uses_cuda(opt: Dict[str, Any]) -> bool:
@@ -68,10 +64,7 @@ def training_device(opt: Dict[str, Any]) -> torch.device:
 def init_dist(launcher: str, backend: Optional[str] = None, **kwargs: Any) -> None:
     """Start the process group: NCCL on the GPU named by LOCAL_RANK, gloo without CUDA."""
     if launcher == 'pytorch':
-        if torch.cuda.is_available():
-            torch.cuda.set_device(local_rank() % torch.cuda.device_count())
-        backend = backend or ('nccl' if torch.cuda.is_available() else 'gloo')
-        dist.init_process_group(backend=backend, **kwargs)
+        start_process_group(backend, **kwargs)
     elif launcher == 'slurm':
         from basicsr.utils import dist_util
         if not torch.cuda.is_available():

@@ -56,11 +56,9 @@ def exit_if_rssr_shadowed() -> None:
 
 
 def import_plugins(packages: Sequence[str]) -> None:
-    """Import rssr (whose import hook sets BasicSR up, see :mod:`rssr.basicsr.activation`), then each
-    package; a missing one is a user error naming it."""
+    """Import each package (rssr itself is imported already: this module is part of it, and its import hook
+    sets BasicSR up, see :mod:`rssr.basicsr.activation`); a missing one is a user error naming it."""
     exit_if_rssr_shadowed()
-    import rssr  # noqa: F401
-
     for name in packages:
         try:
             importlib.import_module(name)

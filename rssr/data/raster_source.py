@@ -144,15 +144,10 @@ def read_headers(reader: RasterReader, paths: Sequence[str], desc: str) -> None:
         reader.band_numbers(path)
 
 
-def dataset_band_names(dataset_opt: Dict[str, Any]) -> Tuple[str, ...]:
-    """Descriptions of the bands an rssr raster dataset built from ``dataset_opt`` yields, in order, read
-    from its first raster's header; () when a band is undescribed or the dataset is not an rssr one."""
-    from basicsr.utils.registry import DATASET_REGISTRY
-
-    try:
-        dataset_class = DATASET_REGISTRY.get(dataset_opt['type'])
-    except KeyError:
-        return ()
+def dataset_band_names(dataset_class: Optional[type], dataset_opt: Dict[str, Any]) -> Tuple[str, ...]:
+    """Descriptions of the bands an rssr raster dataset (``dataset_class`` built from ``dataset_opt``) yields,
+    in order, read from its first raster's header; () when a band is undescribed or the class is not an rssr
+    raster dataset (the bridge looks the class up in BasicSR's registry)."""
     if not hasattr(dataset_class, 'first_raster'):
         return ()
     reader = RasterReader.from_options(dataset_opt)
@@ -161,13 +156,10 @@ def dataset_band_names(dataset_opt: Dict[str, Any]) -> Tuple[str, ...]:
     return names if all(names) else ()
 
 
-def dataset_band_count(dataset_opt: Dict[str, Any]) -> Optional[int]:
-    """Bands a dataset built from ``dataset_opt`` yields, when its class can tell (else None)."""
-    from basicsr.utils.registry import DATASET_REGISTRY
-
-    try:
-        dataset_class = DATASET_REGISTRY.get(dataset_opt['type'])
-    except KeyError:
+def dataset_band_count(dataset_class: Optional[type], dataset_opt: Dict[str, Any]) -> Optional[int]:
+    """Bands a dataset of ``dataset_class`` built from ``dataset_opt`` yields, when the class can tell (else None):
+    an rssr raster dataset reads its first header, BasicSR's image datasets give 1 (``color: y``) or 3."""
+    if dataset_class is None:
         return None
     count = getattr(dataset_class, 'band_count', None)
     if count is not None:

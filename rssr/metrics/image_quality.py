@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from rssr.metrics.protocols import PAPERS, protocol_options
-from rssr.registry import register_metric
+from rssr.registry import METRICS, register_metric
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
 COMMON_OPTIONS = {'crop_border': 0, 'channels': 'all', 'rgb_bands': None, 'to_8bit': None, 'mask': None,
@@ -318,12 +318,9 @@ LOWER_IS_BETTER = ('sam', 'ergas', 'rmse', 'ndvi_error')
 
 def describe_metric(metric_opt: Dict[str, Any]) -> str:
     """One line saying how a ``val.metrics`` entry is computed, for logs next to its value."""
-    from basicsr.utils.registry import METRIC_REGISTRY
-
     opt = {k: v for k, v in metric_opt.items() if k not in IGNORED_OPTIONS + ('mask', 'band_names')}
     metric_type = opt.pop('type')
-    function = METRIC_REGISTRY.get(metric_type)
-    kind = getattr(function, 'rssr_metric_kind', None)
+    kind = getattr(METRICS.get(metric_type), 'rssr_metric_kind', None) if metric_type in METRICS else None
     if kind is None:
         return f'{metric_type}: ' + ', '.join(f'{k}={v}' for k, v in opt.items())
     protocol = opt.pop('protocol', None)

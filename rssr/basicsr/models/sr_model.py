@@ -48,6 +48,7 @@ from rssr.band_normalization import (
 from rssr.basicsr import distributed
 from rssr.basicsr.checkpoint_format import checkpoint_suffix
 from rssr.basicsr.models.multiband_validation import MultibandValidationMixin
+from rssr.basicsr.registration import build_dataset_from_options, dataset_class
 from rssr.checkpoint import BANDS_KEY, CheckpointError
 from rssr.data.band_statistics import dataset_band_statistics
 from rssr.data.raster_source import dataset_band_names
@@ -130,7 +131,7 @@ class RSSRModel(MultibandValidationMixin, SRModel):
         super().__init__(opt)
         self.band_normalization = self._resolve_band_normalization()
         train_set = (self.opt.get('datasets') or {}).get('train')
-        self.band_names = dataset_band_names(train_set) if train_set else self.stored_bands
+        self.band_names = dataset_band_names(dataset_class(train_set), train_set) if train_set else self.stored_bands
 
     # ---- band normalisation --------------------------------------------------------------------
     def _resolve_band_normalization(self) -> BandNormalization:
@@ -155,7 +156,7 @@ class RSSRModel(MultibandValidationMixin, SRModel):
         found: List[Any] = [None]
         if get_dist_info()[0] == 0:
             get_root_logger().info('Band normalisation: computing the per-band mean/std of datasets.train ...')
-            found = [dataset_band_statistics(dataset_opt)]
+            found = [dataset_band_statistics(build_dataset_from_options(dataset_opt))]
         if self.opt['dist']:
             torch.distributed.broadcast_object_list(found, src=0)
         statistics = found[0]

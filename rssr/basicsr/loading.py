@@ -1,4 +1,8 @@
-"""Build a network for inference from an rssr options file, an arch name and kwargs, or a zoo name."""
+"""Build a network for inference from an options file, an arch name and kwargs, or a zoo name.
+
+Part of the BasicSR bridge: an arch name resolves as BasicSR's ``build_network`` resolves it (BasicSR's own
+archs, rssr's, and those of ``--import`` packages), and its kwargs are checked as ``rssr.train`` checks
+``network_g``."""
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
@@ -7,6 +11,8 @@ import yaml
 from torch import nn
 
 from rssr.band_normalization import resolve_band_normalization, with_normalization
+from rssr.basicsr.options import signature_keys, unknown_arguments
+from rssr.basicsr.registration import lookup
 from rssr.checkpoint import load_weights, stored_band_normalization, stored_bands
 from rssr.errors import InferenceError
 from rssr.inference.bands import BandContract, model_in_chans
@@ -59,9 +65,6 @@ def _build_arch(arch: str, kwargs: Dict[str, Any], where: str = '--arch-kwargs')
     an rssr alias). A key the arch's signature lacks is an error naming the closest valid key when the
     arch has no ``**kwargs`` to take it, or when it is a near miss of an argument not given (a typo
     ``**kwargs`` would swallow): the rule of ``rssr.train``'s option check of ``network_g``."""
-    from rssr.basicsr.options import signature_keys, unknown_arguments
-    from rssr.basicsr.registration import lookup
-
     from basicsr.utils.registry import ARCH_REGISTRY
 
     target = lookup(ARCH_REGISTRY, arch)
