@@ -4,8 +4,9 @@ BasicSR 1.4.2 fails deep inside on data and checkpoint mistakes: an empty folder
 ZeroDivisionError, a corrupt image in ``'NoneType' object has no attribute 'astype'``, LQ/GT sizes
 off the scale in "Scale mismatches" (training) or a metric's shape assertion (testing), a
 checkpoint of another network in ``load_state_dict``'s key dump; and it saves checkpoints in place
-(a run killed while saving leaves a truncated file) and ignores a failed save. :func:`install`
-(called by :func:`rssr.basicsr.distributed.patch_basicsr`, so only inside rssr's CLIs) wraps, where they fail:
+(a run killed while saving leaves a truncated file) and ignores a failed save. The guards
+(entries of the patch table :mod:`rssr.basicsr.patches`, applied only inside rssr's CLIs) wrap, where they
+fail:
 
 * ``build_dataset``: unpaired GT/LQ folders, missing files (e.g. listed in a ``meta_info_file``), a
   folder that is not an LMDB and an empty dataset become a :class:`~rssr.errors.DataError` naming
@@ -344,21 +345,3 @@ def load_resume_state_checked(load_resume_state: Callable) -> Callable:
         return state
 
     return _guarded(checked)
-
-
-def install() -> None:
-    """Install the guards into BasicSR's pipeline modules and model classes (idempotent)."""
-    import basicsr.data
-    import basicsr.test
-    import basicsr.train
-    from basicsr.models.base_model import BaseModel
-    from basicsr.models.sr_model import SRModel
-
-    guarded_build = guard_build_dataset(basicsr.data.build_dataset)
-    for module in (basicsr.data, basicsr.train, basicsr.test):
-        module.build_dataset = guarded_build
-    basicsr.train.load_resume_state = load_resume_state_checked(basicsr.train.load_resume_state)
-    SRModel.feed_data = feed_data_checked(SRModel.feed_data)
-    BaseModel.load_network = load_network_explained(BaseModel.load_network)
-    BaseModel.save_network = save_network
-    BaseModel.save_training_state = save_training_state

@@ -58,7 +58,7 @@ def build_dataset_from_options(dataset_opt: Dict[str, Any]) -> Any:
     return DATASET_REGISTRY.get(dataset_opt['type'])(dict(dataset_opt, phase='val'))
 
 
-class _GetWithAliases:
+class GetWithAliases:
     """Replacement ``get`` of one BasicSR registry: :func:`lookup`, with BasicSR's KeyError."""
 
     def __init__(self, theirs: Any) -> None:
@@ -72,11 +72,9 @@ class _GetWithAliases:
 
 
 def copy_registry(theirs: Any, ours: registry.Registry) -> None:
-    """Copy every entry of ``ours`` into the BasicSR registry ``theirs``; resolve rssr's aliases through
-    BasicSR's ``get`` without registering them."""
-    theirs.rssr_aliases = ours.aliases()
-    if not isinstance(theirs.__dict__.get('get'), _GetWithAliases):
-        theirs.get = _GetWithAliases(theirs)
+    """Copy every entry of ``ours`` into the BasicSR registry ``theirs``; rssr's aliases resolve through
+    its ``get`` (:class:`GetWithAliases`) without being registered."""
+    theirs.rssr_aliases = ours.aliases()  # read by GetWithAliases, the get the patch table gives each registry
     for name, obj in ours:
         existing = theirs._obj_map.get(name)
         if existing is obj:
