@@ -4,7 +4,7 @@ for BasicSR 1.3 import what moved.
 basicsr 1.4.2 imports ``torchvision.transforms.functional_tensor`` (removed in torchvision 0.17)
 and ``distutils`` (removed in Python 3.12). Both shims are installed only when the real module is
 missing, and must run before basicsr is first imported: after ``import rssr``, rssr's import hook
-(:mod:`rssr.basicsr.activation`) installs them when basicsr is imported, so library code must
+(:mod:`rssr.basicsr.import_hook`) installs them when basicsr is imported, so library code must
 ``import rssr`` before anything imports basicsr (``python -m rssr.train/test/infer`` do, before any
 ``--import`` package).
 

@@ -2,7 +2,7 @@
 
 Entries apply at one of two moments:
 
-* ``IMPORT``: when the bridge connects rssr to BasicSR (:func:`rssr.basicsr.activation.activate_bridge`), in
+* ``IMPORT``: when the bridge connects rssr to BasicSR (:func:`rssr.basicsr.import_hook.activate_bridge`), in
   any process that imports both: what code written against BasicSR needs from rssr (aliases, lists of paths).
 * ``CLI``: once at the start of ``python -m rssr.train`` / ``rssr.test`` (:func:`rssr.basicsr.startup.run`),
   so that importing rssr never changes how another project's BasicSR pipeline runs.

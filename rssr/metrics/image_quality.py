@@ -10,7 +10,7 @@ BGR order for 3 channels), and returns the mean over the batch as a float. Commo
 * ``to_8bit``: ``round`` (BasicSR's ``tensor2img``: clamp [0, 1], x255, round), ``clip`` (clamp,
   x255) or none;
 * ``mask``: validity ``(N, 1, H, W)`` / ``(H, W)``: nodata pixels (0/False) are left out;
-* ``protocol``: a paper's settings (see :mod:`rssr.metrics.protocols`); explicit keys override.
+* ``protocol``: a paper's settings (see :mod:`rssr.metrics.paper_protocols`); explicit keys override.
 
 Conventions (and where they differ from torchmetrics, which the tests use as the oracle):
 
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rssr.metrics.protocols import PAPERS, protocol_options
+from rssr.metrics.paper_protocols import PAPERS, protocol_options
 from rssr.registry import METRICS, register_metric
 
 ArrayLike = Union[torch.Tensor, np.ndarray]

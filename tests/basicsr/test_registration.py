@@ -88,7 +88,7 @@ import rssr, basicsr
 import rssr.basicsr.registration as registration
 importlib.reload(rssr)
 registration.register_all()
-rssr.basicsr.activation.activate_bridge()
+rssr.basicsr.import_hook.activate_bridge()
 assert not any(type(finder).__name__ == 'BasicSRImportHook' for finder in sys.meta_path)
 ''' + REGISTRIES_FILLED)
 
