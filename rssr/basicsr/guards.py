@@ -30,7 +30,7 @@ import functools
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from rssr.basicsr.models.multiband_validation import NETWORK_IN_CHANNEL_KEYS, MultibandValidationMixin
+from rssr.basicsr.band_count import check_batch_band_count, network_type
 from rssr.checkpoint import CheckpointError, describe_mismatch, extract_state_dict, read_checkpoint, save_atomically
 from rssr.data.transforms import check_pair_sizes, check_patch_fits
 from rssr.errors import DataError, DataNotFoundError, UserError, note_batch
@@ -222,29 +222,16 @@ def _unreadable_file_message(dataset: Any, index: int) -> Optional[str]:
 
 
 # ---- models -------------------------------------------------------------------------------------
-def _network_type(model: Any) -> str:
-    return (model.opt.get('network_g') or {}).get('type', type(model.get_bare_model(model.net_g)).__name__)
-
-
 def feed_data_checked(feed_data: Callable) -> Callable:
-    """``SRModel.feed_data`` that refuses a batch with another band count than ``network_g`` takes and notes
-    the batch for out-of-memory messages."""
+    """``SRModel.feed_data`` that refuses a batch with another band count than ``network_g`` takes
+    (:func:`rssr.basicsr.band_count.check_batch_band_count`) and notes the batch for out-of-memory messages."""
     if _is_guarded(feed_data):
         return feed_data
 
     @functools.wraps(feed_data)
     def checked(self: Any, data: Dict[str, Any]) -> None:
-        lq, paths = data['lq'], list(data.get('lq_path') or [])
-        expected = MultibandValidationMixin.network_in_chans(self)
-        if expected is not None and lq.shape[1] != expected:
-            net_opt = self.opt.get('network_g') or {}
-            key = next((k for k in NETWORK_IN_CHANNEL_KEYS if k in net_opt), 'in_chans')
-            raise DataError(
-                f'Band count mismatch: {", ".join(paths[:2]) or "the batch"} has {lq.shape[1]} bands but network_g '
-                f'({_network_type(self)}) takes {expected} ({key}: {expected}). Set network_g.{key} (and the '
-                f'output band count) to {lq.shape[1]}, or select {expected} bands of the data; BasicSR\'s image '
-                f'datasets read 3-band (or color: y 1-band) images, MultibandPairedDataset reads any band count.')
-        note_batch(paths, tuple(lq.shape), _network_type(self))
+        check_batch_band_count(self, data)
+        note_batch(list(data.get('lq_path') or []), tuple(data['lq'].shape), network_type(self))
         feed_data(self, data)
 
     return _guarded(checked)
