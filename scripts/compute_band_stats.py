@@ -47,7 +47,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     import rssr  # noqa: F401  (registries filled)
-    from rssr.basicsr.registration import build_dataset_from_options
+    from rssr.basicsr.datasets import build_dataset_from_options
     from rssr.data.band_statistics import dataset_band_statistics, raster_band_statistics
     from rssr.data.raster_source import RasterReader
 

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from rssr.basicsr.checkpoint_format import checkpoint_suffix
+from rssr.checkpoint import checkpoint_suffix
 from rssr.threads import lower_worker_priority
 from rssr.torchrun import local_rank, start_process_group
 

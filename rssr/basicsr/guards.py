@@ -28,10 +28,21 @@ from __future__ import annotations
 
 import functools
 import os
+from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from rssr.basicsr.band_count import check_batch_band_count, network_type
-from rssr.checkpoint import CheckpointError, describe_mismatch, extract_state_dict, read_checkpoint, save_atomically
+from rssr.checkpoint import (
+    BANDS_KEY,
+    NORMALIZATION_KEY,
+    CheckpointError,
+    checkpoint_suffix,
+    describe_mismatch,
+    extract_state_dict,
+    read_checkpoint,
+    save_atomically,
+    save_networks,
+)
 from rssr.data.transforms import check_pair_sizes, check_patch_fits
 from rssr.errors import DataError, DataNotFoundError, UserError, note_batch
 from rssr.io import RasterError, read_raster_info
@@ -273,19 +284,31 @@ def load_network_explained(load_network: Callable) -> Callable:
 
 @_guarded
 def save_network(self: Any, net: Any, net_label: str, current_iter: int, param_key: Any = 'params') -> None:
-    """BasicSR's ``BaseModel.save_network`` (same file, same contents; rank 0 only, where BasicSR writes the
-    same file from every rank), written through a temporary file; a failed save stops the run instead of
-    being logged and ignored."""
-    if self.opt.get('rank', 0) != 0:
+    """``BaseModel.save_network`` of every model, rssr's and BasicSR's: ``{param_key: state_dict}`` (BasicSR's
+    contents) in ``logger.checkpoint_format`` (.pth, or one .safetensors holding every param key), with the band
+    normalisation and band names the model knows, through :func:`rssr.checkpoint.save_networks` (atomic). Rank
+    0 writes (BasicSR writes the same file from every rank); a failed save stops the run instead of being
+    logged and ignored."""
+    from basicsr.utils.dist_util import get_dist_info
+
+    if get_dist_info()[0] != 0:
         return
     nets = net if isinstance(net, list) else [net]
     keys = param_key if isinstance(param_key, list) else [param_key]
     if len(nets) != len(keys):
         raise ValueError('save_network needs one param_key per network.')
-    contents = {key: {(name[len('module.'):] if name.startswith('module.') else name): tensor.cpu()
-                      for name, tensor in self.get_bare_model(n).state_dict().items()} for n, key in zip(nets, keys)}
+    groups = {key: OrderedDict((name[len('module.'):] if name.startswith('module.') else name, tensor.detach().cpu())
+                               for name, tensor in self.get_bare_model(n).state_dict().items())
+              for n, key in zip(nets, keys)}
+    normalization = getattr(self, 'band_normalization', None)
+    entries: Dict[str, Any] = {}
+    if normalization is not None and not normalization.is_identity:
+        entries[NORMALIZATION_KEY] = normalization.to_metadata()
+    if getattr(self, 'band_names', ()):
+        entries[BANDS_KEY] = list(self.band_names)
     label = 'latest' if current_iter == -1 else current_iter
-    save_atomically(contents, os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
+    save_networks(groups, os.path.join(self.opt['path']['models'], f'{net_label}_{label}{checkpoint_suffix(self.opt)}'),
+                  entries)
 
 
 @_guarded

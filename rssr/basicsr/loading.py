@@ -10,10 +10,9 @@ from typing import Any, Dict, Optional
 import yaml
 from torch import nn
 
-from rssr.band_normalization import resolve_band_normalization, with_normalization
 from rssr.basicsr.options import signature_keys, unknown_arguments
 from rssr.basicsr.registration import lookup
-from rssr.checkpoint import load_weights, stored_band_normalization, stored_bands
+from rssr.checkpoint import load_normalized_weights, stored_bands
 from rssr.errors import InferenceError
 from rssr.inference.bands import BandContract, model_in_chans
 from rssr.utils import as_sentence, did_you_mean, read_yaml_file, yaml_error_location, yaml_problem
@@ -101,12 +100,7 @@ def load_model(options: Optional[str] = None, arch: Optional[str] = None, arch_k
     if weights is None:
         raise InferenceError('No weights: pass --weights (or set path.pretrain_network_g in the options file); '
                              'an untrained network would produce noise.')
-    load_weights(model, weights)
-    normalization = resolve_band_normalization(normalization_options, stored_band_normalization(weights))
-    if normalization.needs_statistics:
-        raise InferenceError(f'band_normalization mode dataset in {options} has no mean/std and {weights} stores '
-                             f'none: add them to the options (scripts/compute_band_stats.py computes them).')
-    return with_normalization(model, normalization)
+    return load_normalized_weights(model, weights, normalization_options, where=str(options))
 
 
 def band_contract(model: nn.Module, options: Optional[str] = None, zoo_name: Optional[str] = None,

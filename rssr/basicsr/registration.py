@@ -44,20 +44,6 @@ def lookup(theirs: Any, name: str, suffix: str = 'basicsr') -> Optional[Any]:
     return found
 
 
-def dataset_class(dataset_opt: Dict[str, Any]) -> Optional[type]:
-    """The dataset class BasicSR builds for ``dataset_opt['type']`` (rssr's, BasicSR's or a plugin's); None
-    when no registry holds it."""
-    from basicsr.utils.registry import DATASET_REGISTRY
-    return lookup(DATASET_REGISTRY, dataset_opt['type'])
-
-
-def build_dataset_from_options(dataset_opt: Dict[str, Any]) -> Any:
-    """The dataset ``dataset_opt`` describes, in ``phase: val`` form (whole images, no augmentation), as
-    read for statistics."""
-    from basicsr.utils.registry import DATASET_REGISTRY
-    return DATASET_REGISTRY.get(dataset_opt['type'])(dict(dataset_opt, phase='val'))
-
-
 class GetWithAliases:
     """Replacement ``get`` of one BasicSR registry: :func:`lookup`, with BasicSR's KeyError."""
 

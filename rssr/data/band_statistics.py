@@ -134,7 +134,7 @@ def _item_arrays(dataset: Any) -> Iterable[Tuple[np.ndarray, Optional[np.ndarray
 
 def dataset_band_statistics(dataset: Any, max_pixels_per_image: Optional[int] = None) -> BandStatistics:
     """Per-band statistics of the GT ``dataset`` yields (see the module docstring); the bridge builds it from
-    the options (:func:`rssr.basicsr.registration.build_dataset_from_options`)."""
+    the options (:func:`rssr.basicsr.datasets.build_dataset_from_options`)."""
     rasters = _gt_rasters(dataset)
     if rasters is not None:
         reader = dataset.reader

@@ -144,26 +144,7 @@ def read_headers(reader: RasterReader, paths: Sequence[str], desc: str) -> None:
         reader.band_numbers(path)
 
 
-def dataset_band_names(dataset_class: Optional[type], dataset_opt: Dict[str, Any]) -> Tuple[str, ...]:
-    """Descriptions of the bands an rssr raster dataset (``dataset_class`` built from ``dataset_opt``) yields,
-    in order, read from its first raster's header; () when a band is undescribed or the class is not an rssr
-    raster dataset (the bridge looks the class up in BasicSR's registry)."""
-    if not hasattr(dataset_class, 'first_raster'):
-        return ()
-    reader = RasterReader.from_options(dataset_opt)
-    path = dataset_class.first_raster(dataset_opt)
+def raster_band_names(reader: RasterReader, path: str) -> Tuple[str, ...]:
+    """Descriptions of the bands ``reader`` reads from ``path``, in order; () when a band is undescribed."""
     names = tuple(reader.info(path).descriptions[n - 1] for n in reader.band_numbers(path))
     return names if all(names) else ()
-
-
-def dataset_band_count(dataset_class: Optional[type], dataset_opt: Dict[str, Any]) -> Optional[int]:
-    """Bands a dataset of ``dataset_class`` built from ``dataset_opt`` yields, when the class can tell (else None):
-    an rssr raster dataset reads its first header, BasicSR's image datasets give 1 (``color: y``) or 3."""
-    if dataset_class is None:
-        return None
-    count = getattr(dataset_class, 'band_count', None)
-    if count is not None:
-        return count(dataset_opt)
-    if dataset_class.__module__.startswith('basicsr.'):
-        return 1 if dataset_opt.get('color') == 'y' else 3
-    return None

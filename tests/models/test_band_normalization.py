@@ -17,8 +17,8 @@ from torch import nn
 
 import rssr  # noqa: F401  (registries filled)
 from rssr.band_normalization import BandNormalization, BandNormalizedSR, masked_band_statistics
+from rssr.basicsr.datasets import build_dataset_from_options
 from rssr.basicsr.loading import load_model
-from rssr.basicsr.registration import build_dataset_from_options
 from rssr.checkpoint import read_checkpoint, stored_band_normalization
 from rssr.data import band_statistics
 from rssr.data.band_statistics import dataset_band_statistics, scene_band_statistics

@@ -53,14 +53,13 @@ class MultibandValidationMixin:
         return network_in_chans(self)
 
     def _check_dataset_bands(self) -> None:
-        from rssr.basicsr.registration import dataset_class
-        from rssr.data.raster_source import dataset_band_count
+        from rssr.basicsr.datasets import dataset_band_count
 
         expected = self.network_in_chans()
         if expected is None:
             return
         for phase, dataset_opt in (self.opt.get('datasets') or {}).items():
-            count = dataset_band_count(dataset_class(dataset_opt), dataset_opt)
+            count = dataset_band_count(dataset_opt)
             if count is not None and count != expected:
                 raise DataError(
                     f'Band count mismatch: dataset {phase} ({dataset_opt.get("name", dataset_opt["type"])}) yields '
