@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rssr.band_names import band_position
 from rssr.metrics.paper_protocols import PAPERS, protocol_options
 from rssr.registry import METRICS, register_metric
 
@@ -240,10 +241,11 @@ def _uiqi(sr, gt, valid, kernel_size: int = 11, sigma: float = 1.5) -> torch.Ten
 
 def _band_index(band: Union[int, str], band_names: Optional[Sequence[str]], num_bands: int, role: str) -> int:
     if isinstance(band, str):
-        if not band_names or band not in band_names:
+        position = band_position(band, band_names or ())
+        if position is None:
             raise ValueError(f'NDVI {role} band {band!r} is not among the band names {list(band_names or [])}; '
                              f'give band_names or a 0-based band index.')
-        return list(band_names).index(band)
+        return position
     if not 0 <= band < num_bands:
         raise ValueError(f'NDVI {role} band index {band} is out of range for {num_bands} bands (0-based).')
     return int(band)
