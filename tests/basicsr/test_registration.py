@@ -49,10 +49,10 @@ import rssr
 
 
 def test_rssr_without_basicsr_then_hat_style_import_fills_the_registries_parses_scene_lists_imports_twice(tmp_path):
-    """One fresh interpreter, checks in order: rssr's plain-torch packages and ``import rssr`` import no BasicSR;
-    then, HAT-style, ``from basicsr.train import train_pipeline`` as the first BasicSR import fills the
-    registries; BasicSR's option parser takes a list of scenes as dataroot_gt; importing rssr again,
-    re-registering and re-activating the bridge is harmless."""
+    """One fresh interpreter, checks in order: rssr's plain-torch packages and ``import rssr`` (twice) import no
+    BasicSR and install one import hook; then, HAT-style, ``from basicsr.train import train_pipeline`` as the
+    first BasicSR import fills the registries; BasicSR's option parser takes a list of scenes as dataroot_gt;
+    importing rssr again, re-registering and re-activating the bridge is harmless."""
     options = tmp_path / 'list.yml'
     options.write_text("name: lists\nmodel_type: RSSRModel\nscale: 4\nnum_gpu: 0\npath: {}\nnetwork_g: {type: EDSR}\n"
                        "datasets:\n  test:\n    name: s\n    type: SceneDegradationDataset\n"
@@ -61,9 +61,12 @@ def test_rssr_without_basicsr_then_hat_style_import_fills_the_registries_parses_
 import sys
 import rssr.archs, rssr.layers, rssr.ops, rssr.utils, rssr.zoo
 assert 'basicsr' not in sys.modules, 'importing rssr.archs imported basicsr'
-import rssr
+import importlib, rssr
+importlib.reload(rssr)  # twice before BasicSR: one import hook, not two
 assert 'basicsr' not in sys.modules and rssr.list_models()
+assert sum(type(finder).__name__ == 'BasicSRImportHook' for finder in sys.meta_path) == 1
 from basicsr.train import train_pipeline
+assert rssr.registry.MODELS.get('RSSRModel') is rssr.basicsr.models.sr_model.RSSRModel
 ''' + REGISTRIES_FILLED + f'''
 import importlib, os, sys
 from basicsr.utils.options import parse_options
