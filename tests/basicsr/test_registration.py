@@ -64,6 +64,7 @@ assert 'basicsr' not in sys.modules, 'importing rssr.archs imported basicsr'
 import importlib, rssr
 importlib.reload(rssr)  # twice before BasicSR: one import hook, not two
 assert 'basicsr' not in sys.modules and rssr.list_models()
+assert 'rssr.preparation' not in sys.modules, 'import rssr loads the scripts-only preparation helpers'
 assert sum(type(finder).__name__ == 'BasicSRImportHook' for finder in sys.meta_path) == 1
 from basicsr.train import train_pipeline
 assert rssr.registry.MODELS.get('RSSRModel') is rssr.basicsr.models.sr_model.RSSRModel
