@@ -31,6 +31,8 @@ import os
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import torch
+
 from rssr.basicsr.band_count import check_batch_band_count, network_type
 from rssr.checkpoint import (
     BANDS_KEY,
@@ -133,39 +135,45 @@ def guard_build_dataset(build: Callable) -> Callable:
             raise DataNotFoundError(f'{_dataset_name(dataset_opt)} is empty: no images in {folders}. Point the '
                                     f'dataroot options at folders holding the images (or fix meta_info_file).')
         _check_files_exist(dataset)
-        guard_items(type(dataset))
-        return dataset
+        return dataset if type(dataset).__module__.startswith('rssr.') else GuardedItems(dataset)
 
     return _guarded(build_dataset)
 
 
-def guard_items(dataset_class: type) -> None:
-    """Check and explain item reads of a dataset class not from rssr (rssr's datasets check their files
-    themselves); patched on the class, so DataLoader workers run the check too."""
-    if dataset_class.__module__.startswith('rssr.') or _is_guarded(dataset_class.__getitem__):
-        return
-    read_item = dataset_class.__getitem__
+class GuardedItems(torch.utils.data.Dataset):
+    """A dataset not from rssr (rssr's datasets check their files themselves) whose item reads are checked and
+    explained: LQ/GT sizes against ``scale`` from the headers before an item is first read, and the file that
+    cannot be decoded. It wraps the instance (every other attribute is the dataset's own), so BasicSR's classes
+    stay as they are; it pickles with the dataset, so DataLoader workers run the checks too."""
 
-    @functools.wraps(read_item)
-    def __getitem__(self: Any, index: int) -> Any:
-        pair = _disk_pair(self, index)
-        checked = self.__dict__.setdefault('_rssr_checked_items', set())
-        if pair is not None and index not in checked:
-            _check_pair_headers(self.opt, *pair)
-            checked.add(index)
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+        self.checked: set = set()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ('dataset', 'checked'):  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, index: int) -> Any:
+        pair = _disk_pair(self.dataset, index)
+        if pair is not None and index not in self.checked:
+            _check_pair_headers(self.dataset.opt, *pair)
+            self.checked.add(index)
         try:
-            return read_item(self, index)
+            return self.dataset[index]
         except UserError:
             raise
         except Exception as err:
             if _is_lmdb_error(err):
-                raise DataError(_lmdb_message(self.opt, err)) from err
-            message = _unreadable_file_message(self, index)
+                raise DataError(_lmdb_message(self.dataset.opt, err)) from err
+            message = _unreadable_file_message(self.dataset, index)
             if message is None:
                 raise
             raise DataError(message) from err
-
-    dataset_class.__getitem__ = _guarded(__getitem__)
 
 
 def _check_files_exist(dataset: Any) -> None:

@@ -9,8 +9,8 @@ Entries apply at one of two moments:
 
 Nothing else in rssr assigns into BasicSR (``tests/basicsr/test_patches.py`` holds this). Applying is
 idempotent: an attribute that already holds the replacement this table put there is left alone, so a
-wrapper is never wrapped twice. One entry's replacement acts at run time too: the ``build_dataset`` guard
-also guards the item reads of each dataset class it builds that is not rssr's (:func:`guards.guard_items`).
+wrapper is never wrapped twice. The ``build_dataset`` guard wraps each dataset it builds that is not rssr's in
+:class:`guards.GuardedItems` (an instance wrapper, not a change to its class) to explain failed item reads.
 """
 from __future__ import annotations
 
@@ -68,8 +68,9 @@ PATCHES: Tuple[Patch, ...] = (
           'hangs): rank 0 validates the unwrapped networks while the others wait'),
     Patch(CLI, ('basicsr.data:build_dataset', 'basicsr.train:build_dataset', 'basicsr.test:build_dataset'),
           lambda owner, original: guards.guard_build_dataset(original),
-          'unpaired folders, missing files, LMDB mistakes and empty datasets are named, not a ZeroDivisionError; '
-          'the pipelines imported build_dataset by name, so each module holds it'),
+          'unpaired folders, missing files, LMDB mistakes and empty datasets are named, not a ZeroDivisionError, '
+          'and a failed item read names its file (GuardedItems); the pipelines imported build_dataset by name, so '
+          'each module holds it'),
     Patch(CLI, ('basicsr.models.sr_model:SRModel.feed_data',), lambda owner, original: guards.feed_data_checked(
           original), "a batch with another band count than network_g's is refused naming both; the batch is noted "
           'for out-of-memory messages'),
