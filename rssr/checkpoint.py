@@ -12,6 +12,10 @@ returns it as a ``band_normalization`` entry either way; :func:`stored_band_norm
 Likewise the names of the bands it was trained on, in order (``bands``, when the training rasters
 describe them): :func:`stored_bands` reads them, and ``rssr.infer`` holds files to them
 (:mod:`rssr.inference.bands`).
+
+Every checkpoint rssr writes goes through :func:`save_atomically` (any object, torch.save) or
+:func:`save_networks` (network weights as .pth or .safetensors, with those entries): a temporary file
+renamed into place, so a run killed while saving never leaves a truncated file.
 """
 from __future__ import annotations
 
@@ -19,17 +23,31 @@ import json
 import os
 import re
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from rssr.band_normalization import BandNormalization, resolve_band_normalization, with_normalization
 from rssr.errors import CannotWriteError, UserError
 
 WRAPPER_KEYS = ('params_ema', 'params', 'state_dict', 'model', 'net')
 NORMALIZATION_KEY = 'band_normalization'
 BANDS_KEY = 'bands'
 STRIPPED_PREFIXES = ('module.', '_orig_mod.')
+CHECKPOINT_FORMATS = {'pth': '.pth', 'safetensors': '.safetensors'}
+"""``logger.checkpoint_format`` value -> file suffix of the saved networks."""
+DEFAULT_CHECKPOINT_FORMAT = 'pth'
+
+
+def checkpoint_format(opt: Dict[str, Any]) -> Any:
+    """The ``logger.checkpoint_format`` of the options (``pth`` when not set), as written."""
+    return (opt.get('logger') or {}).get('checkpoint_format', DEFAULT_CHECKPOINT_FORMAT)
+
+
+def checkpoint_suffix(opt: Dict[str, Any]) -> str:
+    """File suffix of the network checkpoints a run saves."""
+    return CHECKPOINT_FORMATS[checkpoint_format(opt)]
 
 
 class CheckpointError(UserError):
@@ -56,13 +74,13 @@ def read_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
                               f'intact copy or an earlier checkpoint.') from None
 
 
-def save_atomically(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save(obj, path)`` through a temporary file renamed into place: a run killed or failing while
-    saving leaves the previous file (or none), never a truncated one."""
+def _write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """``write(temporary_path)``, then rename into ``path``: a run killed or failing while saving leaves the
+    previous file (or none), never a truncated one; a failed write names the file."""
     path = os.fspath(path)
     partial = f'{path}.partial-{os.getpid()}'
     try:
-        torch.save(obj, partial)
+        write(partial)
         os.replace(partial, path)
     except OSError as err:
         raise CannotWriteError(f'Cannot write checkpoint {path}: {err.strerror or err}. Free disk space or make '
@@ -75,6 +93,29 @@ def save_atomically(obj: Any, path: str | os.PathLike) -> None:
     finally:
         if os.path.exists(partial):
             os.remove(partial)
+
+
+def save_atomically(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)``, atomically (training states, .pth checkpoints)."""
+    _write_atomically(path, lambda partial: torch.save(obj, partial))
+
+
+def save_networks(groups: Mapping[str, Mapping[str, Tensor]], path: str | os.PathLike,
+                  entries: Optional[Mapping[str, Any]] = None) -> None:
+    """Save network weights ``{param_key: state_dict}`` (``params``, ``params_ema``, ...) atomically, in the
+    format of ``path``'s suffix: a .pth holds ``{**groups, **entries}`` (BasicSR's layout); a .safetensors
+    holds every group's tensors as ``<param_key>.<name>`` with the keys listed in its metadata, and each of
+    ``entries`` (``band_normalization``, ``bands``) as JSON metadata. :func:`read_checkpoint` reads both back
+    to the same dict."""
+    entries = dict(entries or {})
+    if not os.fspath(path).endswith('.safetensors'):
+        save_atomically({**groups, **entries}, path)
+        return
+    from safetensors.torch import save_file
+
+    flat = {f'{group}.{name}': tensor.contiguous() for group, state in groups.items() for name, tensor in state.items()}
+    metadata = {'param_keys': ','.join(groups), **{key: metadata_text(entry) for key, entry in entries.items()}}
+    _write_atomically(path, lambda partial: save_file(flat, partial, metadata=metadata))
 
 
 def _read_safetensors(path: str) -> Dict[str, Any]:
@@ -142,10 +183,27 @@ def stored_bands(path_or_checkpoint: str | os.PathLike | Mapping[str, Any]) -> T
     return tuple(str(name) for name in entry) if isinstance(entry, (list, tuple)) else ()
 
 
+def stored_normalization(path_or_checkpoint: str | os.PathLike | Mapping[str, Any]) -> BandNormalization:
+    """The band normalisation stored with a checkpoint (the identity when it stores none)."""
+    return BandNormalization.from_metadata(stored_band_normalization(path_or_checkpoint))
+
+
+def load_normalized_weights(model: nn.Module, path: str | os.PathLike,
+                            options_normalization: Optional[Mapping[str, Any]] = None, where: str = 'the options'
+                            ) -> nn.Module:
+    """Load ``path``'s weights into ``model`` strictly; return it inside the band normalisation stored with them,
+    or the options' ``band_normalization`` (``options_normalization``, read from ``where``), which wins
+    (:func:`~rssr.band_normalization.resolve_band_normalization`); bare when that is the identity."""
+    load_weights(model, path)
+    normalization = resolve_band_normalization(options_normalization, stored_band_normalization(path))
+    if normalization.needs_statistics:
+        raise CheckpointError(f'band_normalization mode dataset in {where} has no mean/std and {os.fspath(path)} '
+                              f'stores none: add them to the options (scripts/compute_band_stats.py computes them).')
+    return with_normalization(model, normalization)
+
+
 def describe_checkpoint(path: str | os.PathLike) -> str:
     """Lines describing a checkpoint: format, parameter groups and counts, band normalisation."""
-    from rssr.band_normalization import BandNormalization
-
     checkpoint = read_checkpoint(path)
     lines = [f'checkpoint: {os.fspath(path)}']
     groups = {key: value for key, value in checkpoint.items() if isinstance(value, Mapping) and _is_state_dict(value)}
@@ -154,8 +212,7 @@ def describe_checkpoint(path: str | os.PathLike) -> str:
     for name, state in groups.items():
         count = sum(t.numel() for t in state.values() if t.is_floating_point())
         lines.append(f'  {name}: {len(state)} tensors, {count:,} values')
-    normalization = BandNormalization.from_metadata(stored_band_normalization(checkpoint))
-    lines.append(f'  band normalisation: {normalization.describe()}')
+    lines.append(f'  band normalisation: {stored_normalization(checkpoint).describe()}')
     bands = stored_bands(checkpoint)
     lines.append(f'  bands: {" ".join(bands) if bands else "not stored"}')
     return '\n'.join(lines)

@@ -18,11 +18,11 @@ from typing import List, Optional, Sequence, Tuple
 
 from torch import nn
 
+from rssr.basicsr.loading import band_contract, load_model, parse_arch_kwargs
 from rssr.basicsr.plugins import import_plugins
 from rssr.errors import user_errors
-from rssr.inference import InferenceError, OutputOptions, TilingOptions, load_model, super_resolve_scene
+from rssr.inference import InferenceError, OutputOptions, TilingOptions, super_resolve_scene
 from rssr.inference.bands import BandContract
-from rssr.inference.loading import band_contract, parse_arch_kwargs
 from rssr.inference.self_ensemble import with_self_ensemble
 from rssr.inference.sharding import finish, run_shard, start_shard
 from rssr.io import RASTER_EXTENSIONS

@@ -121,7 +121,7 @@ def explicit_threads(opt: Optional[Mapping[str, Any]], environ: Mapping[str, str
 
 def configure_threads(opt: Optional[Dict[str, Any]]) -> ThreadChoice:
     """Set torch's (and OpenCV's) intra-op thread count for this process and say so once per node (BasicSR's
-    training loaders get :func:`lower_worker_priority` from :func:`rssr.basicsr.distributed.patch_basicsr`)."""
+    training loaders get :func:`lower_worker_priority` from the patch table, :mod:`rssr.basicsr.patches`)."""
     import cv2
     import torch
 

@@ -131,10 +131,8 @@ def create_model(name: str, scale: Optional[int] = None, in_chans: Optional[int]
     model = ARCHS.get(card.arch)(**kwargs)
     if pretrained in (None, False):
         return model
-    from rssr.band_normalization import BandNormalization, with_normalization
-    from rssr.checkpoint import load_weights, stored_band_normalization
-    load_weights(model, pretrained)
-    return with_normalization(model, BandNormalization.from_metadata(stored_band_normalization(pretrained)))
+    from rssr.checkpoint import load_normalized_weights
+    return load_normalized_weights(model, pretrained)
 
 
 def describe_card(name: str) -> str:
@@ -152,14 +150,13 @@ def describe_card(name: str) -> str:
     if path is None:
         lines.append('  weights: none shipped (train with the recipe, or pass your own checkpoint)')
         return '\n'.join(lines)
-    from rssr.band_normalization import BandNormalization
-    from rssr.checkpoint import stored_band_normalization
+    from rssr.checkpoint import stored_normalization
     lines.append(f'  weights: {path} (x{card.weights_scale})')
     if card.weights_bands:
         lines.append(f'  bands, in this order: {" ".join(card.weights_bands)}; radiometry: '
                      f'{card.weights_radiometry or "-"}')
     if card.weights_info:
         lines.append(f'  about the weights: {card.weights_info}')
-    normalization = BandNormalization.from_metadata(stored_band_normalization(path)) if path.is_file() else None
+    normalization = stored_normalization(path) if path.is_file() else None
     lines.append(f'  band normalisation: {normalization.describe() if normalization else "(weights file missing)"}')
     return '\n'.join(lines)

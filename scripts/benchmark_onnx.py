@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import rssr
-from rssr.inference.loading import load_model
+from rssr.basicsr.loading import load_model
 from rssr.inference.onnx_runtime import session
 from rssr.io import resolve_radiometry
 from rssr.onnx_export import ExportGraph, export_onnx

@@ -47,11 +47,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     import rssr  # noqa: F401  (registries filled)
+    from rssr.basicsr.datasets import build_dataset_from_options
     from rssr.data.band_statistics import dataset_band_statistics, raster_band_statistics
     from rssr.data.raster_source import RasterReader
 
     if args.opt:
-        statistics = dataset_band_statistics(dataset_options(args.opt, args.phase), args.max_pixels)
+        statistics = dataset_band_statistics(build_dataset_from_options(dataset_options(args.opt, args.phase)),
+                                             args.max_pixels)
         source_name = f'{args.opt} datasets.{args.phase}'
     else:
         reader = RasterReader(bands=_bands(args.bands), radiometry=args.radiometry, nodata=args.nodata)

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 import rssr  # noqa: F401  (registers rssr into BasicSR)
+from rssr.basicsr.loading import load_model
 from rssr.data.degradations import bicubic_downsample
-from rssr.inference.loading import load_model
 from rssr.inference.scene import OutputOptions, super_resolve_scene
 from rssr.inference.self_ensemble import with_self_ensemble
 from rssr.io.raster import output_georeference, read_raster, resolve_radiometry, write_raster

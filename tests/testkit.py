@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
@@ -30,18 +32,25 @@ TRANSFORM = Affine(10.0, 0.0, 435730.0, 0.0, -10.0, 4169220.0)
 
 def run_torchrun(args: Sequence[str], cwd: Path, timeout: int = 240) -> str:
     """``torchrun --standalone --nproc_per_node=2 ARGS`` on the CPU (gloo even on a GPU machine, one
-    thread per rank); asserts it succeeded and returns its combined output. A run past ``timeout`` is
-    killed with its ranks."""
+    thread per rank); asserts it succeeded and returns its combined output: the launcher's, then rank 0's
+    stdout and stderr, then rank 1's. Each rank writes to files of its own (torchrun ``--redirects``), so
+    the two ranks' lines never interleave, even mid-line. A run past ``timeout`` is killed with its ranks."""
     env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1',
            'CUDA_VISIBLE_DEVICES': ''}
-    proc = subprocess.Popen([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                             *args], cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    logs = Path(tempfile.mkdtemp(prefix='rssr-torchrun-'))
     try:
-        output, _ = proc.communicate(timeout=timeout)
+        proc = subprocess.Popen([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                                 '--log-dir', str(logs), '--redirects', '3', *args], cwd=cwd, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
+        output += ''.join(log.read_text(errors='replace') for rank in (0, 1) for stream in ('stdout', 'stderr')
+                          for log in sorted(logs.glob(f'*/attempt_*/{rank}/{stream}.log')))
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
+        shutil.rmtree(logs, ignore_errors=True)
     assert proc.returncode == 0, output[-4000:]
     return output
 

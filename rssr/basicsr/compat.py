@@ -4,17 +4,18 @@ for BasicSR 1.3 import what moved.
 basicsr 1.4.2 imports ``torchvision.transforms.functional_tensor`` (removed in torchvision 0.17)
 and ``distutils`` (removed in Python 3.12). Both shims are installed only when the real module is
 missing, and must run before basicsr is first imported: after ``import rssr``, rssr's import hook
-(:mod:`rssr.basicsr.activation`) installs them when basicsr is imported, so library code must
+(:mod:`rssr.basicsr.import_hook`) installs them when basicsr is imported, so library code must
 ``import rssr`` before anything imports basicsr (``python -m rssr.train/test/infer`` do, before any
 ``--import`` package).
 
 BasicSR 1.4 moved the colour conversions from ``basicsr.utils.matlab_functions`` to
 ``basicsr.utils.color_util``; projects written for 1.3 (HAT, for one) still import
-``from basicsr.utils.matlab_functions import rgb2ycbcr``. :func:`install_basicsr_aliases` makes
-those names available there again.
+``from basicsr.utils.matlab_functions import rgb2ycbcr``: :func:`color_function_of_1_3` gives each
+name back there.
 
 BasicSR's option parser expands ``~`` in ``dataroot_gt`` with ``os.path.expanduser``, which fails on a
-list of scenes; :func:`install_option_path_lists` makes it expand each path of a list.
+list of scenes; :class:`ListAwarePath` expands each path of a list. Both are installed by the patch table
+(:mod:`rssr.basicsr.patches`).
 """
 from __future__ import annotations
 
@@ -60,16 +61,14 @@ def install_distutils_shim() -> None:
 COLOR_FUNCTIONS_MOVED_IN_1_4 = ('rgb2ycbcr', 'bgr2ycbcr', 'ycbcr2rgb', 'ycbcr2bgr')
 
 
-def install_basicsr_aliases() -> None:
-    """Re-export the colour conversions from ``basicsr.utils.matlab_functions`` (1.3 layout), where missing."""
-    from basicsr.utils import color_util, matlab_functions
+def color_function_of_1_3(name: str, owner: object, original: object) -> object:
+    """``basicsr.utils.matlab_functions.<name>`` as BasicSR 1.3 had it: the one there, else color_util's."""
+    from basicsr.utils import color_util
 
-    for name in COLOR_FUNCTIONS_MOVED_IN_1_4:
-        if not hasattr(matlab_functions, name):
-            setattr(matlab_functions, name, getattr(color_util, name))
+    return original if original is not None else getattr(color_util, name)
 
 
-class _ListAwarePath:
+class ListAwarePath:
     """``os.path`` whose ``expanduser`` also takes a list of paths (expanding each)."""
 
     def __getattr__(self, name: str) -> object:
@@ -80,15 +79,6 @@ class _ListAwarePath:
         if isinstance(path, (list, tuple)):
             return [os.path.expanduser(p) for p in path]
         return os.path.expanduser(path)
-
-
-def install_option_path_lists() -> None:
-    """Let BasicSR's option parser take a list of paths as ``dataroot_gt`` / ``dataroot_lq``: it calls
-    ``osp.expanduser`` on them, a bare ``TypeError`` for the list of scenes
-    :class:`rssr.data.SceneDegradationDataset` accepts."""
-    import basicsr.utils.options
-
-    basicsr.utils.options.osp = _ListAwarePath()
 
 
 def install() -> None:

@@ -1,7 +1,7 @@
 """Run BasicSR 1.4.2's pipelines on CPU, one GPU or many, from one YAML.
 
 BasicSR 1.4.2 assumes CUDA + NCCL in three places this module replaces, only inside rssr's entry
-points (:func:`patch_basicsr`):
+points (entries of the patch table, :mod:`rssr.basicsr.patches`):
 
 * ``init_dist`` calls ``torch.cuda.set_device(rank % device_count())`` (a ZeroDivisionError on CPU)
   and always uses NCCL. rssr uses NCCL with the device taken from ``LOCAL_RANK`` when CUDA is
@@ -11,7 +11,7 @@ points (:func:`patch_basicsr`):
 * The training sampler restarts a resumed epoch from its first batch. rssr's
   :class:`ResumableSampler` skips the batches already trained on and restores the random state
   saved with them, so a resumed run sees the same batches as an uninterrupted one. The position
-  reaches it explicitly: :func:`load_resume_state` gives the pipeline a sampler factory bound to it.
+  reaches it from :func:`load_resume_state`, which runs just before the pipeline builds its sampler.
 
 It also replaces two methods of every BasicSR model (SRModel, SRGANModel, ESRGANModel, HATModel,
 rssr's models, ...):
@@ -41,16 +41,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from rssr.basicsr.checkpoint_format import checkpoint_suffix
+from rssr.checkpoint import checkpoint_suffix
 from rssr.threads import lower_worker_priority
+from rssr.torchrun import local_rank, start_process_group
 
 _validation_wait_group: Optional[Any] = None
 VALIDATION_WAIT_TIMEOUT = timedelta(hours=24)  # ranks > 0 wait this long for rank 0's validation
-
-
-def local_rank() -> int:
-    """This process's rank on its node, as set by torchrun (0 when not launched by it)."""
-    return int(os.environ.get('LOCAL_RANK', 0))
 
 
 def uses_cuda(opt: Dict[str, Any]) -> bool:
@@ -68,10 +64,7 @@ def training_device(opt: Dict[str, Any]) -> torch.device:
 def init_dist(launcher: str, backend: Optional[str] = None, **kwargs: Any) -> None:
     """Start the process group: NCCL on the GPU named by LOCAL_RANK, gloo without CUDA."""
     if launcher == 'pytorch':
-        if torch.cuda.is_available():
-            torch.cuda.set_device(local_rank() % torch.cuda.device_count())
-        backend = backend or ('nccl' if torch.cuda.is_available() else 'gloo')
-        dist.init_process_group(backend=backend, **kwargs)
+        start_process_group(backend, **kwargs)
     elif launcher == 'slurm':
         from basicsr.utils import dist_util
         if not torch.cuda.is_available():
@@ -169,22 +162,27 @@ class ResumableSampler:
         self.epoch = epoch
 
 
-def resumable_sampler_factory(resume: Optional[ResumePosition]) -> Callable[..., ResumableSampler]:
-    """A replacement of BasicSR's ``EnlargedSampler`` class: builds :class:`ResumableSampler` s that continue
-    from ``resume`` (None: a run from the start)."""
-    return functools.partial(ResumableSampler, resume=resume)
+_resume_position: Optional[ResumePosition] = None  # recorded by load_resume_state for the next sampler
+
+
+def resumable_sampler(dataset: Any, num_replicas: int, rank: int, ratio: int = 1) -> ResumableSampler:
+    """BasicSR's ``EnlargedSampler`` replaced: a :class:`ResumableSampler` that continues from the position
+    :func:`load_resume_state` recorded (taken once: only the training sampler resumes)."""
+    global _resume_position
+    resume, _resume_position = _resume_position, None
+    return ResumableSampler(dataset, num_replicas, rank, ratio, resume)
 
 
 def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """Find (``--auto_resume``: the newest state under ./experiments/<name>) and load the resume state.
 
     Storages are mapped to the device this process trains on. The training pipeline builds its sampler
-    next: it gets :func:`resumable_sampler_factory` bound to the state's data position and random state.
+    next: :func:`resumable_sampler` continues from the state's data position and random state.
     """
-    import basicsr.train
     from basicsr.utils import check_resume, scandir
 
-    basicsr.train.EnlargedSampler = resumable_sampler_factory(None)
+    global _resume_position
+    _resume_position = None
     path = opt['path'].get('resume_state')
     if opt['auto_resume']:
         states_dir = os.path.join('experiments', opt['name'], 'training_states')
@@ -199,9 +197,9 @@ def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     check_resume(opt, state['iter'])
     _use_checkpoint_format(opt)
     rng_states = state.get('rng')
-    basicsr.train.EnlargedSampler = resumable_sampler_factory(ResumePosition(
+    _resume_position = ResumePosition(
         iteration=state['iter'], batch_size=opt['datasets']['train']['batch_size_per_gpu'],
-        rng=rng_states[opt['rank']] if rng_states and len(rng_states) > opt['rank'] else None))
+        rng=rng_states[opt['rank']] if rng_states and len(rng_states) > opt['rank'] else None)
     return state
 
 
@@ -269,23 +267,3 @@ def with_low_priority_workers(build_dataloader: Callable[..., Any]) -> Callable[
 
     build.lowers_worker_priority = True
     return build
-
-
-def patch_basicsr() -> None:
-    """Install the CPU/GPU-agnostic replacements into BasicSR's pipeline modules (idempotent)."""
-    from rssr.basicsr.guards import install as install_error_guards
-
-    import basicsr.train
-    import basicsr.utils.dist_util
-    import basicsr.utils.options
-    from basicsr.models.base_model import BaseModel
-    from basicsr.models.sr_model import SRModel
-
-    basicsr.utils.dist_util.init_dist = init_dist
-    basicsr.utils.options.init_dist = init_dist
-    basicsr.train.load_resume_state = load_resume_state
-    basicsr.train.EnlargedSampler = resumable_sampler_factory(None)
-    basicsr.train.build_dataloader = with_low_priority_workers(basicsr.train.build_dataloader)
-    BaseModel.model_to_device = model_to_device
-    SRModel.dist_validation = validate_on_rank_zero
-    install_error_guards()  # rssr.basicsr.guards: one-paragraph errors, no partial checkpoints

@@ -4,8 +4,9 @@ BasicSR 1.4.2 fails deep inside on data and checkpoint mistakes: an empty folder
 ZeroDivisionError, a corrupt image in ``'NoneType' object has no attribute 'astype'``, LQ/GT sizes
 off the scale in "Scale mismatches" (training) or a metric's shape assertion (testing), a
 checkpoint of another network in ``load_state_dict``'s key dump; and it saves checkpoints in place
-(a run killed while saving leaves a truncated file) and ignores a failed save. :func:`install`
-(called by :func:`rssr.basicsr.distributed.patch_basicsr`, so only inside rssr's CLIs) wraps, where they fail:
+(a run killed while saving leaves a truncated file) and ignores a failed save. The guards
+(entries of the patch table :mod:`rssr.basicsr.patches`, applied only inside rssr's CLIs) wrap, where they
+fail:
 
 * ``build_dataset``: unpaired GT/LQ folders, missing files (e.g. listed in a ``meta_info_file``), a
   folder that is not an LMDB and an empty dataset become a :class:`~rssr.errors.DataError` naming
@@ -27,10 +28,23 @@ from __future__ import annotations
 
 import functools
 import os
+from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from rssr.basicsr.models.multiband_validation import NETWORK_IN_CHANNEL_KEYS, MultibandValidationMixin
-from rssr.checkpoint import CheckpointError, describe_mismatch, extract_state_dict, read_checkpoint, save_atomically
+import torch
+
+from rssr.basicsr.band_count import check_batch_band_count, network_type
+from rssr.checkpoint import (
+    BANDS_KEY,
+    NORMALIZATION_KEY,
+    CheckpointError,
+    checkpoint_suffix,
+    describe_mismatch,
+    extract_state_dict,
+    read_checkpoint,
+    save_atomically,
+    save_networks,
+)
 from rssr.data.transforms import check_pair_sizes, check_patch_fits
 from rssr.errors import DataError, DataNotFoundError, UserError, note_batch
 from rssr.io import RasterError, read_raster_info
@@ -121,39 +135,45 @@ def guard_build_dataset(build: Callable) -> Callable:
             raise DataNotFoundError(f'{_dataset_name(dataset_opt)} is empty: no images in {folders}. Point the '
                                     f'dataroot options at folders holding the images (or fix meta_info_file).')
         _check_files_exist(dataset)
-        guard_items(type(dataset))
-        return dataset
+        return dataset if type(dataset).__module__.startswith('rssr.') else GuardedItems(dataset)
 
     return _guarded(build_dataset)
 
 
-def guard_items(dataset_class: type) -> None:
-    """Check and explain item reads of a dataset class not from rssr (rssr's datasets check their files
-    themselves); patched on the class, so DataLoader workers run the check too."""
-    if dataset_class.__module__.startswith('rssr.') or _is_guarded(dataset_class.__getitem__):
-        return
-    read_item = dataset_class.__getitem__
+class GuardedItems(torch.utils.data.Dataset):
+    """A dataset not from rssr (rssr's datasets check their files themselves) whose item reads are checked and
+    explained: LQ/GT sizes against ``scale`` from the headers before an item is first read, and the file that
+    cannot be decoded. It wraps the instance (every other attribute is the dataset's own), so BasicSR's classes
+    stay as they are; it pickles with the dataset, so DataLoader workers run the checks too."""
 
-    @functools.wraps(read_item)
-    def __getitem__(self: Any, index: int) -> Any:
-        pair = _disk_pair(self, index)
-        checked = self.__dict__.setdefault('_rssr_checked_items', set())
-        if pair is not None and index not in checked:
-            _check_pair_headers(self.opt, *pair)
-            checked.add(index)
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+        self.checked: set = set()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ('dataset', 'checked'):  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, index: int) -> Any:
+        pair = _disk_pair(self.dataset, index)
+        if pair is not None and index not in self.checked:
+            _check_pair_headers(self.dataset.opt, *pair)
+            self.checked.add(index)
         try:
-            return read_item(self, index)
+            return self.dataset[index]
         except UserError:
             raise
         except Exception as err:
             if _is_lmdb_error(err):
-                raise DataError(_lmdb_message(self.opt, err)) from err
-            message = _unreadable_file_message(self, index)
+                raise DataError(_lmdb_message(self.dataset.opt, err)) from err
+            message = _unreadable_file_message(self.dataset, index)
             if message is None:
                 raise
             raise DataError(message) from err
-
-    dataset_class.__getitem__ = _guarded(__getitem__)
 
 
 def _check_files_exist(dataset: Any) -> None:
@@ -221,29 +241,16 @@ def _unreadable_file_message(dataset: Any, index: int) -> Optional[str]:
 
 
 # ---- models -------------------------------------------------------------------------------------
-def _network_type(model: Any) -> str:
-    return (model.opt.get('network_g') or {}).get('type', type(model.get_bare_model(model.net_g)).__name__)
-
-
 def feed_data_checked(feed_data: Callable) -> Callable:
-    """``SRModel.feed_data`` that refuses a batch with another band count than ``network_g`` takes and notes
-    the batch for out-of-memory messages."""
+    """``SRModel.feed_data`` that refuses a batch with another band count than ``network_g`` takes
+    (:func:`rssr.basicsr.band_count.check_batch_band_count`) and notes the batch for out-of-memory messages."""
     if _is_guarded(feed_data):
         return feed_data
 
     @functools.wraps(feed_data)
     def checked(self: Any, data: Dict[str, Any]) -> None:
-        lq, paths = data['lq'], list(data.get('lq_path') or [])
-        expected = MultibandValidationMixin.network_in_chans(self)
-        if expected is not None and lq.shape[1] != expected:
-            net_opt = self.opt.get('network_g') or {}
-            key = next((k for k in NETWORK_IN_CHANNEL_KEYS if k in net_opt), 'in_chans')
-            raise DataError(
-                f'Band count mismatch: {", ".join(paths[:2]) or "the batch"} has {lq.shape[1]} bands but network_g '
-                f'({_network_type(self)}) takes {expected} ({key}: {expected}). Set network_g.{key} (and the '
-                f'output band count) to {lq.shape[1]}, or select {expected} bands of the data; BasicSR\'s image '
-                f'datasets read 3-band (or color: y 1-band) images, MultibandPairedDataset reads any band count.')
-        note_batch(paths, tuple(lq.shape), _network_type(self))
+        check_batch_band_count(self, data)
+        note_batch(list(data.get('lq_path') or []), tuple(data['lq'].shape), network_type(self))
         feed_data(self, data)
 
     return _guarded(checked)
@@ -285,19 +292,31 @@ def load_network_explained(load_network: Callable) -> Callable:
 
 @_guarded
 def save_network(self: Any, net: Any, net_label: str, current_iter: int, param_key: Any = 'params') -> None:
-    """BasicSR's ``BaseModel.save_network`` (same file, same contents; rank 0 only, where BasicSR writes the
-    same file from every rank), written through a temporary file; a failed save stops the run instead of
-    being logged and ignored."""
-    if self.opt.get('rank', 0) != 0:
+    """``BaseModel.save_network`` of every model, rssr's and BasicSR's: ``{param_key: state_dict}`` (BasicSR's
+    contents) in ``logger.checkpoint_format`` (.pth, or one .safetensors holding every param key), with the band
+    normalisation and band names the model knows, through :func:`rssr.checkpoint.save_networks` (atomic). Rank
+    0 writes (BasicSR writes the same file from every rank); a failed save stops the run instead of being
+    logged and ignored."""
+    from basicsr.utils.dist_util import get_dist_info
+
+    if get_dist_info()[0] != 0:
         return
     nets = net if isinstance(net, list) else [net]
     keys = param_key if isinstance(param_key, list) else [param_key]
     if len(nets) != len(keys):
         raise ValueError('save_network needs one param_key per network.')
-    contents = {key: {(name[len('module.'):] if name.startswith('module.') else name): tensor.cpu()
-                      for name, tensor in self.get_bare_model(n).state_dict().items()} for n, key in zip(nets, keys)}
+    groups = {key: OrderedDict((name[len('module.'):] if name.startswith('module.') else name, tensor.detach().cpu())
+                               for name, tensor in self.get_bare_model(n).state_dict().items())
+              for n, key in zip(nets, keys)}
+    normalization = getattr(self, 'band_normalization', None)
+    entries: Dict[str, Any] = {}
+    if normalization is not None and not normalization.is_identity:
+        entries[NORMALIZATION_KEY] = normalization.to_metadata()
+    if getattr(self, 'band_names', ()):
+        entries[BANDS_KEY] = list(self.band_names)
     label = 'latest' if current_iter == -1 else current_iter
-    save_atomically(contents, os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
+    save_networks(groups, os.path.join(self.opt['path']['models'], f'{net_label}_{label}{checkpoint_suffix(self.opt)}'),
+                  entries)
 
 
 @_guarded
@@ -344,21 +363,3 @@ def load_resume_state_checked(load_resume_state: Callable) -> Callable:
         return state
 
     return _guarded(checked)
-
-
-def install() -> None:
-    """Install the guards into BasicSR's pipeline modules and model classes (idempotent)."""
-    import basicsr.data
-    import basicsr.test
-    import basicsr.train
-    from basicsr.models.base_model import BaseModel
-    from basicsr.models.sr_model import SRModel
-
-    guarded_build = guard_build_dataset(basicsr.data.build_dataset)
-    for module in (basicsr.data, basicsr.train, basicsr.test):
-        module.build_dataset = guarded_build
-    basicsr.train.load_resume_state = load_resume_state_checked(basicsr.train.load_resume_state)
-    SRModel.feed_data = feed_data_checked(SRModel.feed_data)
-    BaseModel.load_network = load_network_explained(BaseModel.load_network)
-    BaseModel.save_network = save_network
-    BaseModel.save_training_state = save_training_state

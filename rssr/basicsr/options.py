@@ -36,7 +36,6 @@ from enum import Enum
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from rssr.band_normalization import BandNormalization, BandNormalizationError, unknown_option_keys
-from rssr.basicsr.checkpoint_format import CHECKPOINT_FORMATS, checkpoint_format
 from rssr.basicsr.declarations import (
     DATASET_OPTION_KEYS,
     OPTIMIZERS_BY_NAME,
@@ -47,6 +46,7 @@ from rssr.basicsr.declarations import (
 )
 from rssr.basicsr.option_reads import OptionPath, OptionReads, class_reads, compared_names, function_reads
 from rssr.basicsr.registration import lookup
+from rssr.checkpoint import CHECKPOINT_FORMATS, checkpoint_format
 from rssr.errors import UserError
 from rssr.threads import OPTION_KEY as THREADS_OPTION_KEY
 from rssr.threads import configure_threads

@@ -2,7 +2,7 @@
 
 ``python -m rssr.train/test/infer --import PKG`` (repeatable) imports rssr first (its import hook
 installs BasicSR's shims and rssr's registrations when basicsr is imported, see
-:mod:`rssr.basicsr.activation`), then each package in the order given, so a package that imports
+:mod:`rssr.basicsr.import_hook`), then each package in the order given, so a package that imports
 basicsr at its top level works whatever it imports first. Its archs, models,
 losses, datasets and metrics are then in BasicSR's registries when the option file is checked.
 """
@@ -56,11 +56,9 @@ def exit_if_rssr_shadowed() -> None:
 
 
 def import_plugins(packages: Sequence[str]) -> None:
-    """Import rssr (whose import hook sets BasicSR up, see :mod:`rssr.basicsr.activation`), then each
-    package; a missing one is a user error naming it."""
+    """Import each package (rssr itself is imported already: this module is part of it, and its import hook
+    sets BasicSR up, see :mod:`rssr.basicsr.import_hook`); a missing one is a user error naming it."""
     exit_if_rssr_shadowed()
-    import rssr  # noqa: F401
-
     for name in packages:
         try:
             importlib.import_module(name)

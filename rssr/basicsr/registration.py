@@ -22,6 +22,10 @@ class RegistryConflictError(RuntimeError):
     """An rssr name is already taken in a BasicSR registry by a different object."""
 
 
+_OURS_BY_KIND = {ours.kind: ours for ours in (registry.ARCHS, registry.LOSSES, registry.METRICS, registry.DATASETS,
+                                              registry.MODELS)}
+
+
 def _basicsr_registries() -> Dict[registry.Registry, Any]:
     from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
     return {
@@ -35,16 +39,18 @@ def _basicsr_registries() -> Dict[registry.Registry, Any]:
 
 def lookup(theirs: Any, name: str, suffix: str = 'basicsr') -> Optional[Any]:
     """What BasicSR's ``Registry.get(name)`` returns (the name, else ``name_basicsr``: BasicSR
-    registers some archs with that suffix), else rssr's alias ``name``; None if none exists."""
+    registers some archs with that suffix), else the alias ``name`` of rssr's registry of the same kind
+    (BasicSR names its registries 'arch', 'loss', ... as rssr does); None if none exists."""
     found = theirs._obj_map.get(name)
     if found is None:
         found = theirs._obj_map.get(f'{name}_{suffix}')
-    if found is None:
-        found = getattr(theirs, 'rssr_aliases', {}).get(name)
+    ours = _OURS_BY_KIND.get(getattr(theirs, '_name', None))
+    if found is None and ours is not None:
+        found = ours.aliases().get(name)
     return found
 
 
-class _GetWithAliases:
+class GetWithAliases:
     """Replacement ``get`` of one BasicSR registry: :func:`lookup`, with BasicSR's KeyError."""
 
     def __init__(self, theirs: Any) -> None:
@@ -58,11 +64,8 @@ class _GetWithAliases:
 
 
 def copy_registry(theirs: Any, ours: registry.Registry) -> None:
-    """Copy every entry of ``ours`` into the BasicSR registry ``theirs``; resolve rssr's aliases through
-    BasicSR's ``get`` without registering them."""
-    theirs.rssr_aliases = ours.aliases()
-    if not isinstance(theirs.__dict__.get('get'), _GetWithAliases):
-        theirs.get = _GetWithAliases(theirs)
+    """Copy every entry of ``ours`` into the BasicSR registry ``theirs``; rssr's aliases resolve through
+    its ``get`` (:class:`GetWithAliases`) without being registered."""
     for name, obj in ours:
         existing = theirs._obj_map.get(name)
         if existing is obj:

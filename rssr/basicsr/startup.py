@@ -2,7 +2,8 @@
 
 Checks the option file before any work starts, accepts both ``--local_rank`` and ``--local-rank``
 (torch.distributed.launch spells it either way; torchrun passes LOCAL_RANK in the environment),
-makes BasicSR's pipeline device-agnostic (:mod:`rssr.basicsr.distributed`), runs it with the current
+applies the ``CLI`` entries of the patch table (:mod:`rssr.basicsr.patches`: device-agnostic
+distribution, errors that name the culprit, atomic checkpoints), runs it with the current
 directory as root (``experiments/``, ``results/``, ``tb_logger/`` land there, and ``--auto_resume``
 finds them there), and turns rssr's own stop conditions into a message and a non-zero exit.
 """
@@ -32,15 +33,15 @@ def run(pipeline: str, is_train: bool, argv: Optional[List[str]] = None) -> None
     with user_errors('rssr.train' if is_train else 'rssr.test'):
         args, packages = pop_import_args(normalize_argv(sys.argv[1:] if argv is None else argv))
         import_plugins(packages)
-        from rssr.basicsr.distributed import patch_basicsr
         from rssr.basicsr.options import check_options
+        from rssr.basicsr.patches import CLI, apply_patches
         from rssr.threads import configure_threads
 
         sys.argv = [sys.argv[0]] + args
         known, _ = _opt_parser().parse_known_args(args)
         opt = check_options(known.opt, is_train=is_train) if known.opt is not None else None
         configure_threads(opt)
-        patch_basicsr()
+        apply_patches(CLI)
         module, function = pipeline.split(':')
         getattr(importlib.import_module(module), function)(os.getcwd())
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -132,13 +132,9 @@ def _item_arrays(dataset: Any) -> Iterable[Tuple[np.ndarray, Optional[np.ndarray
         yield item['gt'].numpy(), None if valid is None else valid.numpy()[0] > 0.5
 
 
-def dataset_band_statistics(dataset_opt: Dict[str, Any], max_pixels_per_image: Optional[int] = None
-                            ) -> BandStatistics:
-    """Per-band statistics of the GT a dataset built from ``dataset_opt`` yields (see the module docstring)."""
-    from basicsr.utils.registry import DATASET_REGISTRY
-
-
-    dataset = DATASET_REGISTRY.get(dataset_opt['type'])(dict(dataset_opt, phase='val'))
+def dataset_band_statistics(dataset: Any, max_pixels_per_image: Optional[int] = None) -> BandStatistics:
+    """Per-band statistics of the GT ``dataset`` yields (see the module docstring); the bridge builds it from
+    the options (:func:`rssr.basicsr.datasets.build_dataset_from_options`)."""
     rasters = _gt_rasters(dataset)
     if rasters is not None:
         reader = dataset.reader

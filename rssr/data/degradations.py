@@ -26,10 +26,37 @@ from rssr.errors import DataError
 Param = Union[float, Sequence[float]]
 
 
+def _cubic(x: torch.Tensor) -> torch.Tensor:
+    """Keys' cubic convolution kernel with a = -0.5, MATLAB's ``bicubic``."""
+    ax = x.abs()
+    near = (1.5 * ax ** 3 - 2.5 * ax ** 2 + 1) * (ax <= 1)
+    far = (-0.5 * ax ** 3 + 2.5 * ax ** 2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
+    return near + far
+
+
+def matlab_bicubic_matrix(in_length: int, factor: float) -> torch.Tensor:
+    """The ``(ceil(in_length * factor), in_length)`` float64 matrix of MATLAB's antialiased bicubic
+    ``imresize`` along one axis: output pixel i is centred on input coordinate (i + 0.5) / factor - 0.5,
+    the kernel is stretched by 1 / factor when shrinking, each row sums to 1, and taps beyond the edges
+    fold back symmetrically (edge pixel repeated)."""
+    out_length = math.ceil(in_length * factor)
+    stretch = min(factor, 1.0)
+    width = 4.0 / stretch
+    centre = torch.arange(1, out_length + 1, dtype=torch.float64) / factor + 0.5 * (1 - 1 / factor)  # 1-based
+    taps = torch.floor(centre - width / 2)[:, None] + torch.arange(math.ceil(width) + 2, dtype=torch.float64)
+    weights = stretch * _cubic(stretch * (centre[:, None] - taps))
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    index = (taps.long() - 1) % (2 * in_length)
+    index = torch.where(index >= in_length, 2 * in_length - 1 - index, index)
+    return torch.zeros(out_length, in_length, dtype=torch.float64).scatter_add_(1, index, weights)
+
+
 def bicubic_downsample(img: torch.Tensor, scale: int) -> torch.Tensor:
-    """MATLAB ``imresize(img, 1/scale, 'bicubic')`` (antialiased) on every band (BasicSR's ``imresize``)."""
-    from basicsr.utils.matlab_functions import imresize
-    return imresize(img.float(), 1.0 / scale)
+    """MATLAB ``imresize(img, 1/scale, 'bicubic')`` (antialiased) on every band of a ``(C, H, W)`` tensor,
+    as float32 (computed in float64; equal to BasicSR's ``imresize`` to float32 precision)."""
+    rows = matlab_bicubic_matrix(img.shape[-2], 1.0 / scale)
+    cols = matlab_bicubic_matrix(img.shape[-1], 1.0 / scale)
+    return torch.einsum('oh,chw,pw->cop', rows, img.double(), cols).float()
 
 
 def gaussian_kernel(sigma: float, kernel_size: int = 0) -> torch.Tensor:

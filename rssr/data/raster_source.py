@@ -144,34 +144,7 @@ def read_headers(reader: RasterReader, paths: Sequence[str], desc: str) -> None:
         reader.band_numbers(path)
 
 
-def dataset_band_names(dataset_opt: Dict[str, Any]) -> Tuple[str, ...]:
-    """Descriptions of the bands an rssr raster dataset built from ``dataset_opt`` yields, in order, read
-    from its first raster's header; () when a band is undescribed or the dataset is not an rssr one."""
-    from basicsr.utils.registry import DATASET_REGISTRY
-
-    try:
-        dataset_class = DATASET_REGISTRY.get(dataset_opt['type'])
-    except KeyError:
-        return ()
-    if not hasattr(dataset_class, 'first_raster'):
-        return ()
-    reader = RasterReader.from_options(dataset_opt)
-    path = dataset_class.first_raster(dataset_opt)
+def raster_band_names(reader: RasterReader, path: str) -> Tuple[str, ...]:
+    """Descriptions of the bands ``reader`` reads from ``path``, in order; () when a band is undescribed."""
     names = tuple(reader.info(path).descriptions[n - 1] for n in reader.band_numbers(path))
     return names if all(names) else ()
-
-
-def dataset_band_count(dataset_opt: Dict[str, Any]) -> Optional[int]:
-    """Bands a dataset built from ``dataset_opt`` yields, when its class can tell (else None)."""
-    from basicsr.utils.registry import DATASET_REGISTRY
-
-    try:
-        dataset_class = DATASET_REGISTRY.get(dataset_opt['type'])
-    except KeyError:
-        return None
-    count = getattr(dataset_class, 'band_count', None)
-    if count is not None:
-        return count(dataset_opt)
-    if dataset_class.__module__.startswith('basicsr.'):
-        return 1 if dataset_opt.get('color') == 'y' else 3
-    return None

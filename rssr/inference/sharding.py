@@ -19,9 +19,9 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 import torch.distributed as dist
 
-from rssr.basicsr.distributed import init_dist, local_rank
 from rssr.errors import InferenceError
 from rssr.inference.scene import stale_partial_outputs
+from rssr.torchrun import local_rank, start_process_group
 
 logger = logging.getLogger('rssr')
 WRITTEN, SKIPPED, FAILED = 'wrote', 'skipped (already complete)', 'failed'
@@ -71,7 +71,7 @@ def start_shard(requested_device: Optional[str]) -> Shard:
     """This process's shard; under torchrun (``WORLD_SIZE`` > 1) also starts the process group."""
     world_size = int(os.environ.get('WORLD_SIZE', 1))
     if world_size > 1 and not dist.is_initialized():
-        init_dist('pytorch')
+        start_process_group()
     return Shard(int(os.environ.get('RANK', 0)), world_size, rank_device(requested_device, local_rank()))
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from rssr.band_names import band_position
 from rssr.errors import DataError
 
 if TYPE_CHECKING:
@@ -121,17 +122,19 @@ def read_raster_info(path: Union[str, Path]) -> RasterInfo:
 
 
 def resolve_bands(info: RasterInfo, bands: Optional[Sequence[BandSpec]]) -> list[int]:
-    """1-based band numbers for ``bands`` (numbers or descriptions); all bands when ``bands`` is None.
+    """1-based band numbers for ``bands`` (numbers or descriptions, names resolved by
+    :func:`rssr.band_names.band_position`: ``nir`` finds a band described ``B08``); all bands when ``bands`` is None.
     A band selected twice (by number and description alike) is an error naming it."""
     if bands is None:
         return list(range(1, info.count + 1))
     numbers: list[int] = []
     for band in bands:
         if isinstance(band, str):
-            if band not in info.descriptions:
+            position = band_position(band, info.descriptions)
+            if position is None:
                 known = ', '.join(str(d) for d in info.descriptions)
                 raise RasterError(f'Band {band!r} not found in {info.path}; its band descriptions are: {known}.')
-            numbers.append(info.descriptions.index(band) + 1)
+            numbers.append(position + 1)
         elif isinstance(band, (int, np.integer)) and not isinstance(band, bool):
             if not 1 <= band <= info.count:
                 raise RasterError(f'Band {band} is out of range for {info.path}, which has {info.count} bands '

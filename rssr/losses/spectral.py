@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from rssr.band_names import band_position
 from rssr.registry import register_loss
 
 BandRef = Union[str, int]
@@ -157,13 +158,14 @@ class RatioIndexLoss(nn.Module):
         if self.band_order is None:
             raise ValueError(f'RatioIndexLoss: {index_name} needs band {band!r}; set band_order to the names '
                              f'of the model\'s bands, e.g. [blue, green, red, nir]')
-        name = str(band).lower()
-        if name not in self.band_order:
+        position = band_position(str(band), self.band_order)
+        if position is None:
             needed = NAMED_INDICES.get(index_name, ())
             needs = f' (it needs {" and ".join(needed)})' if needed else ''
-            raise ValueError(f'RatioIndexLoss: index {index_name} needs band {name!r}{needs}, but the data has '
-                             f'only {self.band_order}; drop {index_name} from indices or use data with that band')
-        return self.band_order.index(name)
+            raise ValueError(f'RatioIndexLoss: index {index_name} needs band {str(band).lower()!r}{needs}, but the '
+                             f'data has only {self.band_order}; drop {index_name} from indices or use data with '
+                             f'that band')
+        return position
 
     def _to_reflectance(self, x: Tensor) -> Tensor:
         x = x.float()

@@ -10,7 +10,7 @@ BGR order for 3 channels), and returns the mean over the batch as a float. Commo
 * ``to_8bit``: ``round`` (BasicSR's ``tensor2img``: clamp [0, 1], x255, round), ``clip`` (clamp,
   x255) or none;
 * ``mask``: validity ``(N, 1, H, W)`` / ``(H, W)``: nodata pixels (0/False) are left out;
-* ``protocol``: a paper's settings (see :mod:`rssr.metrics.protocols`); explicit keys override.
+* ``protocol``: a paper's settings (see :mod:`rssr.metrics.paper_protocols`); explicit keys override.
 
 Conventions (and where they differ from torchmetrics, which the tests use as the oracle):
 
@@ -41,8 +41,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rssr.metrics.protocols import PAPERS, protocol_options
-from rssr.registry import register_metric
+from rssr.band_names import band_position
+from rssr.metrics.paper_protocols import PAPERS, protocol_options
+from rssr.registry import METRICS, register_metric
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
 COMMON_OPTIONS = {'crop_border': 0, 'channels': 'all', 'rgb_bands': None, 'to_8bit': None, 'mask': None,
@@ -240,10 +241,11 @@ def _uiqi(sr, gt, valid, kernel_size: int = 11, sigma: float = 1.5) -> torch.Ten
 
 def _band_index(band: Union[int, str], band_names: Optional[Sequence[str]], num_bands: int, role: str) -> int:
     if isinstance(band, str):
-        if not band_names or band not in band_names:
+        position = band_position(band, band_names or ())
+        if position is None:
             raise ValueError(f'NDVI {role} band {band!r} is not among the band names {list(band_names or [])}; '
                              f'give band_names or a 0-based band index.')
-        return list(band_names).index(band)
+        return position
     if not 0 <= band < num_bands:
         raise ValueError(f'NDVI {role} band index {band} is out of range for {num_bands} bands (0-based).')
     return int(band)
@@ -318,12 +320,9 @@ LOWER_IS_BETTER = ('sam', 'ergas', 'rmse', 'ndvi_error')
 
 def describe_metric(metric_opt: Dict[str, Any]) -> str:
     """One line saying how a ``val.metrics`` entry is computed, for logs next to its value."""
-    from basicsr.utils.registry import METRIC_REGISTRY
-
     opt = {k: v for k, v in metric_opt.items() if k not in IGNORED_OPTIONS + ('mask', 'band_names')}
     metric_type = opt.pop('type')
-    function = METRIC_REGISTRY.get(metric_type)
-    kind = getattr(function, 'rssr_metric_kind', None)
+    kind = getattr(METRICS.get(metric_type), 'rssr_metric_kind', None) if metric_type in METRICS else None
     if kind is None:
         return f'{metric_type}: ' + ', '.join(f'{k}={v}' for k, v in opt.items())
     protocol = opt.pop('protocol', None)

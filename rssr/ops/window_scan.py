@@ -170,10 +170,6 @@ class CompactWindowOrder:
     pad_runs: Tensor
     positions: Tensor
 
-    @property
-    def has_pad_runs(self) -> bool:
-        return bool((self.pad_runs != 1).any())
-
 
 def _compact_order(height: int, width: int, direction: ScanDirection) -> Tuple[Tensor, Tensor]:
     """(sources, pad run lengths) of one direction; see :class:`CompactWindowOrder`."""

@@ -65,20 +65,6 @@ def test_mask_buffer_shape_follows_img_size_and_window():
 TINY = dict(embed_dim=16, depths=[1, 1], num_heads=[2, 4], window_size=4, img_size=8, mlp_ratio=2., num_block=2)
 
 
-@pytest.mark.parametrize('scale', [2, 3, 4])
-@pytest.mark.parametrize('bands, size', [(3, (7, 10)), (4, (9, 5)), (6, (11, 13))])
-def test_forward_backward_any_bands_and_size(scale, bands, size):
-    torch.manual_seed(0)
-    model = ConvFormerSR(in_chans=bands, upscale=scale, **TINY)
-    x = torch.rand(1, bands, *size, requires_grad=True)
-    y = model(x)
-    assert y.shape == (1, bands, size[0] * scale, size[1] * scale)
-    y.square().mean().backward()
-    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-    for name, param in model.named_parameters():
-        assert param.grad is not None and torch.isfinite(param.grad).all(), name
-
-
 def test_only_first_num_block_stages_run():
     model = ConvFormerSR(**{**TINY, 'depths': [1, 1, 1], 'num_heads': [2, 2, 2]})
     model(torch.rand(1, 3, 8, 8)).mean().backward()
@@ -113,11 +99,6 @@ def test_unknown_kwargs_warn_with_their_names():
 def test_configuration_errors_are_clear(overrides, message):
     with pytest.raises(ValueError, match=message):
         ConvFormerSR(**{**TINY, **overrides})
-
-
-def test_wrong_band_count_is_reported():
-    with pytest.raises(ValueError, match=r'expects \(B, 4, H, W\).*got shape \(1, 3, 8, 8\)'):
-        ConvFormerSR(in_chans=4, **TINY)(torch.rand(1, 3, 8, 8))
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])

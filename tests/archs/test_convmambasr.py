@@ -7,7 +7,6 @@ import torch
 import yaml
 
 import rssr  # noqa: F401  (registries filled)
-import rssr.layers.residual_group as residual_group
 from rssr.archs.convmambasr import OFFICIAL_KWARGS, ConvMambaSR
 from rssr.layers.ss2d import SS2D
 from rssr.zoo import create_model, model_card
@@ -69,17 +68,12 @@ def test_option_files_build_the_official_network(scale):
         assert sum(p.numel() for p in model.parameters()) == OFFICIAL_PARAMS[scale]
 
 
-@pytest.mark.parametrize('scale', [2, 3, 4])
-@pytest.mark.parametrize('bands', [3, 4])
-def test_forward_backward_odd_non_square(scale, bands):
+def test_the_scan_parameters_learn():
+    """Beyond the contract's shapes and finite gradients (tests/archs/test_contract.py): the SSM's own
+    parameters get a non-zero gradient through the scan."""
     torch.manual_seed(0)
-    model = _tiny(upscale=scale, in_chans=bands)
-    x = torch.rand(2, bands, 5, 7)
-    output = model(x)
-    assert output.shape == (2, bands, 5 * scale, 7 * scale)
-    output.square().mean().backward()
-    for name, param in model.named_parameters():
-        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+    model = _tiny(upscale=2, in_chans=4)
+    model(torch.rand(2, 4, 5, 7)).square().mean().backward()
     scan_params = model.RSSG_layers[0].residual_group.blocks[0].self_attention
     for name in ('x_proj_weight', 'dt_projs_weight', 'dt_projs_bias', 'A_logs', 'Ds'):
         assert getattr(scan_params, name).grad.abs().sum() > 0, name
@@ -95,35 +89,11 @@ def test_other_upsamplers(upsampler, scale, out_scale):
     assert model.conv_first.weight.grad.abs().sum() > 0
 
 
-def test_gradient_checkpointing_matches_plain_training(monkeypatch):
-    calls = []
-    real_checkpoint = residual_group.checkpoint
-    monkeypatch.setattr(residual_group, 'checkpoint', lambda *a, **k: calls.append(1) or real_checkpoint(*a, **k))
-    x = torch.rand(1, 3, 6, 5)
-    grads, outputs = [], []
-    for use_checkpoint in (False, True):
-        torch.manual_seed(0)
-        model = _tiny(depths=[2, 1], drop_path_rate=0.5, use_checkpoint=use_checkpoint).train()
-        torch.manual_seed(1)  # the same DropPath draws in both runs
-        output = model(x)
-        output.sum().backward()
-        outputs.append(output.detach())
-        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
-    assert len(calls) == 3  # one per VSSBlock, only in the checkpointed run
-    assert torch.allclose(outputs[0], outputs[1], atol=1e-6)
-    assert torch.allclose(grads[0], grads[1], atol=1e-5)
-
-
 def test_zero_channel_squeeze_keeps_official_shapes_and_runs():
     model = _tiny(embed_dim=16, in_chans=4)
     attention = model.RSSG_layers[0].residual_group.blocks[0].conv_blk.cab[3]
     assert attention.attention[1].weight.shape == (0, 16, 1, 1)
     assert model(torch.rand(1, 4, 3, 3)).shape == (1, 4, 12, 12)
-
-
-def test_unknown_keyword_warns_with_its_name():
-    with pytest.warns(UserWarning, match="'window_size'"):
-        _tiny(window_size=8)
 
 
 def test_scan_backend_reaches_every_ss2d():
@@ -145,6 +115,4 @@ def test_bad_inputs_are_named():
     model = _tiny()
     with pytest.raises(ValueError, match=r'at least 2 pixels.*1x1'):
         model(torch.rand(1, 3, 1, 1))
-    with pytest.raises(ValueError, match=r'expects \(B, 3, H, W\).*got shape \(1, 4, 5, 5\)'):
-        model(torch.rand(1, 4, 5, 5))
     assert model(torch.rand(1, 3, 1, 4)).shape == (1, 3, 4, 16)  # a single row is fine

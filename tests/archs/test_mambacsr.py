@@ -100,26 +100,14 @@ def test_size_requirements_and_zoo_cards():
 TINY = dict(embed_dim=24, depths2=[1], d_state=4, scan_size=4, mlp_ratio=1, upsampler='pixelshuffle', drop_path_rate=0.)
 
 
-@pytest.mark.parametrize('cross_scale_scan,scale,bands,batch,size', [
-    (True, 2, 3, 1, (11, 13)),   # Final: padded to 16x16 inside and cropped back
-    (True, 4, 4, 1, (17, 9)),
-    (False, 2, 4, 2, (11, 13)),  # wo: the window scans pad inside
-    (False, 4, 3, 2, (7, 10)),
-])
-def test_forward_backward_any_size(cross_scale_scan, scale, bands, batch, size):
+def test_the_cross_scale_scan_learns():
+    """Beyond the contract's shapes and finite gradients (tests/archs/test_contract.py): the cross-scale scan of
+    the Final variant gets a non-zero gradient at a size it pads inside (11 x 13 -> 16 x 16)."""
     torch.manual_seed(0)
     # one Final block keeps the sequential reference scan affordable (its shallow groups scan 32x32 windows)
-    depths = [1] if cross_scale_scan else [2]
-    model = MambaCSR(**TINY, depths=depths, upscale=scale, in_chans=bands, cross_scale_scan=cross_scale_scan)
-    x = torch.rand(batch, bands, *size, requires_grad=True)
-    out = model(x)
-    assert out.shape == (batch, bands, size[0] * scale, size[1] * scale)
-    out.square().mean().backward()
-    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-    missing = [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
-    assert not missing
-    if cross_scale_scan:
-        assert model.layers3[0].x_proj_weight.grad.abs().sum() > 0
+    model = MambaCSR(**TINY, depths=[1], upscale=2, in_chans=3, cross_scale_scan=True)
+    model(torch.rand(1, 3, 11, 13)).square().mean().backward()
+    assert model.layers3[0].x_proj_weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize('variant,cross', [('Final', True), ('wo', False)])

@@ -1,6 +1,5 @@
 """Rep-Mamba (official ``SMSR``): conformance with the official outputs, strict loading, parameter
 counts, re-parameterised deployment, odd sizes, forward + backward on CPU."""
-import copy
 import io
 import os
 from pathlib import Path
@@ -101,18 +100,13 @@ def test_official_default_parameter_counts():
     assert 'mean' not in model.state_dict()
 
 
-@pytest.mark.parametrize('scale', [2, 3, 4])
-@pytest.mark.parametrize('bands', [3, 4])
-def test_forward_backward_odd_sizes(scale, bands):
-    torch.manual_seed(scale * 10 + bands)
-    model = RepMamba(**TINY, upscale=scale, in_chans=bands)
-    lr = torch.rand(2, bands, 5, 7)
-    sr = model(lr)
-    assert sr.shape == (2, bands, 5 * scale, 7 * scale)
-    sr.square().mean().backward()
-    for name, param in model.named_parameters():
-        assert param.grad is not None and torch.isfinite(param.grad).all(), name
-        assert param.grad.abs().sum() > 0, name
+def test_every_parameter_learns():
+    """Beyond the contract's finite gradients (tests/archs/test_contract.py): no Rep-Mamba parameter is dead
+    (its re-parameterised branches all get a non-zero gradient)."""
+    torch.manual_seed(0)
+    model = RepMamba(**TINY, upscale=3, in_chans=4)
+    model(torch.rand(2, 4, 5, 7)).square().mean().backward()
+    assert [name for name, param in model.named_parameters() if not param.grad.abs().sum() > 0] == []
 
 
 def test_odd_sizes_are_reflect_padded_to_even_and_cropped():
@@ -125,19 +119,6 @@ def test_odd_sizes_are_reflect_padded_to_even_and_cropped():
     assert RepMamba.size_requirements.valid_size(1, 1) == (2, 2)
     with torch.no_grad():
         assert model(torch.rand(1, 3, 1, 1)).shape == (1, 3, 2, 2)
-
-
-def test_gradient_checkpointing_gives_the_same_gradients():
-    torch.manual_seed(0)
-    plain = RepMamba(**dict(TINY, depths=[2]), upscale=2)
-    checkpointed = copy.deepcopy(plain)
-    for group in checkpointed.layers:
-        group.residual_group.use_checkpoint = True
-    lr = torch.rand(1, 3, 4, 6)
-    for model in (plain, checkpointed):
-        model(lr).sum().backward()
-    for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters()):
-        assert torch.allclose(a.grad, b.grad, atol=1e-6), name
 
 
 def test_scan_backend_reaches_every_ss2d():

@@ -94,18 +94,30 @@ def test_basicsr_1_3_colour_imports_work_after_import_rssr():
         color_util.rgb2ycbcr, color_util.bgr2ycbcr, color_util.ycbcr2rgb, color_util.ycbcr2bgr)
 
 
-def test_import_of_a_missing_package_is_one_paragraph(tmp_path):
-    result = run_python(['-m', 'rssr.train', '--import', 'no_such_project', '-opt', 'x.yml'], tmp_path)
-    assert result.returncode == 2
-    assert 'Traceback' not in result.stderr
-    assert "--import no_such_project: no module named 'no_such_project'" in result.stderr
+def run_in_process(cli: str, args: list, cwd: Path, monkeypatch, capsys) -> tuple:
+    """(exit code, stderr) of ``python -m <cli> ARGS`` run in this process from ``cwd`` (on the module path, as
+    ``python -m`` puts it)."""
+    import importlib
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.syspath_prepend(str(cwd))
+    with pytest.raises(SystemExit) as stop:
+        importlib.import_module(cli).main(args)
+    return stop.value.code, capsys.readouterr().err
 
 
-def test_import_of_a_package_with_a_missing_dependency_names_it(tmp_path):
+def test_import_of_a_missing_package_is_one_paragraph(tmp_path, monkeypatch, capsys):
+    code, err = run_in_process('rssr.train', ['--import', 'no_such_project', '-opt', 'x.yml'], tmp_path, monkeypatch,
+                               capsys)
+    assert code == 2 and 'Traceback' not in err
+    assert "--import no_such_project: no module named 'no_such_project'" in err
+
+
+def test_import_of_a_package_with_a_missing_dependency_names_it(tmp_path, monkeypatch, capsys):
     (tmp_path / 'needs_dep.py').write_text('import no_such_dependency\n')
-    result = run_python(['-m', 'rssr.test', '--import=needs_dep', '-opt', 'x.yml'], tmp_path)
-    assert result.returncode == 2 and 'Traceback' not in result.stderr
-    assert "needs the module 'no_such_dependency'" in result.stderr
+    code, err = run_in_process('rssr.test', ['--import=needs_dep', '-opt', 'x.yml'], tmp_path, monkeypatch, capsys)
+    assert code == 2 and 'Traceback' not in err
+    assert "needs the module 'no_such_dependency'" in err
 
 
 # ``python -m rssr.train ARGS`` as it runs under an import-hook install (setuptools' editable mode) from a

@@ -39,20 +39,6 @@ def run_python(code: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_plain_torch_packages_import_without_basicsr():
-    run_python('''
-        import sys
-        import rssr.archs, rssr.layers, rssr.ops, rssr.utils, rssr.zoo
-        assert 'basicsr' not in sys.modules, 'importing rssr.archs imported basicsr'
-        import rssr
-        assert 'basicsr' not in sys.modules and rssr.list_models()
-    ''')
-
-
-def test_import_rssr_then_basicsr_fills_the_registries():
-    run_python('import rssr\nimport basicsr\n' + REGISTRIES_FILLED)
-
-
 def test_import_basicsr_then_rssr_fills_the_registries():
     run_python(COMPAT_WITHOUT_RSSR + '''
 import sys
@@ -62,33 +48,36 @@ import rssr
 ''' + REGISTRIES_FILLED)
 
 
-def test_hat_style_import_then_train_pipeline():
-    run_python('import rssr\nfrom basicsr.train import train_pipeline\n' + REGISTRIES_FILLED)
-
-
-def test_basicsr_option_parser_takes_a_list_of_scenes_once_rssr_is_imported(tmp_path):
+def test_rssr_without_basicsr_then_hat_style_import_fills_the_registries_parses_scene_lists_imports_twice(tmp_path):
+    """One fresh interpreter, checks in order: rssr's plain-torch packages and ``import rssr`` (twice) import no
+    BasicSR and install one import hook; then, HAT-style, ``from basicsr.train import train_pipeline`` as the
+    first BasicSR import fills the registries; BasicSR's option parser takes a list of scenes as dataroot_gt;
+    importing rssr again, re-registering and re-activating the bridge is harmless."""
     options = tmp_path / 'list.yml'
     options.write_text("name: lists\nmodel_type: RSSRModel\nscale: 4\nnum_gpu: 0\npath: {}\nnetwork_g: {type: EDSR}\n"
                        "datasets:\n  test:\n    name: s\n    type: SceneDegradationDataset\n"
                        "    dataroot_gt: [~/a.tif, b.tif]\n")
-    run_python(f'''
-import os, sys
-import rssr
+    run_python('''
+import sys
+import rssr.archs, rssr.layers, rssr.ops, rssr.utils, rssr.zoo
+assert 'basicsr' not in sys.modules, 'importing rssr.archs imported basicsr'
+import importlib, rssr
+importlib.reload(rssr)  # twice before BasicSR: one import hook, not two
+assert 'basicsr' not in sys.modules and rssr.list_models()
+assert 'rssr.preparation' not in sys.modules, 'import rssr loads the scripts-only preparation helpers'
+assert sum(type(finder).__name__ == 'BasicSRImportHook' for finder in sys.meta_path) == 1
+from basicsr.train import train_pipeline
+assert rssr.registry.MODELS.get('RSSRModel') is rssr.basicsr.models.sr_model.RSSRModel
+''' + REGISTRIES_FILLED + f'''
+import importlib, os, sys
 from basicsr.utils.options import parse_options
 sys.argv = ['test.py', '-opt', {str(options)!r}]
 opt, _ = parse_options({str(tmp_path)!r}, is_train=False)
 assert opt['datasets']['test']['dataroot_gt'] == [os.path.expanduser('~/a.tif'), 'b.tif'], opt['datasets']
-''')
-
-
-def test_importing_twice_is_harmless():
-    run_python('''
-import importlib, sys
-import rssr, basicsr
 import rssr.basicsr.registration as registration
 importlib.reload(rssr)
 registration.register_all()
-rssr.basicsr.activation.activate_bridge()
+rssr.basicsr.import_hook.activate_bridge()
 assert not any(type(finder).__name__ == 'BasicSRImportHook' for finder in sys.meta_path)
 ''' + REGISTRIES_FILLED)
 

@@ -9,8 +9,8 @@ import yaml
 import rssr  # noqa: F401
 from rssr.archs.convmambasr import ConvMambaSR
 from rssr.archs.repmamba import RepMamba
-from rssr.inference import InferenceError, load_model
-from rssr.inference.loading import parse_arch_kwargs
+from rssr.basicsr.loading import load_model, parse_arch_kwargs
+from rssr.inference import InferenceError
 
 from basicsr.archs.srvgg_arch import SRVGGNetCompact
 

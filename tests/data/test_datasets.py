@@ -148,6 +148,18 @@ def test_pipeline_rejects_bad_steps_and_bicubic_keeps_bands():
     assert bicubic_downsample(torch.rand(6, 12, 12), 3).shape == (6, 4, 4)
 
 
+@pytest.mark.parametrize('shape, scale', [((4, 48, 48), 4), ((6, 12, 12), 3), ((3, 17, 23), 2), ((2, 9, 7), 3)])
+def test_bicubic_downsample_equals_basicsr_matlab_imresize(shape, scale):
+    """rssr's own MATLAB bicubic (plain torch) against BasicSR's ``imresize``: odd sizes, kernels wider than
+    the image's edge, physical (DN) values."""
+    from basicsr.utils.matlab_functions import imresize
+
+    hr = torch.rand(shape, generator=torch.Generator().manual_seed(scale)) * 10000
+    expected = imresize(hr.clone(), 1 / scale)
+    assert bicubic_downsample(hr, scale).shape == expected.shape
+    torch.testing.assert_close(bicubic_downsample(hr, scale), expected, rtol=0, atol=2e-3)
+
+
 def nan_pair(root, phase_size=32):
     """Float32 reflectance GT/LQ x4 pair without a nodata tag: NaN in one band of a GT pixel and of an LQ pixel."""
     gt = (smooth_dn(4, phase_size, phase_size) * 1e-4).astype(np.float32)

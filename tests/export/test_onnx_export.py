@@ -79,7 +79,7 @@ def shipped_exports(tmp_path_factory) -> Dict[Tuple[str, str], Path]:
 
 @pytest.mark.parametrize('name', SHIPPED)
 def test_shipped_models_match_torch_and_carry_the_deepness_metadata(shipped_exports, name):
-    from rssr.inference.loading import load_model
+    from rssr.basicsr.loading import load_model
 
     model = load_model(zoo_name=name)
     radiometry = resolve_radiometry('uint16', 4, preset='sentinel2')

@@ -11,11 +11,11 @@ import torch
 import rssr.data.band_statistics
 from rssr import infer
 from rssr.band_normalization import BandNormalization, BandNormalizedSR
+from rssr.basicsr.loading import load_model
 from rssr.checkpoint import describe_checkpoint, stored_bands
 from rssr.errors import CannotWriteError, DataError, InferenceError
 from rssr.inference import OutputOptions, TilingOptions, super_resolve_scene
 from rssr.inference.bands import BandContract
-from rssr.inference.loading import load_model
 from rssr.io import RasterError, read_raster
 from testkit import SENTINEL2, LocalNet, make_pair_folders, tiny_model_opt, write_geotiff
 

@@ -17,11 +17,12 @@ from torch import nn
 
 import rssr  # noqa: F401  (registries filled)
 from rssr.band_normalization import BandNormalization, BandNormalizedSR, masked_band_statistics
+from rssr.basicsr.datasets import build_dataset_from_options
+from rssr.basicsr.loading import load_model
 from rssr.checkpoint import read_checkpoint, stored_band_normalization
 from rssr.data import band_statistics
 from rssr.data.band_statistics import dataset_band_statistics, scene_band_statistics
 from rssr.errors import UserError
-from rssr.inference import load_model
 from rssr.io import read_raster, resolve_radiometry
 from rssr.losses.spectral import SAMLoss
 from testkit import REPO, run_torchrun, runtime_options, write_pairs
@@ -106,7 +107,7 @@ def test_dataset_statistics_match_numpy_and_leave_nodata_out(tmp_path, monkeypat
     monkeypatch.setattr(band_statistics, 'STRIP_PIXELS', 5 * 48)  # 5-row strips, merged
     opt = {'type': 'SceneDegradationDataset', 'dataroot_gt': str(crop), 'radiometry': 'sentinel2', 'gt_size': 16,
            'phase': 'train', 'scale': SCALE}
-    statistics = dataset_band_statistics(opt)
+    statistics = dataset_band_statistics(build_dataset_from_options(opt))
     assert statistics.pixels == pixels == 48 * 48 - 8 * 15 - 1
     np.testing.assert_allclose(statistics.mean, mean, rtol=1e-6)
     np.testing.assert_allclose(statistics.std, std, rtol=1e-6)
@@ -115,16 +116,17 @@ def test_dataset_statistics_match_numpy_and_leave_nodata_out(tmp_path, monkeypat
     gt_folder.mkdir(), lq_folder.mkdir()
     os.replace(crop, gt_folder / 'a.tif')
     sentinel2_crop(lq_folder / 'a.tif', size=24, with_nodata=False)
-    paired = dataset_band_statistics({'type': 'MultibandPairedDataset', 'dataroot_gt': str(gt_folder),
-                                      'dataroot_lq': str(lq_folder), 'radiometry': 'sentinel2', 'phase': 'train',
-                                      'scale': SCALE, 'gt_size': 16})
+    paired = dataset_band_statistics(build_dataset_from_options(
+        {'type': 'MultibandPairedDataset', 'dataroot_gt': str(gt_folder), 'dataroot_lq': str(lq_folder),
+         'radiometry': 'sentinel2', 'phase': 'train', 'scale': SCALE, 'gt_size': 16}))
     assert paired == statistics
 
 
 def test_basicsr_paired_image_dataset_statistics_match_numpy(tmp_path):
     folders = write_pairs(tmp_path, 3, hr_size=16)
-    statistics = dataset_band_statistics({'type': 'PairedImageDataset', **folders, 'io_backend': {'type': 'disk'},
-                                          'phase': 'train', 'scale': 2, 'gt_size': 8})
+    statistics = dataset_band_statistics(build_dataset_from_options(
+        {'type': 'PairedImageDataset', **folders, 'io_backend': {'type': 'disk'}, 'phase': 'train', 'scale': 2,
+         'gt_size': 8}))
     images = np.stack([cv2.imread(str(p))[:, :, ::-1] for p in sorted(Path(folders['dataroot_gt']).iterdir())])
     rgb = images.reshape(-1, 3).astype(np.float64) / 255.0
     np.testing.assert_allclose(statistics.mean, rgb.mean(axis=0), rtol=1e-6)
@@ -322,12 +324,12 @@ from basicsr.models import build_model
 sys.path[:0] = [{tests!r}, {testkit!r}]
 from testkit import runtime_options
 from test_band_normalization import reflectance_batch
-import rssr.data.band_statistics as band_statistics
+import rssr.basicsr.models.sr_model as sr_model
 
 dist.init_process_group('gloo')
 rank = dist.get_rank()
 if rank != 0:  # the statistics must come from rank 0
-    band_statistics.dataset_band_statistics = lambda *a, **k: (_ for _ in ()).throw(RuntimeError('computed on rank 1'))
+    sr_model.dataset_band_statistics = lambda *a, **k: (_ for _ in ()).throw(RuntimeError('computed on rank 1'))
 opt = json.load(open('opt.json'))
 opt.update(dist=True, rank=rank, world_size=2)
 model = build_model(opt)

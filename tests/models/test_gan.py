@@ -1,6 +1,6 @@
 """GAN training through ``python -m rssr.train``: BasicSR's SRGANModel / ESRGANModel with an rssr
 generator (tiny ConvMambaSR), BasicSR's discriminators, and rssr's spectral losses in ``pixel_opt``
-through :class:`rssr.losses.combined.CombinedLoss` (no perceptual loss: VGG weights need a download)."""
+through :class:`rssr.basicsr.combined_loss.CombinedLoss` (no perceptual loss: VGG weights need a download)."""
 from __future__ import annotations
 
 import os

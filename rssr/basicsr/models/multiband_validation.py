@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from rssr.basicsr.band_count import check_batch_band_count, network_in_chans
 from rssr.basicsr.declarations import METRIC_KIND, METRIC_OPTIONS, declared
 from rssr.errors import DataError
 
-NETWORK_IN_CHANNEL_KEYS = ('in_chans', 'num_in_ch', 'in_nc', 'in_channels', 'n_colors')
 SAVE_FORMATS = ('auto', 'tif', 'png')
 AGGREGATIONS = ('images', 'class_folder', 'class_prefix')
 
@@ -49,18 +49,11 @@ class MultibandValidationMixin:
 
     # ---- band counts ---------------------------------------------------------------------------
     def network_in_chans(self) -> Optional[int]:
-        """Bands the network takes: from ``network_g`` options, else its first convolution."""
-        net_opt = self.opt.get('network_g') or {}
-        for key in NETWORK_IN_CHANNEL_KEYS:
-            if key in net_opt:
-                return int(net_opt[key])
-        for module in self.get_bare_model(self.net_g).modules():
-            if isinstance(module, torch.nn.Conv2d):
-                return module.in_channels
-        return None
+        """Bands the network takes (:func:`rssr.basicsr.band_count.network_in_chans`)."""
+        return network_in_chans(self)
 
     def _check_dataset_bands(self) -> None:
-        from rssr.data.raster_source import dataset_band_count
+        from rssr.basicsr.datasets import dataset_band_count
 
         expected = self.network_in_chans()
         if expected is None:
@@ -74,11 +67,7 @@ class MultibandValidationMixin:
                     f'(set its in_chans / num_in_ch to {count}, or select bands with the dataset option `bands`).')
 
     def feed_data(self, data: Dict[str, Any]) -> None:
-        expected = self.network_in_chans()
-        if expected is not None and data['lq'].shape[1] != expected:
-            where = data.get('lq_path', ['?'])[0]
-            raise DataError(f'Band count mismatch: {where} gives {data["lq"].shape[1]} bands but network_g '
-                            f'takes {expected}.')
+        check_batch_band_count(self, data)
         super().feed_data(data)
         self.gt_valid = data['gt_valid'].to(self.device) if 'gt_valid' in data else None
         self.lq_valid = data['lq_valid'].to(self.device) if 'lq_valid' in data else None

@@ -39,18 +39,16 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from rssr.band_normalization import (
-    METADATA_KEY,
     BandNormalization,
     BandNormalizationError,
     BandNormalizedSR,
     resolve_band_normalization,
 )
-from rssr.basicsr import distributed
-from rssr.basicsr.checkpoint_format import checkpoint_suffix
+from rssr.basicsr import distributed, guards
+from rssr.basicsr.datasets import build_dataset_from_options, dataset_band_names
 from rssr.basicsr.models.multiband_validation import MultibandValidationMixin
-from rssr.checkpoint import BANDS_KEY, CheckpointError
+from rssr.checkpoint import CheckpointError
 from rssr.data.band_statistics import dataset_band_statistics
-from rssr.data.raster_source import dataset_band_names
 from rssr.errors import NonFiniteLossError
 from rssr.inference.self_ensemble import SelfEnsemble
 from rssr.registry import register_model
@@ -105,10 +103,6 @@ def weight_decay_groups(net: torch.nn.Module, weight_decay: float) -> List[Dict[
     return [group for group in groups if group['params']]
 
 
-def _flatten(nested: Dict[str, Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
-    return {f'{group}.{name}': tensor.contiguous() for group, state in nested.items() for name, tensor in state.items()}
-
-
 @register_model()
 class RSSRModel(MultibandValidationMixin, SRModel):
     """Single-image SR model: SRModel plus device-agnostic DDP, AMP, clipping, accumulation, NaN guard,
@@ -155,7 +149,7 @@ class RSSRModel(MultibandValidationMixin, SRModel):
         found: List[Any] = [None]
         if get_dist_info()[0] == 0:
             get_root_logger().info('Band normalisation: computing the per-band mean/std of datasets.train ...')
-            found = [dataset_band_statistics(dataset_opt)]
+            found = [dataset_band_statistics(build_dataset_from_options(dataset_opt))]
         if self.opt['dist']:
             torch.distributed.broadcast_object_list(found, src=0)
         statistics = found[0]
@@ -324,37 +318,7 @@ class RSSRModel(MultibandValidationMixin, SRModel):
             f'--auto_resume after you {"; ".join(advice)}. (Disable this check with train.nan_guard: false.)')
 
     # ---- checkpoints ---------------------------------------------------------------------------
-    def save_network(self, net: Any, net_label: str, current_iter: int, param_key: Any = 'params') -> None:
-        """BasicSR's .pth checkpoint (``{param_key: state_dict}``), or with ``logger.checkpoint_format:
-        safetensors`` one .safetensors file holding every param key (as ``<param_key>.<name>``, keys
-        listed in its metadata); both carry the band normalisation and the names of the bands the network
-        takes, when known (see :mod:`rssr.checkpoint`).
-        Rank 0 writes, atomically."""
-        if get_dist_info()[0] != 0:
-            return None
-        nets = net if isinstance(net, list) else [net]
-        keys = param_key if isinstance(param_key, list) else [param_key]
-        nested = {key: OrderedDict((name, tensor.detach().cpu()) for name, tensor in
-                                   self.get_bare_model(n).state_dict().items()) for n, key in zip(nets, keys)}
-        label = 'latest' if current_iter == -1 else current_iter
-        suffix = checkpoint_suffix(self.opt)
-        path = os.path.join(self.opt['path']['models'], f'{net_label}_{label}{suffix}')
-        normalization = getattr(self, 'band_normalization', BandNormalization())
-        entries: Dict[str, Any] = {} if normalization.is_identity else {METADATA_KEY: normalization.to_metadata()}
-        if getattr(self, 'band_names', ()):
-            entries[BANDS_KEY] = list(self.band_names)
-        if suffix == '.pth':
-            from rssr.checkpoint import save_atomically
-            save_atomically({**nested, **entries}, path)
-            return None
-        from safetensors.torch import save_file
-
-        from rssr.checkpoint import metadata_text
-        metadata = {'param_keys': ','.join(keys)}  # read by rssr.checkpoint
-        metadata.update((key, metadata_text(entry)) for key, entry in entries.items())
-        save_file(_flatten(nested), path + '.tmp', metadata=metadata)
-        os.replace(path + '.tmp', path)
-        return None
+    save_network = guards.save_network  # the one writer of network checkpoints (BasicSR's models too)
 
     def load_network(self, net: torch.nn.Module, load_path: str, strict: bool = True,
                      param_key: Optional[str] = 'params') -> None:

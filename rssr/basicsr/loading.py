@@ -1,4 +1,8 @@
-"""Build a network for inference from an rssr options file, an arch name and kwargs, or a zoo name."""
+"""Build a network for inference from an options file, an arch name and kwargs, or a zoo name.
+
+Part of the BasicSR bridge: an arch name resolves as BasicSR's ``build_network`` resolves it (BasicSR's own
+archs, rssr's, and those of ``--import`` packages), and its kwargs are checked as ``rssr.train`` checks
+``network_g``."""
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
@@ -6,8 +10,9 @@ from typing import Any, Dict, Optional
 import yaml
 from torch import nn
 
-from rssr.band_normalization import resolve_band_normalization, with_normalization
-from rssr.checkpoint import load_weights, stored_band_normalization, stored_bands
+from rssr.basicsr.options import signature_keys, unknown_arguments
+from rssr.basicsr.registration import lookup
+from rssr.checkpoint import load_normalized_weights, stored_bands
 from rssr.errors import InferenceError
 from rssr.inference.bands import BandContract, model_in_chans
 from rssr.utils import as_sentence, did_you_mean, read_yaml_file, yaml_error_location, yaml_problem
@@ -59,9 +64,6 @@ def _build_arch(arch: str, kwargs: Dict[str, Any], where: str = '--arch-kwargs')
     an rssr alias). A key the arch's signature lacks is an error naming the closest valid key when the
     arch has no ``**kwargs`` to take it, or when it is a near miss of an argument not given (a typo
     ``**kwargs`` would swallow): the rule of ``rssr.train``'s option check of ``network_g``."""
-    from rssr.basicsr.options import signature_keys, unknown_arguments
-    from rssr.basicsr.registration import lookup
-
     from basicsr.utils.registry import ARCH_REGISTRY
 
     target = lookup(ARCH_REGISTRY, arch)
@@ -98,12 +100,7 @@ def load_model(options: Optional[str] = None, arch: Optional[str] = None, arch_k
     if weights is None:
         raise InferenceError('No weights: pass --weights (or set path.pretrain_network_g in the options file); '
                              'an untrained network would produce noise.')
-    load_weights(model, weights)
-    normalization = resolve_band_normalization(normalization_options, stored_band_normalization(weights))
-    if normalization.needs_statistics:
-        raise InferenceError(f'band_normalization mode dataset in {options} has no mean/std and {weights} stores '
-                             f'none: add them to the options (scripts/compute_band_stats.py computes them).')
-    return with_normalization(model, normalization)
+    return load_normalized_weights(model, weights, normalization_options, where=str(options))
 
 
 def band_contract(model: nn.Module, options: Optional[str] = None, zoo_name: Optional[str] = None,

@@ -10,7 +10,9 @@ BasicSR's models (SRModel, SRGANModel, ESRGANModel, HATModel, ...) build exactly
         - {type: L1Loss, loss_weight: 1.0}
         - {type: SAMLoss, loss_weight: 0.1}
 
-The model logs the sum under its pixel-loss name (``l_pix``, ``l_g_pix``).
+The model logs the sum under its pixel-loss name (``l_pix``, ``l_g_pix``). It lives in the bridge because
+it builds its parts with BasicSR's ``build_loss`` (any registered loss, BasicSR's own included); the
+bridge imports it when it connects rssr to BasicSR.
 """
 from __future__ import annotations
 
