@@ -7,9 +7,9 @@ plain torch. rssr enters BasicSR's registries when BasicSR is imported, before o
 """
 from rssr import archs, data, losses, metrics, weights  # noqa: F401  (registration side effects)
 from rssr.basicsr.import_hook import connect_to_basicsr
+from rssr.version import __version__
 from rssr.zoo import create_model, list_models, model_card
 
 connect_to_basicsr()
 
-__version__ = '0.1.0'
 __all__ = ['create_model', 'list_models', 'model_card', '__version__']

@@ -37,11 +37,11 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-import rssr
 from rssr.band_normalization import BandNormalizedSR, masked_band_statistics
 from rssr.errors import InferenceError, UserError
 from rssr.io import Radiometry
 from rssr.layers.padding import SizeRequirements
+from rssr.version import __version__
 
 CONVENTIONS = ('rssr', 'deepness')
 DEEPNESS_SCALE = 255.0  # Deepness divides layer values by 255 and multiplies outputs by its output scaling (255)
@@ -82,7 +82,7 @@ class ExportCard:
     statistics_inputs: bool
 
     def to_json(self) -> str:
-        return json.dumps({'format': 1, 'rssr_version': rssr.__version__, 'tile': self.tile, 'scale': self.scale,
+        return json.dumps({'format': 1, 'rssr_version': __version__, 'tile': self.tile, 'scale': self.scale,
                            'bands': list(self.bands), 'band_count': self.band_count,
                            'radiometry': {'preset': self.radiometry, 'scale': list(self.radiometry_scale),
                                           'offset': list(self.radiometry_offset)},

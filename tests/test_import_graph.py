@@ -15,19 +15,22 @@ AUTOIMPORT_CALL = 'import_submodules'  # rssr._autoimport: a package __init__ th
 
 # The layers of rssr, bottom first: a top-level module or package (a "unit") imports only units of lower layers.
 LAYERS = (
-    ('foundations', {'rssr.utils', 'rssr.threads', 'rssr.torchrun', 'rssr._autoimport', 'rssr.band_names'}),
+    ('foundations', {'rssr.utils', 'rssr.threads', 'rssr.torchrun', 'rssr._autoimport', 'rssr.band_names',
+                     'rssr.version'}),
     ('errors, registries, kernels', {'rssr.errors', 'rssr.registry', 'rssr.ops'}),
     ('building blocks, raster io', {'rssr.layers', 'rssr.io'}),
     ('components', {'rssr.band_normalization', 'rssr.losses', 'rssr.metrics', 'rssr.data'}),
+    ('ONNX graphs of networks', {'rssr.onnx_export'}),
     ('checkpoints, scene inference, preparation', {'rssr.checkpoint', 'rssr.inference', 'rssr.preparation'}),
     ('model zoo', {'rssr.zoo'}),
     ('networks', {'rssr.archs', 'rssr.weights'}),
     ('BasicSR bridge', {'rssr.basicsr'}),
     ('package face', {'rssr'}),
     ('CLIs', {'rssr.train', 'rssr.test', 'rssr.infer', 'rssr.info'}),
+    ('CLIs built on rssr.infer', {'rssr.export'}),
 )
 BRIDGE = 'rssr.basicsr'
-MAY_IMPORT_BASICSR = {BRIDGE} | LAYERS[-2][1] | LAYERS[-1][1]
+MAY_IMPORT_BASICSR = {BRIDGE} | LAYERS[-3][1] | LAYERS[-2][1] | LAYERS[-1][1]
 
 
 def module_files() -> Dict[str, Path]:
