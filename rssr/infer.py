@@ -71,12 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument('--cog', action='store_true', help='write Cloud-Optimised GeoTIFFs')
     data.add_argument('--overwrite', action='store_true', help='replace existing outputs')
     run = parser.add_argument_group('tiling and device')
-    run.add_argument('--tile', type=int, default=256, help='LR tile size (default 256)')
+    run.add_argument('--tile', type=int, default=256,
+                     help='tiles hold at most TILE x TILE LR pixels (default 256; it sets the memory); their shape is '
+                          'chosen per scene to run the fewest pixels')
     run.add_argument('--overlap', type=int, default=32, help='LR overlap between tiles (default 32)')
     run.add_argument('--margin', type=int, default=8, help='LR pixels at inner tile sides given no weight (default 8)')
-    run.add_argument('--batch-size', type=int, default=4)
+    run.add_argument('--batch-size', type=int, help='tiles per forward (default: 4 on a GPU, 1 on the CPU)')
+    run.add_argument('--workers', type=int,
+                     help='CPU: tiles in flight at once, each on its own thread (default: one per thread; each tile '
+                          'holds its own activations)')
     run.add_argument('--device', help='cpu, cuda, cuda:1 ... (default: cuda if available)')
-    run.add_argument('--amp', choices=('bf16', 'fp16'), help='autocast dtype (GPU); scans stay float32')
+    run.add_argument('--amp', choices=('bf16', 'fp16'),
+                     help='autocast dtype: bf16 or fp16 on a GPU; bf16 on a CPU with native bfloat16 (AVX512-BF16, '
+                          'AMX, Arm BF16), refused elsewhere. Scans stay float32')
     run.add_argument('--self-ensemble', action='store_true',
                      help='average over the 8 flips/rotations (8x the time; damps noise the network adds, e.g. '
                           'on water: better spectra)')
@@ -96,7 +103,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         bands = band_contract(model, options=args.opt, zoo_name=args.model, weights=args.weights)
         if args.self_ensemble:
             model = with_self_ensemble(model)
-        tiling = TilingOptions(tile=args.tile, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
+        tiling = TilingOptions(tile=args.tile, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size,
+                               workers=args.workers)
         output = OutputOptions(dtype=args.out_dtype, cog=args.cog, overwrite=args.overwrite)
         jobs = _jobs(Path(args.input), Path(args.output))
         results = run_shard(shard, jobs, lambda source, destination: super_resolve_scene(

@@ -12,8 +12,10 @@ from torch import nn
 
 from rssr import infer
 from rssr.inference import InferenceError, OutputOptions, TilingOptions, super_resolve_scene
+from rssr.inference.scene import scene_tile_grid
 from rssr.inference.tiling import TileGrid, blend_weights, tile_starts
 from rssr.io import RasterError, read_raster
+from rssr.layers.padding import SizeRequirements
 from testkit import REPO, LocalNet
 
 SENTINEL2_VAL = REPO / 'datasets' / 'sentinel2_demo' / 'val_B02_B03_B04_B08.tif'
@@ -43,7 +45,7 @@ def whole_image(model: nn.Module, path: Path) -> np.ndarray:
 
 
 def test_blend_weights_cover_every_pixel_and_vanish_in_margins():
-    grid = TileGrid(70, 90, tile=32, overlap=16)
+    grid = TileGrid(70, 90, tile_height=32, tile_width=32, overlap=16)
     total = np.zeros((140, 180))
     for tile in grid:
         weights = blend_weights(tile, grid, scale=2, margin=4)
@@ -76,7 +78,7 @@ def test_tiled_equals_whole_image_without_seams(tmp_path):
     assert tiled.shape == whole.shape == (4, 140, 180)
     assert np.abs(tiled - whole).max() < 1e-5
     # Seams: the jump across each inner tile border equals the whole image's jump there.
-    grid = TileGrid(70, 90, 32, 16)
+    grid = scene_tile_grid(70, 90, tiling, SizeRequirements())
     for start in grid.col_starts[1:]:
         for col in (start * 2, (start + 16) * 2):
             assert np.abs(np.diff(tiled[..., col - 1:col + 1]) - np.diff(whole[..., col - 1:col + 1])).max() < 1e-5
