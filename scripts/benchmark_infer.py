@@ -1,0 +1,155 @@
+"""Scene inference speed of the shipped models on the CPU, against the bare network, as a Markdown table.
+
+    python scripts/benchmark_infer.py                       # shipped models, 512 x 512 LR, default threads and 1
+    python scripts/benchmark_infer.py --size 704 --models convmambasr_s2_x4 --no-self-ensemble
+
+A synthetic 4-band uint16 GeoTIFF (reflectance x 10000) of ``--size`` LR pixels is written once. Then per
+model and thread count (the count ``rssr.infer`` picks on this machine, and 1) a fresh Python process
+(so that its peak RSS is the run's own) does, in this order:
+
+1. ``super_resolve_scene`` at the defaults of ``rssr.infer`` (tiling, workers, uint16 output), timed;
+   its peak RSS (``ru_maxrss``, whole process: Python, torch and rssr included) is read right after;
+2. the bare forward: one forward of the whole LR scene as one tensor (band normalisation included,
+   under ``torch.inference_mode``, the same threads), no tiling, reading, blending or writing;
+3. with the self-ensemble, ``super_resolve_scene`` again with ``--self-ensemble``'s model.
+
+With several threads, step 1 is also run with ``--workers 1`` (tiles one after another, each op on all
+threads), for comparison. Steps 1 and 2 repeat ``--repeats`` times, alternating; medians are reported.
+Columns: LR megapixels per minute of scene inference; its time over the bare forward's (the issue's
+ratio: 1.0 means tiling, overlap, blending, I/O and normalisation cost nothing); the pixels the tiles
+send through the network over the scene's (the overlap); peak RSS; the self-ensemble's time over plain
+inference; and the time for a whole Sentinel-2 tile, counted as 10980 x 10980 LR pixels (the 10 m bands,
+super-resolved x4 to 2.5 m), extrapolated as the measured time per pixel sent through the network times
+the pixels its own tile grid sends (tiles of the same budget; the grid of a 10980-pixel scene overlaps
+more than a small scene's).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+SENTINEL2_TILE = 10980  # LR pixels per side of a whole Sentinel-2 tile at 10 m
+
+
+def forwarded_pixels(height: int, width: int, model) -> int:
+    """Pixels the tiles of ``rssr.infer``'s default tiling send through ``model`` for a height x width scene."""
+    from rssr.inference.scene import TilingOptions, scene_tile_grid
+    from rssr.layers.padding import SizeRequirements
+
+    requirements = getattr(model, 'size_requirements', SizeRequirements())
+    return scene_tile_grid(height, width, TilingOptions(), requirements).forwarded_pixels
+
+
+def worker(model_name: str, source: Path, folder: Path, repeats: int, self_ensemble: bool) -> Dict:
+    """Run in a fresh process with RSSR_NUM_THREADS set: the measurements of one model at one thread count."""
+    import torch
+
+    from rssr.inference import TilingOptions, load_model, super_resolve_scene, with_self_ensemble
+    from rssr.io import read_raster, resolve_radiometry
+    from rssr.threads import configure_threads
+
+    threads = configure_threads(None).threads
+    model = load_model(zoo_name=model_name)
+    radiometry = resolve_radiometry('uint16', 4, preset='sentinel2')
+
+    def infer(net, name: str, tiling: TilingOptions = TilingOptions()) -> float:
+        start = time.perf_counter()
+        super_resolve_scene(net, source, folder / name, radiometry=radiometry, tiling=tiling, device='cpu',
+                            progress=False)
+        seconds = time.perf_counter() - start
+        (folder / name).unlink()
+        return seconds
+
+    lr = torch.from_numpy(read_raster(source, radiometry=radiometry).filled())[None]
+
+    def bare() -> float:
+        with torch.inference_mode():
+            start = time.perf_counter()
+            model(lr)
+            return time.perf_counter() - start
+
+    with torch.inference_mode():  # warm-up: the first forward of a process pays for kernel selection
+        model(lr[..., :64, :64])
+    infer_seconds, bare_seconds, one_worker_seconds, peak_rss = [], [], [], 0.0
+    for _ in range(repeats):
+        infer_seconds.append(infer(model, f'sr_{model_name}_{threads}.tif'))
+        if not peak_rss:  # before the bare forward, whose whole-scene activations are not the inference's
+            peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+        bare_seconds.append(bare())
+        if threads > 1:  # the tiles one after another, each op on all threads (as before --workers)
+            one_worker_seconds.append(infer(model, f'w1_{model_name}_{threads}.tif', TilingOptions(workers=1)))
+    ensemble_seconds = infer(with_self_ensemble(model), f'se_{model_name}_{threads}.tif') if self_ensemble else None
+    height, width = lr.shape[-2:]
+    return dict(threads=threads, infer=statistics.median(infer_seconds), bare=statistics.median(bare_seconds),
+                one_worker=statistics.median(one_worker_seconds) if one_worker_seconds else None,
+                ensemble=ensemble_seconds, peak_rss_gib=peak_rss, pixels=height * width,
+                forwarded=forwarded_pixels(height, width, model),
+                forwarded_sentinel2=forwarded_pixels(SENTINEL2_TILE, SENTINEL2_TILE, model))
+
+
+def hours(seconds: float) -> str:
+    return f'{seconds / 3600:.1f} h'
+
+
+def table_row(model: str, r: Dict) -> str:
+    per_forwarded = r['infer'] / r['forwarded']
+    tile = per_forwarded * r['forwarded_sentinel2']
+    ensemble = '-' if r['ensemble'] is None else f"{r['ensemble'] / r['infer']:.2f}"
+    tile_ensemble = '-' if r['ensemble'] is None else hours(r['ensemble'] / r['forwarded'] * r['forwarded_sentinel2'])
+    one_worker = '-' if r['one_worker'] is None else f"{r['one_worker']:.1f}"
+    return (f"| {model} | {r['threads']} | {r['pixels'] / 1e6 / (r['infer'] / 60):.2f} | {r['infer']:.1f} | "
+            f"{one_worker} | {r['bare']:.1f} | {r['infer'] / r['bare']:.2f} | {r['forwarded'] / r['pixels']:.2f} | "
+            f"{r['peak_rss_gib']:.2f} | {ensemble} | {hours(tile)} | {tile_ensemble} |")
+
+
+def main() -> None:
+    from rssr.threads import available_cores
+    from rssr.weights import SHIPPED_MODELS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--models', nargs='+', default=list(SHIPPED_MODELS))
+    parser.add_argument('--size', type=int, default=512, help='LR scene side (default 512)')
+    parser.add_argument('--threads', nargs='+', type=int, help='thread counts (default: all cores, then 1)')
+    parser.add_argument('--repeats', type=int, default=1, help='alternating inference / bare forward runs')
+    parser.add_argument('--no-self-ensemble', dest='self_ensemble', action='store_false')
+    parser.add_argument('--worker', nargs=3, metavar=('MODEL', 'SOURCE', 'FOLDER'), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        model, source, folder = args.worker
+        print(json.dumps(worker(model, Path(source), Path(folder), args.repeats, args.self_ensemble)))
+        return
+
+    from benchmark_infer_memory import write_scene
+
+    thread_counts = args.threads or sorted({available_cores(), 1}, reverse=True)
+    rows: List[str] = []
+    with tempfile.TemporaryDirectory(prefix='rssr-infer-speed-') as folder:
+        source = Path(folder) / 'lr.tif'
+        write_scene(source, args.size, args.size)
+        for model in args.models:
+            for threads in thread_counts:
+                print(f'{model}, {threads} thread(s) ...', file=sys.stderr, flush=True)
+                command = [sys.executable, __file__, '--worker', model, str(source), folder,
+                           '--repeats', str(args.repeats)] + ([] if args.self_ensemble else ['--no-self-ensemble'])
+                environment = dict(os.environ, RSSR_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+                done = subprocess.run(command, check=True, capture_output=True, text=True, env=environment)
+                rows.append(table_row(model, json.loads(done.stdout.strip().splitlines()[-1])))
+    print(f'{args.size} x {args.size} LR scene, 4-band uint16, x4, rssr.infer defaults (tile budget 256 x 256, '
+          f'overlap 32), CPU, {args.repeats} repeat(s)\n')
+    print('| model | threads | LR MP/min | infer (s) | infer, 1 worker (s) | bare forward (s) | infer / bare | '
+          'forwarded / scene pixels | peak RSS (GiB) | self-ensemble / plain | Sentinel-2 tile | with self-ensemble |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|---|')
+    print('\n'.join(rows))
+
+
+if __name__ == '__main__':
+    main()
