@@ -2,6 +2,7 @@
 
     python scripts/benchmark_infer.py                       # shipped models, 512 x 512 LR, default threads and 1
     python scripts/benchmark_infer.py --size 704 --models convmambasr_s2_x4 --no-self-ensemble
+    python scripts/benchmark_infer.py --bf16 /work/heldout/s2_*.tif    # bfloat16 against float32 instead
 
 A synthetic 4-band uint16 GeoTIFF (reflectance x 10000) of ``--size`` LR pixels is written once. Then per
 model and thread count (the count ``rssr.infer`` picks on this machine, and 1) a fresh Python process
@@ -35,7 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 SENTINEL2_TILE = 10980  # LR pixels per side of a whole Sentinel-2 tile at 10 m
 
@@ -96,6 +97,47 @@ def worker(model_name: str, source: Path, folder: Path, repeats: int, self_ensem
                 forwarded_sentinel2=forwarded_pixels(SENTINEL2_TILE, SENTINEL2_TILE, model))
 
 
+def bf16_cost(model_name: str, hr_paths: List[Path], threads: int, repeats: int) -> List[str]:
+    """Rows: per HR tile, time (median of ``repeats``, float32 and bf16 alternating, after an untimed run of
+    each) and PSNR / SAM against HR of ``rssr.infer`` in float32 and with ``--amp bf16`` (LR made as
+    ``scripts/evaluate_heldout.py`` makes it)."""
+    import torch
+    from evaluate_heldout import RADIOMETRY, score
+
+    from rssr.data.degradations import bicubic_downsample
+    from rssr.inference import OutputOptions, load_model, super_resolve_scene
+    from rssr.io.raster import output_georeference, read_raster, resolve_radiometry, write_raster
+
+    torch.set_num_threads(threads)
+    model = load_model(zoo_name=model_name)
+    radiometry = resolve_radiometry('uint16', 4, preset=RADIOMETRY)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix='rssr-bf16-') as folder:
+        for hr_path in hr_paths:
+            hr = read_raster(hr_path, radiometry=radiometry).values
+            hr = hr[:, :hr.shape[1] // 4 * 4, :hr.shape[2] // 4 * 4]
+            lr_path = Path(folder) / f'{hr_path.stem}_lr.tif'
+            write_raster(lr_path, bicubic_downsample(torch.from_numpy(hr), 4).numpy(),
+                         output_georeference(hr_path, (0, 0, hr.shape[1], hr.shape[2]), zoom=0.25), radiometry)
+            times: Dict[Optional[str], List[float]] = {None: [], 'bf16': []}
+            for run in range(repeats + 1):
+                for amp in times:
+                    sr_path = Path(folder) / f'{hr_path.stem}_{amp}.tif'
+                    start = time.perf_counter()
+                    super_resolve_scene(model, lr_path, sr_path, radiometry_preset=RADIOMETRY, amp=amp, device='cpu',
+                                        output=OutputOptions(dtype='float32', overwrite=True), progress=False)
+                    if run:
+                        times[amp].append(time.perf_counter() - start)
+            f32, b16 = ({'seconds': statistics.median(times[amp]),
+                         **score(read_raster(Path(folder) / f'{hr_path.stem}_{amp}.tif').values, hr, 4)}
+                        for amp in times)
+            rows.append(f"| {model_name} | {hr_path.stem} | {f32['seconds']:.2f} | {b16['seconds']:.2f} | "
+                        f"{f32['seconds'] / b16['seconds']:.2f} | {f32['psnr']:.3f} | {b16['psnr']:.3f} | "
+                        f"{b16['psnr'] - f32['psnr']:+.3f} | {f32['sam']:.3f} | {b16['sam']:.3f} | "
+                        f"{b16['sam'] - f32['sam']:+.3f} |")
+    return rows
+
+
 def hours(seconds: float) -> str:
     return f'{seconds / 3600:.1f} h'
 
@@ -121,6 +163,8 @@ def main() -> None:
     parser.add_argument('--threads', nargs='+', type=int, help='thread counts (default: all cores, then 1)')
     parser.add_argument('--repeats', type=int, default=1, help='alternating inference / bare forward runs')
     parser.add_argument('--no-self-ensemble', dest='self_ensemble', action='store_false')
+    parser.add_argument('--bf16', nargs='+', type=Path, metavar='HR_TIF',
+                        help='instead: bfloat16 against float32 on these HR tiles (B02 B03 B04 B08, x 10000)')
     parser.add_argument('--worker', nargs=3, metavar=('MODEL', 'SOURCE', 'FOLDER'), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -128,9 +172,19 @@ def main() -> None:
         print(json.dumps(worker(model, Path(source), Path(folder), args.repeats, args.self_ensemble)))
         return
 
+    thread_counts = args.threads or sorted({available_cores(), 1}, reverse=True)
+    if args.bf16:
+        print(f'x4, rssr.infer defaults, float32 output, CPU, {thread_counts[0]} thread(s), time: median of '
+              f'{args.repeats}\n')
+        print('| model | tile | float32 (s) | bf16 (s) | speed-up | PSNR fp32 | PSNR bf16 | PSNR change (dB) | '
+              'SAM fp32 | SAM bf16 | SAM change (deg) |')
+        print('|---|---|---|---|---|---|---|---|---|---|---|')
+        for model in args.models:
+            print('\n'.join(bf16_cost(model, args.bf16, thread_counts[0], args.repeats)), flush=True)
+        return
+
     from benchmark_infer_memory import write_scene
 
-    thread_counts = args.threads or sorted({available_cores(), 1}, reverse=True)
     rows: List[str] = []
     with tempfile.TemporaryDirectory(prefix='rssr-infer-speed-') as folder:
         source = Path(folder) / 'lr.tif'
