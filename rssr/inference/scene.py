@@ -59,6 +59,9 @@ from rssr.layers.padding import SizeRequirements, crop_output, pad_to_valid
 logger = logging.getLogger('rssr')
 TILE_ALIGN = 32  # LR pixels: tile starts (but the last) are multiples of this, output blocks TILE_ALIGN * scale
 UNALIGNED_OUTPUT_BLOCK = 256  # output block side when tiles are too small to align
+# deflate at level 1 after horizontal differencing (predictor 2 for integers, 3 for floats): on a 2048 x 2048
+# 4-band uint16 SR output, 1.3 s and 17.5 MiB, against 3.0 s and 23.1 MiB at deflate's default level without it
+OUTPUT_COMPRESSION = dict(compress='deflate', zlevel=1)
 OUTPUT_SUFFIXES = ('.tif', '.tiff', '.png')
 Item = TypeVar('Item')
 Result = TypeVar('Result')
@@ -311,8 +314,8 @@ def _run(model: nn.Module, read_tile: Callable[[Tile], RasterArray], partial: Pa
     block = grid.align * scale if grid.align > 1 else UNALIGNED_OUTPUT_BLOCK
     profile = dict(driver='GTiff', height=grid.height * scale, width=grid.width * scale, count=band_count,
                    dtype=georef.dtype, crs=georef.crs, transform=georef.transform, nodata=georef.nodata,
-                   tiled=True, blockxsize=block, blockysize=block, compress='deflate',
-                   BIGTIFF='IF_SAFER')
+                   tiled=True, blockxsize=block, blockysize=block, BIGTIFF='IF_SAFER', **OUTPUT_COMPRESSION,
+                   predictor=3 if np.issubdtype(np.dtype(georef.dtype), np.floating) else 2)
     tiles = list(grid)
     cache = _output_cache_bytes(grid, scale, band_count, georef.dtype, block)
     with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=cache):
