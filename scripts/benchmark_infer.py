@@ -185,7 +185,11 @@ def main() -> None:
 
     from benchmark_infer_memory import write_scene
 
-    rows: List[str] = []
+    print(f'{args.size} x {args.size} LR scene, 4-band uint16, x4, rssr.infer defaults (tile budget 256 x 256, '
+          f'overlap 32), CPU, {args.repeats} repeat(s)\n')
+    print('| model | threads | LR MP/min | infer (s) | infer, 1 worker (s) | bare forward (s) | infer / bare | '
+          'forwarded / scene pixels | peak RSS (GiB) | self-ensemble / plain | Sentinel-2 tile | with self-ensemble |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|---|', flush=True)
     with tempfile.TemporaryDirectory(prefix='rssr-infer-speed-') as folder:
         source = Path(folder) / 'lr.tif'
         write_scene(source, args.size, args.size)
@@ -196,13 +200,7 @@ def main() -> None:
                            '--repeats', str(args.repeats)] + ([] if args.self_ensemble else ['--no-self-ensemble'])
                 environment = dict(os.environ, RSSR_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
                 done = subprocess.run(command, check=True, capture_output=True, text=True, env=environment)
-                rows.append(table_row(model, json.loads(done.stdout.strip().splitlines()[-1])))
-    print(f'{args.size} x {args.size} LR scene, 4-band uint16, x4, rssr.infer defaults (tile budget 256 x 256, '
-          f'overlap 32), CPU, {args.repeats} repeat(s)\n')
-    print('| model | threads | LR MP/min | infer (s) | infer, 1 worker (s) | bare forward (s) | infer / bare | '
-          'forwarded / scene pixels | peak RSS (GiB) | self-ensemble / plain | Sentinel-2 tile | with self-ensemble |')
-    print('|---|---|---|---|---|---|---|---|---|---|---|---|')
-    print('\n'.join(rows))
+                print(table_row(model, json.loads(done.stdout.strip().splitlines()[-1])), flush=True)
 
 
 if __name__ == '__main__':
