@@ -15,7 +15,7 @@ model and thread count (the count ``rssr.infer`` picks on this machine, and 1) a
 3. with the self-ensemble, ``super_resolve_scene`` again with ``--self-ensemble``'s model.
 
 With several threads, step 1 is also run with ``--workers 1`` (tiles one after another, each op on all
-threads), for comparison. Steps 1 and 2 repeat ``--repeats`` times, alternating; medians are reported.
+threads), for comparison. All steps repeat ``--repeats`` times, alternating; medians are reported.
 Columns: LR megapixels per minute of scene inference; its time over the bare forward's (the issue's
 ratio: 1.0 means tiling, overlap, blending, I/O and normalisation cost nothing); the pixels the tiles
 send through the network over the scene's (the overlap); peak RSS; the self-ensemble's time over plain
@@ -80,7 +80,7 @@ def worker(model_name: str, source: Path, folder: Path, repeats: int, self_ensem
 
     with torch.inference_mode():  # warm-up: the first forward of a process pays for kernel selection
         model(lr[..., :64, :64])
-    infer_seconds, bare_seconds, one_worker_seconds, peak_rss = [], [], [], 0.0
+    infer_seconds, bare_seconds, one_worker_seconds, ensemble_seconds, peak_rss = [], [], [], [], 0.0
     for _ in range(repeats):
         infer_seconds.append(infer(model, f'sr_{model_name}_{threads}.tif'))
         if not peak_rss:  # before the bare forward, whose whole-scene activations are not the inference's
@@ -88,11 +88,16 @@ def worker(model_name: str, source: Path, folder: Path, repeats: int, self_ensem
         bare_seconds.append(bare())
         if threads > 1:  # the tiles one after another, each op on all threads (as before --workers)
             one_worker_seconds.append(infer(model, f'w1_{model_name}_{threads}.tif', TilingOptions(workers=1)))
-    ensemble_seconds = infer(with_self_ensemble(model), f'se_{model_name}_{threads}.tif') if self_ensemble else None
+        if self_ensemble:
+            ensemble_seconds.append(infer(with_self_ensemble(model), f'se_{model_name}_{threads}.tif'))
     height, width = lr.shape[-2:]
-    return dict(threads=threads, infer=statistics.median(infer_seconds), bare=statistics.median(bare_seconds),
-                one_worker=statistics.median(one_worker_seconds) if one_worker_seconds else None,
-                ensemble=ensemble_seconds, peak_rss_gib=peak_rss, pixels=height * width,
+
+    def median(seconds: List[float]) -> Optional[float]:
+        return statistics.median(seconds) if seconds else None
+
+    return dict(threads=threads, infer=median(infer_seconds), bare=median(bare_seconds),
+                one_worker=median(one_worker_seconds), ensemble=median(ensemble_seconds),
+                peak_rss_gib=peak_rss, pixels=height * width,
                 forwarded=forwarded_pixels(height, width, model),
                 forwarded_sentinel2=forwarded_pixels(SENTINEL2_TILE, SENTINEL2_TILE, model))
 
