@@ -108,6 +108,13 @@ def test_planned_tiles_cover_the_scene_within_the_budget_with_the_fewest_pixels(
     assert grid.forwarded_pixels == min(pixels(height, h) * pixels(width, w) for h, w in shapes)
 
 
+def test_archs_that_need_square_inputs_get_square_tiles_of_the_budget():
+    tiling = TilingOptions(tile=64, overlap=16, margin=4)
+    grid = scene_tile_grid(100, 300, tiling, SizeRequirements(multiple_of=2, square=True, power_of_two=True))
+    assert (grid.tile_height, grid.tile_width) == (64, 64)
+    assert scene_tile_grid(100, 300, tiling, SizeRequirements(multiple_of=8)).tile_width % 8 == 0
+
+
 def test_a_512_scene_takes_six_tiles_and_a_sentinel2_tile_49_by_49():
     grid = plan_tiles(512, 512, 256, 32, 32)
     assert len(grid) == 6 and grid.forwarded_pixels / 512 ** 2 < 1.2  # 3 x 3 tiles of 256 sent 2.25x
