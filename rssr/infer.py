@@ -95,12 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument('--cog', action='store_true', help='write Cloud-Optimised GeoTIFFs')
     data.add_argument('--overwrite', action='store_true', help='replace existing outputs')
     run = parser.add_argument_group('tiling and device')
-    run.add_argument('--tile', type=int, help=f'LR tile size (default {DEFAULT_TILE}; with --onnx, the exported one)')
+    run.add_argument('--tile', type=int,
+                     help=f'tiles hold at most TILE x TILE LR pixels (default {DEFAULT_TILE}; it sets the memory); '
+                          'their shape is chosen per scene to run the fewest pixels. With --onnx: the exported tile')
     run.add_argument('--overlap', type=int, default=32, help='LR overlap between tiles (default 32)')
     run.add_argument('--margin', type=int, default=8, help='LR pixels at inner tile sides given no weight (default 8)')
-    run.add_argument('--batch-size', type=int, default=4)
+    run.add_argument('--batch-size', type=int, help='tiles per forward (default: 4 on a GPU, 1 on the CPU)')
+    run.add_argument('--workers', type=int,
+                     help='CPU: tiles in flight at once, each on its own thread (default: one per thread; each tile '
+                          'holds its own activations)')
     run.add_argument('--device', help='cpu, cuda, cuda:1 ... (default: cuda if available)')
-    run.add_argument('--amp', choices=('bf16', 'fp16'), help='autocast dtype (GPU); scans stay float32')
+    run.add_argument('--amp', choices=('bf16', 'fp16'),
+                     help='autocast dtype: bf16 or fp16 on a GPU; bf16 on a CPU with native bfloat16 (AVX512-BF16, '
+                          'AMX, Arm BF16), refused elsewhere. Scans stay float32')
     run.add_argument('--self-ensemble', action='store_true',
                      help='average over the 8 flips/rotations (8x the time; damps noise the network adds, e.g. '
                           'on water: better spectra)')
@@ -136,7 +143,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             (model, bands), tile = load_model_from_args(args), args.tile or DEFAULT_TILE
         if args.self_ensemble:
             model = with_self_ensemble(model)
-        tiling = TilingOptions(tile=tile, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
+        tiling = TilingOptions(tile=tile, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size,
+                               workers=args.workers)
         output = OutputOptions(dtype=args.out_dtype, cog=args.cog, overwrite=args.overwrite)
         jobs = _jobs(Path(args.input), Path(args.output))
         results = run_shard(shard, jobs, lambda source, destination: super_resolve_scene(

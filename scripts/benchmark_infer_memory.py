@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -54,14 +54,16 @@ def write_scene(path: Path, height: int, width: int, block: int = 256) -> None:
             dst.write(dn, window=((top, top + len(rows)), (0, width)))
 
 
-def worker(source: Path, destination: Path, scale: int, tile: int, overlap: int, margin: int, batch: int) -> Dict:
+def worker(source: Path, destination: Path, scale: int, tile: int, overlap: int, margin: int,
+           batch: Optional[int]) -> Dict:
     """Run in a fresh process: super-resolve ``source``; returns peak RSS above the post-import baseline."""
     import torch
     from torch import nn
 
     import rssr  # noqa: F401  (the import cost belongs to the baseline)
     from rssr.inference import OutputOptions, TilingOptions, super_resolve_scene
-    from rssr.inference.tiling import TileGrid
+    from rssr.inference.scene import scene_tile_grid
+    from rssr.layers.padding import SizeRequirements
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -74,14 +76,15 @@ def worker(source: Path, destination: Path, scale: int, tile: int, overlap: int,
     with rasterio.open(source) as src:
         height, width = src.height, src.width
     start = time.perf_counter()
-    super_resolve_scene(model, source, destination, tiling=TilingOptions(tile, overlap, margin, batch),
+    tiling = TilingOptions(tile, overlap, margin, batch)
+    super_resolve_scene(model, source, destination, tiling=tiling,
                         output=OutputOptions(dtype='source'), device='cpu', progress=False)
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with rasterio.open(destination) as dst:
         out_shape = (dst.count, dst.height, dst.width)
     return dict(baseline_mib=baseline_kib / 1024, peak_mib=(peak_kib - baseline_kib) / 1024, seconds=seconds,
-                tiles=len(TileGrid(height, width, tile, overlap)), out_shape=out_shape)
+                tiles=len(scene_tile_grid(height, width, tiling, SizeRequirements())), out_shape=out_shape)
 
 
 def main() -> None:
@@ -91,7 +94,7 @@ def main() -> None:
     parser.add_argument('--tile', type=int, default=256)
     parser.add_argument('--overlap', type=int, default=32)
     parser.add_argument('--margin', type=int, default=8)
-    parser.add_argument('--batch-size', type=int, default=4)
+    parser.add_argument('--batch-size', type=int, help="tiles per forward (default: rssr.infer's, 1 on the CPU)")
     parser.add_argument('--worker', nargs=2, metavar=('SOURCE', 'DESTINATION'), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -107,8 +110,8 @@ def main() -> None:
             source, destination = Path(folder) / f'lr_{size}.tif', Path(folder) / f'sr_{size}.tif'
             write_scene(source, height, width)
             command = [sys.executable, __file__, '--worker', str(source), str(destination), '--scale', str(args.scale),
-                       '--tile', str(args.tile), '--overlap', str(args.overlap), '--margin', str(args.margin),
-                       '--batch-size', str(args.batch_size)]
+                       '--tile', str(args.tile), '--overlap', str(args.overlap), '--margin', str(args.margin)]
+            command += [] if args.batch_size is None else ['--batch-size', str(args.batch_size)]
             print(f'running {height}x{width} LR x{args.scale} ...', file=sys.stderr, flush=True)
             completed = subprocess.run(command, check=True, capture_output=True, text=True)
             results.append(dict(size=f'{height}x{width}', **json.loads(completed.stdout.strip().splitlines()[-1])))
@@ -117,7 +120,7 @@ def main() -> None:
 
     smallest = results[0]['peak_mib']
     print(f'scale x{args.scale}, 4-band uint16, tile {args.tile}, overlap {args.overlap}, margin {args.margin}, '
-          f'batch {args.batch_size}, CPU\n')
+          f'batch {args.batch_size or "default"}, CPU\n')
     print('| LR scene | SR output | tiles | time (s) | baseline RSS (MiB) | peak RSS above baseline (MiB) | '
           'peak / first row |')
     print('|---|---|---|---|---|---|---|')

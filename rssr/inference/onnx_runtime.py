@@ -40,7 +40,8 @@ class OnnxSR(nn.Module):
         self.path, self.card, self.run = Path(path), card, run
         self.normalization = BandNormalization.from_metadata(card.band_normalization)
         self.fixed_statistics = fixed_statistics
-        self.size_requirements = SizeRequirements(multiple_of=card.tile, min_side=card.tile)
+        # the graph has one fixed input shape: square tiles of the exported size
+        self.size_requirements = SizeRequirements(multiple_of=card.tile, min_side=card.tile, square=True)
         self.output_scale = card.scale
 
     def with_statistics(self, mean: Tensor, std: Tensor) -> 'OnnxSR':

@@ -1,10 +1,15 @@
 """Overlapping tiles over a scene, and the blending weights that make their seams invisible.
 
-Along each axis the fewest full-size tiles whose overlaps are all at least ``overlap`` are spread
-evenly from the scene's first pixel to its last (every tile has the full tile size unless the
-scene is smaller). Spreading keeps every overlap close to ``overlap``; shifting only the last tile
-back would make the last overlap up to a whole tile, and the strips waiting for the next row of
-tiles (see :mod:`rssr.inference.scene`) as large.
+The tile shape is chosen per scene (:func:`plan_tiles`): among all tile heights and widths whose area
+is within the budget (``tile`` x ``tile`` LR pixels, which bounds the memory of a forward), the one
+whose tiles forward the fewest pixels in all, overlaps included. A 512 x 512 scene at the defaults
+(budget 256 x 256, overlap 32) takes 3 x 2 tiles of 192 x 272 (1.20x its pixels) instead of 3 x 3
+tiles of 256 (2.25x); a scene no larger than the budget is one tile.
+Along each axis the fewest tiles of that size whose overlaps are all at least ``overlap`` run from the
+scene's first pixel to its last, at one stride (as even as the alignment of tile starts allows; the
+last stride takes the rest). Spreading keeps every overlap close to ``overlap``; shifting only the
+last tile back would make the last overlap up to a whole tile, and the strips waiting for the next
+row of tiles (see :mod:`rssr.inference.scene`) as large.
 Along a side shared with a neighbour a tile's weight is 0 for the first ``margin`` pixels (where
 its own zero padding differs from the whole image), then ramps linearly to 1 across the rest of
 the overlap; sides on the scene border keep weight 1. For a network whose receptive field is
@@ -12,33 +17,68 @@ within ``margin`` LR pixels, blended tiles therefore equal whole-image inference
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Iterator, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 
 from rssr.errors import UserError
 
 
+def tile_count(length: int, tile: int, overlap: int, align: int = 1) -> int:
+    """The fewest tiles of size ``tile`` covering ``length`` pixels with overlaps of at least ``overlap``
+    when every start but the last is a multiple of ``align``."""
+    if tile >= length:
+        return 1
+    longest_aligned_stride = (tile - overlap) // align * align
+    return 2 + max(0, -(-(length - tile - (tile - overlap)) // longest_aligned_stride))
+
+
 def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> List[int]:
-    """Start offsets of tiles of size ``tile`` covering ``length`` pixels with at least ``overlap``.
+    """Start offsets of the fewest tiles of size ``tile`` covering ``length`` pixels with at least ``overlap``.
 
     Every start but the last (``length - tile``) is a multiple of ``align``, so that cell borders fall
-    on output-block borders and blocks are written whole (see :mod:`rssr.inference.scene`).
+    on output-block borders and blocks are written whole (see :mod:`rssr.inference.scene`). The inner
+    strides are one multiple of ``align``, as close to even spacing as the tile count allows; the last
+    stride takes the rest (at most ``tile - overlap``).
     """
-    if tile >= length:
+    count = tile_count(length, tile, overlap, align)
+    if count == 1:
         return [0]
-    count = math.ceil((length - overlap) / (tile - overlap))  # strides of at most tile - overlap
-    while True:
-        # even spacing, each start rounded *up* to the alignment: rounding down would leave the last stride
-        # short of up to ``align`` per tile and need more tiles (56 instead of 49 for a 10980-pixel
-        # Sentinel-2 tile at tile 256, overlap 32, align 32: 1.7x the pixels of the scene instead of 1.3x)
-        starts = sorted({min(-(-i * (length - tile) // (count - 1) // align) * align, length - tile)
-                         for i in range(count - 1)} | {length - tile})
-        if all(b - a <= tile - overlap for a, b in zip(starts, starts[1:])):
-            return starts
-        count += 1
+    last = length - tile
+    stride = last
+    if count > 2:
+        even = last // (count - 1) // align * align
+        needed = -(-(last - (tile - overlap)) // (count - 2) // align) * align  # so the last stride reaches
+        stride = max(even, needed)
+    return [i * stride for i in range(count - 1)] + [last]
+
+
+def _axis_options(length: int, overlap: int, align: int, multiple: int, longest: int) -> Dict[int, int]:
+    """Tile count -> the smallest tile size (a multiple of ``multiple``, at most ``longest``) that covers
+    ``length`` with that many tiles; one tile is the whole axis."""
+    options = {1: length}
+    for size in range(-(-(overlap + align) // multiple) * multiple, min(length, longest + 1), multiple):
+        options.setdefault(tile_count(length, size, overlap, align), size)
+    return options
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1, multiple: int = 1) -> TileGrid:
+    """The grid of tiles of at most ``tile`` x ``tile`` pixels that forwards the fewest pixels in all.
+
+    Tile sides are multiples of ``multiple`` (the network's size requirement, so no tile is padded)
+    unless a tile spans a whole axis. Ties go to fewer tiles.
+    """
+    budget = tile * tile
+    rows = _axis_options(height, overlap, align, multiple, budget // min(width, overlap + align))
+    cols = _axis_options(width, overlap, align, multiple, budget // min(height, overlap + align))
+    shapes = [(row_count * row_size * col_count * col_size, row_count * col_count, row_size, col_size)
+              for row_count, row_size in rows.items() for col_count, col_size in cols.items()
+              if row_size * col_size <= budget]
+    if not shapes:  # only when the budget is below (overlap + align)^2: square tiles of the budget's side
+        return TileGrid(height, width, min(tile, height), min(tile, width), overlap, align)
+    _, _, tile_height, tile_width = min(shapes)
+    return TileGrid(height, width, tile_height, tile_width, overlap, align)
 
 
 @dataclass(frozen=True)
@@ -55,7 +95,8 @@ class Tile:
 
 @dataclass(frozen=True)
 class TileGrid:
-    """The tiles of a ``height`` x ``width`` scene, and the output cells finalised after each tile.
+    """The ``tile_height`` x ``tile_width`` tiles of a ``height`` x ``width`` scene, and the output cells
+    finalised after each tile.
 
     Cell (i, j) spans LR rows ``row_starts[i] .. row_starts[i+1]`` (the scene end for the last row)
     and likewise for columns. Every tile touching cell (i, j) has a grid index <= (i, j), so in
@@ -64,30 +105,39 @@ class TileGrid:
 
     height: int
     width: int
-    tile: int
+    tile_height: int
+    tile_width: int
     overlap: int
     align: int = 1
 
     def __post_init__(self) -> None:
-        if not 0 <= self.overlap < self.tile:
-            raise UserError(f'Tile overlap (--overlap) must be in [0, tile size {self.tile}); got {self.overlap}.')
-        if not 1 <= self.align <= self.tile - self.overlap:
-            raise UserError(f'Tile alignment must be in [1, tile - overlap = {self.tile - self.overlap}]; '
-                             f'got {self.align}.')
+        split = [tile for tile, length in ((self.tile_height, self.height), (self.tile_width, self.width))
+                 if tile < length]  # sides cut into several tiles, which overlap
+        shortest = min(split, default=self.overlap + self.align)
+        if not 0 <= self.overlap < shortest:
+            raise UserError(f'Tile overlap (--overlap) must be in [0, tile side {shortest}); got {self.overlap}.')
+        if not 1 <= self.align <= shortest - self.overlap:
+            raise UserError(f'Tile alignment must be in [1, tile side - overlap = {shortest - self.overlap}]; '
+                            f'got {self.align}.')
 
     @property
     def row_starts(self) -> List[int]:
-        return tile_starts(self.height, self.tile, self.overlap, self.align)
+        return tile_starts(self.height, self.tile_height, self.overlap, self.align)
 
     @property
     def col_starts(self) -> List[int]:
-        return tile_starts(self.width, self.tile, self.overlap, self.align)
+        return tile_starts(self.width, self.tile_width, self.overlap, self.align)
 
     def __len__(self) -> int:
         return len(self.row_starts) * len(self.col_starts)
 
+    @property
+    def forwarded_pixels(self) -> int:
+        """LR pixels the network runs on, overlaps included."""
+        return len(self) * min(self.tile_height, self.height) * min(self.tile_width, self.width)
+
     def __iter__(self) -> Iterator[Tile]:
-        tile_h, tile_w = min(self.tile, self.height), min(self.tile, self.width)
+        tile_h, tile_w = min(self.tile_height, self.height), min(self.tile_width, self.width)
         for i, top in enumerate(self.row_starts):
             for j, left in enumerate(self.col_starts):
                 yield Tile(i, j, top, left, tile_h, tile_w)

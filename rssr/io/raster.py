@@ -84,12 +84,16 @@ class Radiometry:
 
     def to_dn(self, values: np.ndarray, dtype: str) -> np.ndarray:
         """``(C, H, W)`` physical values -> ``dtype`` DN, rounded and clipped to the type's range."""
-        scale = np.asarray(self.scale, dtype=np.float64)[:, None, None]
-        offset = np.asarray(self.offset, dtype=np.float64)[:, None, None]
-        dn = (values.astype(np.float64) - offset) / scale
+        # float32 values to 8/16-bit or float32 DN stay float32 (one copy, then in place): exact to 0.01 DN up
+        # to 65535, and the whole output of a scene passes through here
+        narrow = np.dtype(dtype) in (np.uint8, np.int8, np.uint16, np.int16, np.float32)
+        precision = np.float32 if values.dtype == np.float32 and narrow else np.float64
+        dn = values.astype(precision)
+        dn -= np.asarray(self.offset, dtype=precision)[:, None, None]
+        dn /= np.asarray(self.scale, dtype=precision)[:, None, None]
         if np.issubdtype(np.dtype(dtype), np.integer):
             limits = np.iinfo(dtype)
-            dn = np.clip(np.rint(dn), limits.min, limits.max)
+            np.clip(np.rint(dn, out=dn), limits.min, limits.max, out=dn)
         return dn.astype(dtype)
 
 

@@ -562,6 +562,25 @@ def _(tmp):
     return infer_run(tmp, '--output', str(tmp / 'sr.png'), '--out-dtype', 'float32')
 
 
+def cpu_bf16(native: bool) -> Callable[[pytest.MonkeyPatch], None]:
+    """Make this CPU have native bfloat16 or not."""
+    def patch(monkeypatch: pytest.MonkeyPatch) -> None:
+        from rssr.inference import precision
+        monkeypatch.setattr(precision, 'cpu_has_native_bf16', lambda: native)
+    return patch
+
+
+@case('infer-amp-bf16-not-native', 'rssr.infer', 2, r'--amp bf16 on this CPU: it has no native bfloat16 '
+      r'instructions \(AVX512-BF16, AMX or Arm BF16\).*Run without --amp')
+def _(tmp):
+    return infer_run(tmp, '--amp', 'bf16', patch=cpu_bf16(False), absent=[tmp / 'sr.tif'])
+
+
+@case('infer-amp-fp16-on-cpu', 'rssr.infer', 2, r'--amp fp16 runs on GPUs only; on the CPU use --amp bf16')
+def _(tmp):
+    return infer_run(tmp, '--amp', 'fp16', patch=cpu_bf16(True), absent=[tmp / 'sr.tif'])
+
+
 @case('infer-output-unknown-format', 'rssr.infer', 2, r'Output \S+/sr\.jpg: rssr\.infer writes GeoTIFF '
       r'\(\.tif, \.tiff\) or PNG \(\.png\), not \.jpg')
 def _(tmp):

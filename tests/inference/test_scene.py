@@ -12,8 +12,10 @@ from torch import nn
 
 from rssr import infer
 from rssr.inference import InferenceError, OutputOptions, TilingOptions, super_resolve_scene
-from rssr.inference.tiling import TileGrid, blend_weights, tile_starts
+from rssr.inference.scene import scene_tile_grid
+from rssr.inference.tiling import TileGrid, blend_weights, plan_tiles, tile_count, tile_starts
 from rssr.io import RasterError, read_raster
+from rssr.layers.padding import SizeRequirements
 from testkit import REPO, LocalNet
 
 SENTINEL2_VAL = REPO / 'datasets' / 'sentinel2_demo' / 'val_B02_B03_B04_B08.tif'
@@ -43,7 +45,7 @@ def whole_image(model: nn.Module, path: Path) -> np.ndarray:
 
 
 def test_blend_weights_cover_every_pixel_and_vanish_in_margins():
-    grid = TileGrid(70, 90, tile=32, overlap=16)
+    grid = TileGrid(70, 90, tile_height=32, tile_width=32, overlap=16)
     total = np.zeros((140, 180))
     for tile in grid:
         weights = blend_weights(tile, grid, scale=2, margin=4)
@@ -53,16 +55,71 @@ def test_blend_weights_cover_every_pixel_and_vanish_in_margins():
     assert total.min() > 0
 
 
+def fewest_tiles(length: int, tile: int, overlap: int, align: int) -> int:
+    """Brute force: the fewest tiles covering ``length`` with overlaps >= ``overlap``, starts but the last aligned."""
+    last, reached, count = length - tile, {0}, 1
+    while last not in reached:
+        reached = {start for first in reached for start in range(first + 1, first + tile - overlap + 1)
+                   if start == last or (start % align == 0 and start < last)}
+        count += 1
+    return count
+
+
 @pytest.mark.parametrize('length,tile,overlap,align', [(4096, 256, 32, 32), (1000, 256, 32, 32), (70, 32, 16, 1),
                                                        (300, 256, 32, 32), (333, 64, 8, 16), (10980, 256, 32, 32),
-                                                       (5490, 256, 32, 32)])
-def test_tile_starts_cover_with_overlap_and_align_to_output_blocks(length, tile, overlap, align):
+                                                       (5490, 256, 32, 32), (512, 272, 32, 32), (1000, 100, 20, 32),
+                                                       (700, 77, 13, 8)])
+def test_tile_starts_cover_with_overlap_align_to_output_blocks_and_are_fewest(length, tile, overlap, align):
     starts = tile_starts(length, tile, overlap, align)
     assert starts[0] == 0 and starts[-1] == length - tile
     assert all(0 < b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
     assert all(start % align == 0 for start in starts[:-1])
-    if (tile - overlap) % align == 0:  # then the fewest tiles possible (49, not 56, across a Sentinel-2 tile)
+    assert len(starts) == tile_count(length, tile, overlap, align)
+    if length <= 1000:
+        assert len(starts) == fewest_tiles(length, tile, overlap, align)
+    if (tile - overlap) % align == 0:  # 49 tiles across a Sentinel-2 tile
         assert len(starts) == math.ceil((length - tile) / (tile - overlap)) + 1
+
+
+@pytest.mark.parametrize('height,width,tile,overlap,align,multiple',
+                         [(512, 512, 256, 32, 32, 1), (300, 700, 128, 32, 32, 2), (70, 90, 32, 16, 1, 1),
+                          (90, 333, 48, 8, 16, 4), (100, 60, 256, 32, 32, 1)])
+def test_planned_tiles_cover_the_scene_within_the_budget_with_the_fewest_pixels(height, width, tile, overlap, align,
+                                                                                 multiple):
+    grid = plan_tiles(height, width, tile, overlap, align, multiple)
+    covered = np.zeros((height, width), int)
+    for t in grid:
+        assert t.height * t.width <= tile * tile
+        covered[t.top:t.top + t.height, t.left:t.left + t.width] += 1
+    assert covered.min() >= 1
+    for starts, size, length in ((grid.row_starts, grid.tile_height, height),
+                                 (grid.col_starts, grid.tile_width, width)):
+        assert size == length or (size % multiple == 0 and all(0 < b - a <= size - overlap
+                                                               for a, b in zip(starts, starts[1:])))
+    assert grid.forwarded_pixels == sum(t.height * t.width for t in grid)
+
+    def pixels(length: int, size: int) -> int:
+        return tile_count(length, size, overlap, align) * min(size, length)
+
+    shapes = [(h, w) for h in range(min(overlap + align, height), height + 1)
+              for w in range(min(overlap + align, width), width + 1)
+              if min(h, height) * min(w, width) <= tile * tile
+              and (h == height or h % multiple == 0) and (w == width or w % multiple == 0)]
+    assert grid.forwarded_pixels == min(pixels(height, h) * pixels(width, w) for h, w in shapes)
+
+
+def test_archs_that_need_square_inputs_get_square_tiles_of_the_budget():
+    tiling = TilingOptions(tile=64, overlap=16, margin=4)
+    grid = scene_tile_grid(100, 300, tiling, SizeRequirements(multiple_of=2, square=True, power_of_two=True))
+    assert (grid.tile_height, grid.tile_width) == (64, 64)
+    assert scene_tile_grid(100, 300, tiling, SizeRequirements(multiple_of=8)).tile_width % 8 == 0
+
+
+def test_a_512_scene_takes_six_tiles_and_a_sentinel2_tile_49_by_49():
+    grid = plan_tiles(512, 512, 256, 32, 32)
+    assert len(grid) == 6 and grid.forwarded_pixels / 512 ** 2 < 1.2  # 3 x 3 tiles of 256 sent 2.25x
+    grid = plan_tiles(10980, 10980, 256, 32, 32)
+    assert (grid.tile_height, grid.tile_width, len(grid)) == (256, 256, 49 * 49)
 
 
 def test_tiled_equals_whole_image_without_seams(tmp_path):
@@ -76,7 +133,8 @@ def test_tiled_equals_whole_image_without_seams(tmp_path):
     assert tiled.shape == whole.shape == (4, 140, 180)
     assert np.abs(tiled - whole).max() < 1e-5
     # Seams: the jump across each inner tile border equals the whole image's jump there.
-    grid = TileGrid(70, 90, 32, 16)
+    grid = scene_tile_grid(70, 90, tiling, SizeRequirements())
+    assert len(grid) > 1 and grid.tile_height != grid.tile_width  # a planned, non-square layout
     for start in grid.col_starts[1:]:
         for col in (start * 2, (start + 16) * 2):
             assert np.abs(np.diff(tiled[..., col - 1:col + 1]) - np.diff(whole[..., col - 1:col + 1])).max() < 1e-5
@@ -145,7 +203,22 @@ def test_unreadable_raster_is_named(tmp_path):
         super_resolve_scene(LocalNet(), tmp_path / 'broken.tif', tmp_path / 'sr.tif', progress=False)
 
 
-def test_failure_midway_leaves_no_partial_output(tmp_path):
+def test_tiles_on_worker_threads_give_the_sequential_output(tmp_path):
+    source = sentinel2_crop(tmp_path / 'lr.tif')
+    model = LocalNet()
+    outputs = []
+    threads = torch.get_num_threads()
+    for workers in (1, 3):
+        out = super_resolve_scene(model, source, tmp_path / f'sr_{workers}.tif', output=FLOAT_OUT, progress=False,
+                                  tiling=TilingOptions(tile=32, overlap=16, margin=4, workers=workers))
+        with rasterio.open(out) as dst:
+            outputs.append(dst.read())
+        assert torch.get_num_threads() == threads
+    assert np.array_equal(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize('workers', [1, 2])
+def test_failure_midway_leaves_no_partial_output(tmp_path, workers):
     source = sentinel2_crop(tmp_path / 'lr.tif')
 
     class FailsOnThirdBatch(LocalNet):
@@ -158,8 +231,8 @@ def test_failure_midway_leaves_no_partial_output(tmp_path):
             return super().forward(x)
 
     with pytest.raises(RuntimeError, match='simulated'):
-        super_resolve_scene(FailsOnThirdBatch(), source, tmp_path / 'sr.tif', tiling=TilingOptions(32, 16, 4, 1),
-                            progress=False)
+        super_resolve_scene(FailsOnThirdBatch(), source, tmp_path / 'sr.tif', progress=False,
+                            tiling=TilingOptions(32, 16, 4, batch_size=1, workers=workers))
     assert sorted(p.name for p in tmp_path.iterdir()) == ['lr.tif']
 
 
