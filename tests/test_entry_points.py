@@ -43,7 +43,7 @@ def test_every_cli_in_the_readme_has_a_console_script():
 
 def test_ci_runs_the_readme_test_command():
     """``.ci/run`` and the README run the same lint and test command (the durations table included)."""
-    command = re.compile(r'pip install -e "\.\[test\]" && ruff check \. && python -m pytest [^\n`]*')
+    command = re.compile(r'pip install -e "\.\[test,onnx\]" && ruff check \. && python -m pytest [^\n`]*')
     readme = command.findall((REPO / 'README.md').read_text(encoding='utf-8'))
     assert readme and set(readme) == set(command.findall((REPO / '.ci' / 'run').read_text(encoding='utf-8')))
     assert '--durations=30' in readme[0]

@@ -85,8 +85,10 @@ class SRSkeleton(SwinIRTail, nn.Module):
         return self.reconstruct(deep, x)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x (B, in_chans, H, W) in [0, 1], any H and W -> (B, in_chans, H * output_scale, W * output_scale)."""
+        """x (B, in_chans, H, W) in [0, 1], any H and W -> (B, in_chans, H * output_scale, W * output_scale),
+        contiguous in the default memory format (layers inside may run channels-last; a BasicSR discriminator
+        ``view``s what it is given)."""
         self.check_input(x)
         height, width = x.shape[-2:]
         x = self.normalise(pad_to_valid(x, self.size_requirements))
-        return crop_output(self.denormalise(self.restore(x)), height, width, self.output_scale)
+        return crop_output(self.denormalise(self.restore(x)), height, width, self.output_scale).contiguous()

@@ -81,7 +81,8 @@ def test_every_zoo_model_has_small_overrides():
 def test_forward_and_backward_at_every_scale_band_count_and_odd_size(name):
     """At scales 2, 3 and 4, with 3 to 6 bands, on batches of two odd non-square LR images: the output has the
     scaled shape and is finite, the input and every parameter get a finite gradient, and (in eval) the output
-    is the one of the input padded to a valid size, cropped back."""
+    is the one of the input padded to a valid size, cropped back. Outputs are contiguous in the default memory
+    format at batch 2 and 1 (layers may run channels-last inside; BasicSR's discriminators ``view`` them)."""
     assert small_model(name).output_scale == 4  # create_model's default scale
     for scale, bands, (height, width) in CONFIGURATIONS:
         model = small_model(name, scale=scale, **({} if bands is None else {'in_chans': bands})).train()
@@ -89,7 +90,7 @@ def test_forward_and_backward_at_every_scale_band_count_and_odd_size(name):
         lr = torch.rand(2, bands, height, width, generator=torch.Generator().manual_seed(scale)).requires_grad_()
         output, gradients = outputs_and_gradients(model, lr)
         assert output.shape == expected_shape(model, lr) and model.output_scale == scale
-        assert torch.isfinite(output).all()
+        assert torch.isfinite(output).all() and output.is_contiguous()
         missing = [key for key, grad in gradients.items() if grad is None]
         assert not missing, f'no gradient reaches {missing}'
         assert all(torch.isfinite(grad).all() for grad in gradients.values())
@@ -97,6 +98,7 @@ def test_forward_and_backward_at_every_scale_band_count_and_odd_size(name):
         with torch.no_grad():
             padded = model.eval()(pad_to_valid(lr.detach(), model.size_requirements))
             torch.testing.assert_close(model(lr.detach()), padded[..., :height * scale, :width * scale])
+            assert model(lr.detach()[:1]).is_contiguous()
 
 
 @pytest.mark.parametrize('name', MODELS)
