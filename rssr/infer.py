@@ -23,12 +23,11 @@ from rssr.basicsr.plugins import import_plugins
 from rssr.errors import user_errors
 from rssr.inference import InferenceError, OutputOptions, TilingOptions, super_resolve_scene
 from rssr.inference.bands import BandContract
+from rssr.inference.scene import DEFAULT_TILE, MAX_DEFAULT_WORKERS
 from rssr.inference.self_ensemble import with_self_ensemble
 from rssr.inference.sharding import finish, run_shard, start_shard
 from rssr.io import RASTER_EXTENSIONS
 from rssr.threads import configure_threads
-
-DEFAULT_TILE = 256
 
 
 def _parse_bands(text: Optional[str]) -> Optional[List[int | str]]:
@@ -96,14 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument('--overwrite', action='store_true', help='replace existing outputs')
     run = parser.add_argument_group('tiling and device')
     run.add_argument('--tile', type=int,
-                     help=f'tiles hold at most TILE x TILE LR pixels (default {DEFAULT_TILE}; it sets the memory); '
-                          'their shape is chosen per scene to run the fewest pixels. With --onnx: the exported tile')
+                     help=f'tiles hold at most TILE x TILE LR pixels (it sets the memory; default {DEFAULT_TILE} / '
+                          'sqrt(workers): about the same pixels in flight at any thread count); their shape is '
+                          'chosen per scene to run the fewest pixels. With --onnx: the exported tile')
     run.add_argument('--overlap', type=int, default=32, help='LR overlap between tiles (default 32)')
     run.add_argument('--margin', type=int, default=8, help='LR pixels at inner tile sides given no weight (default 8)')
     run.add_argument('--batch-size', type=int, help='tiles per forward (default: 4 on a GPU, 1 on the CPU)')
     run.add_argument('--workers', type=int,
-                     help='CPU: tiles in flight at once, each on its own thread (default: one per thread; each tile '
-                          'holds its own activations)')
+                     help=f'CPU: tiles in flight at once, each on its own thread (default: one per thread, at most '
+                          f'{MAX_DEFAULT_WORKERS}; each tile holds its own activations)')
     run.add_argument('--device', help='cpu, cuda, cuda:1 ... (default: cuda if available)')
     run.add_argument('--amp', choices=('bf16', 'fp16'),
                      help='autocast dtype: bf16 or fp16 on a GPU; bf16 on a CPU with native bfloat16 (AVX512-BF16, '
@@ -140,7 +140,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.onnx is not None:
             model, bands, tile = _onnx_model(args)
         else:
-            (model, bands), tile = load_model_from_args(args), args.tile or DEFAULT_TILE
+            (model, bands), tile = load_model_from_args(args), args.tile
         if args.self_ensemble:
             model = with_self_ensemble(model)
         tiling = TilingOptions(tile=tile, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size,

@@ -54,7 +54,8 @@ def worker(model_name: str, source: Path, folder: Path, repeats: int, self_ensem
     """Run in a fresh process with RSSR_NUM_THREADS set: the measurements of one model at one thread count."""
     import torch
 
-    from rssr.inference import TilingOptions, load_model, super_resolve_scene, with_self_ensemble
+    from rssr.basicsr.loading import load_model
+    from rssr.inference import TilingOptions, super_resolve_scene, with_self_ensemble
     from rssr.io import read_raster, resolve_radiometry
     from rssr.threads import configure_threads
 
@@ -109,8 +110,9 @@ def bf16_cost(model_name: str, hr_paths: List[Path], threads: int, repeats: int)
     import torch
     from evaluate_heldout import RADIOMETRY, score
 
+    from rssr.basicsr.loading import load_model
     from rssr.data.degradations import bicubic_downsample
-    from rssr.inference import OutputOptions, load_model, super_resolve_scene
+    from rssr.inference import OutputOptions, super_resolve_scene
     from rssr.io.raster import output_georeference, read_raster, resolve_radiometry, write_raster
 
     torch.set_num_threads(threads)
@@ -204,7 +206,9 @@ def main() -> None:
                 command = [sys.executable, __file__, '--worker', model, str(source), folder,
                            '--repeats', str(args.repeats)] + ([] if args.self_ensemble else ['--no-self-ensemble'])
                 environment = dict(os.environ, RSSR_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-                done = subprocess.run(command, check=True, capture_output=True, text=True, env=environment)
+                done = subprocess.run(command, capture_output=True, text=True, env=environment)
+                if done.returncode:
+                    sys.exit(f'{model} at {threads} thread(s) failed:\n{done.stderr}')
                 print(table_row(model, json.loads(done.stdout.strip().splitlines()[-1])), flush=True)
 
 

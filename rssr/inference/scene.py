@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import math
 import os
 import tempfile
 import warnings
@@ -61,6 +62,10 @@ TILE_ALIGN = 32  # LR pixels: tile starts (but the last) are multiples of this, 
 UNALIGNED_OUTPUT_BLOCK = 256  # output block side when tiles are too small to align
 # deflate at level 1 after horizontal differencing (predictor 2 for integers, 3 for floats): on a 2048 x 2048
 # 4-band uint16 SR output, 1.3 s and 17.5 MiB, against 3.0 s and 23.1 MiB at deflate's default level without it
+# By default DEFAULT_TILE x DEFAULT_TILE LR pixels are in flight at once, shared by the CPU workers (at most
+# MAX_DEFAULT_WORKERS: tiles of 256 / sqrt(workers) pixels), so the memory held does not grow with the threads
+DEFAULT_TILE = 256
+MAX_DEFAULT_WORKERS = 4
 OUTPUT_COMPRESSION = dict(compress='deflate', zlevel=1)
 OUTPUT_SUFFIXES = ('.tif', '.tiff', '.png')
 Item = TypeVar('Item')
@@ -72,16 +77,17 @@ class TilingOptions:
     """How a scene is cut and run.
 
     ``tile``: tiles hold at most ``tile`` x ``tile`` LR pixels (the memory of one forward); their shape is
-    chosen per scene to forward the fewest pixels (:func:`rssr.inference.tiling.plan_tiles`).
+    chosen per scene to forward the fewest pixels (:func:`rssr.inference.tiling.plan_tiles`). Default:
+    ``DEFAULT_TILE`` / sqrt(workers), so that the tiles in flight hold about ``DEFAULT_TILE``^2 pixels.
     ``overlap``: LR pixels shared by neighbouring tiles. ``margin``: LR pixels given weight 0 at inner
     tile sides (set it to the network's receptive-field radius). ``batch_size``: tiles per forward
     (default: 4 on a GPU, 1 on the CPU, where batching is no faster and multiplies the memory).
     ``workers``: batches in flight at once on the CPU, each in its own thread with ``threads / workers``
-    intra-op threads (default: one per thread of torch's pool: independent tiles keep the cores busier
-    than splitting each small op across them); 1 on a GPU.
+    intra-op threads (default: one per thread of torch's pool, at most ``MAX_DEFAULT_WORKERS``: independent
+    tiles keep the cores busier than splitting each small op across them); 1 on a GPU.
     """
 
-    tile: int = 256
+    tile: Optional[int] = None
     overlap: int = 32
     margin: int = 8
     batch_size: Optional[int] = None
@@ -92,9 +98,16 @@ class TilingOptions:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise InferenceError(f'Tile size, batch size and workers must be positive; got {name} {value}.')
-        if not 0 <= 2 * self.margin < self.overlap < self.tile:
+        smallest_tile = self.tile or DEFAULT_TILE // math.isqrt(MAX_DEFAULT_WORKERS)
+        if not 0 <= 2 * self.margin < self.overlap < smallest_tile:
             raise InferenceError(f'Need 0 <= 2*margin < overlap < tile; got margin {self.margin}, overlap '
-                                 f'{self.overlap}, tile {self.tile}.')
+                                 f'{self.overlap}, tile {smallest_tile}.')
+
+    def for_device(self, device: torch.device) -> 'TilingOptions':
+        """These options with ``workers`` and ``tile`` filled in for a run on ``device``."""
+        cpu = device.type == 'cpu'
+        workers = (self.workers or min(torch.get_num_threads(), MAX_DEFAULT_WORKERS)) if cpu else 1
+        return replace(self, workers=workers, tile=self.tile or int(DEFAULT_TILE / math.sqrt(workers)))
 
 
 @dataclass(frozen=True)
@@ -120,10 +133,12 @@ def model_scale(model: nn.Module, in_chans: int, device: torch.device) -> int:
     return out.shape[-1] // side
 
 
-def scene_tile_grid(height: int, width: int, tiling: TilingOptions, requirements: SizeRequirements) -> TileGrid:
-    """The tiles of a ``height`` x ``width`` scene: :func:`plan_tiles` within the ``tiling.tile`` budget, with
-    sides that are multiples of the network's; square tiles of ``tiling.tile`` for a network that needs
-    square or power-of-two inputs (any other shape would be padded to one)."""
+def scene_tile_grid(height: int, width: int, tiling: TilingOptions, requirements: SizeRequirements,
+                    device: torch.device = torch.device('cpu')) -> TileGrid:
+    """The tiles of a ``height`` x ``width`` scene run on ``device``: :func:`plan_tiles` within the tile budget,
+    with sides that are multiples of the network's; square tiles of the budget's side for a network that
+    needs square or power-of-two inputs (any other shape would be padded to one)."""
+    tiling = tiling.for_device(device)
     overlap = min(tiling.overlap, max(tiling.tile - 1, 0))
     align = TILE_ALIGN if tiling.tile - overlap >= TILE_ALIGN else 1
     if requirements.square or requirements.power_of_two:
@@ -224,7 +239,8 @@ def super_resolve_scene(model: nn.Module, source: str | os.PathLike, destination
     check_amp(device, amp)
     model = _with_scene_statistics(model.to(device).eval(), source, band_numbers, radiometry, nodata)
     scale = model_scale(model, len(band_numbers), device)
-    grid = scene_tile_grid(info.height, info.width, tiling, requirements)
+    tiling = tiling.for_device(device)
+    grid = scene_tile_grid(info.height, info.width, tiling, requirements, device)
     logger.info('Scene %s (%d x %d): %d tile(s) of %d x %d, %.2fx its pixels through the network.', source,
                 info.height, info.width, len(grid), min(grid.tile_height, grid.height),
                 min(grid.tile_width, grid.width), grid.forwarded_pixels / (grid.height * grid.width))
@@ -332,9 +348,8 @@ def _run(model: nn.Module, read_tile: Callable[[Tile], RasterArray], partial: Pa
                                     device, amp)
 
             batch_size = tiling.batch_size or (1 if device.type == 'cpu' else 4)
-            workers = (tiling.workers or torch.get_num_threads()) if device.type == 'cpu' else 1
             batches = list(_batches(tiles, batch_size))
-            results = _in_order(read_and_forward, batches, workers)
+            results = _in_order(read_and_forward, batches, tiling.workers)
             for batch, (lr, outputs) in zip(batches, tqdm(results, total=len(batches), desc=f'SR {progress}',
                                                           unit='batch', disable=not progress)):
                 for tile, lr_tile, sr in zip(batch, lr, outputs):

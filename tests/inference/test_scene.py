@@ -203,6 +203,19 @@ def test_unreadable_raster_is_named(tmp_path):
         super_resolve_scene(LocalNet(), tmp_path / 'broken.tif', tmp_path / 'sr.tif', progress=False)
 
 
+@pytest.mark.parametrize('threads, device, workers, tile', [(1, 'cpu', 1, 256), (2, 'cpu', 2, 181), (8, 'cpu', 4, 128),
+                                                           (8, 'cuda', 1, 256)])
+def test_default_tiles_share_one_budget_among_the_workers(monkeypatch, threads, device, workers, tile):
+    """By default the tiles in flight hold about 256 x 256 LR pixels at any thread count (at most 4 workers),
+    one worker on a GPU; explicit values are kept."""
+    monkeypatch.setattr(torch, 'get_num_threads', lambda: threads)
+    resolved = TilingOptions().for_device(torch.device(device))
+    assert (resolved.workers, resolved.tile) == (workers, tile)
+    assert resolved.workers * resolved.tile ** 2 <= 256 ** 2
+    explicit = TilingOptions(tile=100, workers=3).for_device(torch.device('cpu'))
+    assert (explicit.workers, explicit.tile) == (3, 100)
+
+
 def test_tiles_on_worker_threads_give_the_sequential_output(tmp_path):
     source = sentinel2_crop(tmp_path / 'lr.tif')
     model = LocalNet()
