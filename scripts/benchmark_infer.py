@@ -192,8 +192,8 @@ def main() -> None:
 
     from benchmark_infer_memory import write_scene
 
-    print(f'{args.size} x {args.size} LR scene, 4-band uint16, x4, rssr.infer defaults (tile budget 256 x 256, '
-          f'overlap 32), CPU, {args.repeats} repeat(s)\n')
+    print(f'{args.size} x {args.size} LR scene, 4-band uint16, x4, rssr.infer defaults (256 x 256 LR pixels in '
+          f'flight shared by the workers, overlap 32), CPU, {args.repeats} repeat(s)\n')
     print('| model | threads | LR MP/min | infer (s) | infer, 1 worker (s) | bare forward (s) | infer / bare | '
           'forwarded / scene pixels | peak RSS (GiB) | self-ensemble / plain | Sentinel-2 tile | with self-ensemble |')
     print('|---|---|---|---|---|---|---|---|---|---|---|---|', flush=True)
