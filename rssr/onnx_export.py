@@ -24,6 +24,7 @@ scale, input convention, band normalisation, rssr version), which ``rssr.infer -
 """
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import logging
@@ -172,7 +173,7 @@ def export_onnx(model: nn.Module, output: str | os.PathLike, *, tile: int, card_
     check_tile(model, tile)
     output = Path(output)
     bands = len(radiometry.scale)
-    graph = ExportGraph(model.eval(), convention, radiometry).eval()
+    graph = ExportGraph(_deployed(model.eval()), convention, radiometry).eval()
     example = (torch.rand(1, bands, tile, tile),)
     if graph.takes_scene_statistics:
         example += (torch.full((1, bands, 1, 1), float('nan')),) * 2
@@ -197,6 +198,19 @@ def export_onnx(model: nn.Module, output: str | os.PathLike, *, tile: int, card_
     finally:
         partial.unlink(missing_ok=True)
     return ExportResult(output, used, seconds, output.stat().st_size / 2 ** 20)
+
+
+def _deployed(model: nn.Module) -> nn.Module:
+    """``model``, or a copy with its re-parameterised branches fused (Rep-Mamba's ``switch_to_deploy``): the
+    graph then holds each fused kernel as a constant, which the TorchScript exporter needs (a kernel computed
+    from the branches in the forward is one it cannot export), and runs fewer ops."""
+    if not any(hasattr(module, 'switch_to_deploy') for module in model.modules()):
+        return model
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if hasattr(module, 'switch_to_deploy'):
+            module.switch_to_deploy()
+    return model
 
 
 def _export(graph: ExportGraph, example: Tuple[Tensor, ...], path: Path, exporter: str) -> str:
@@ -264,7 +278,7 @@ def session(path: str | os.PathLike) -> Any:
 def parity(path: str | os.PathLike, model: nn.Module, convention: str, radiometry: Radiometry,
            inputs: Sequence[Tensor]) -> float:
     """Largest |onnxruntime - torch| over ``inputs`` (each (1, C, T, T), in the graph's input convention)."""
-    graph = ExportGraph(model.eval(), convention, radiometry).eval()
+    graph = ExportGraph(_deployed(model.eval()), convention, radiometry).eval()
     run = session(path)
     worst = 0.0
     for x in inputs:
