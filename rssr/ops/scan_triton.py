@@ -129,8 +129,10 @@ def _scan_fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                      stride_b_batch, stride_b_group, stride_b_state, stride_b_time,
                      stride_c_batch, stride_c_group, stride_c_state, stride_c_time,
                      HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                     SAVE_STATES: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr,
-                     BLOCK_N: tl.constexpr):
+                     SAVE_STATES: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The scan of one program's block: h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t and y_t = C_t h_t (+ D u_t)
+    (* silu(z_t)) for t = 0 .. l-1; writes y, the last state and, with SAVE_STATES, the state at the start of
+    every chunk of CHUNK steps (what the backward kernel recomputes from)."""
     state, mask_d, mask_n, mask_dn, A, A_log2, skip, bias, batch_channel, states_base, b_base, c_base = \
         _program_block(A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dim, group_dim, n_state,
                        stride_b_batch, stride_b_group, stride_b_state, stride_c_batch, stride_c_group, stride_c_state,
@@ -164,13 +166,17 @@ def _scan_bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                      stride_b_batch, stride_b_group, stride_b_state, stride_b_time,
                      stride_c_batch, stride_c_group, stride_c_state, stride_c_time,
                      HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                     HAS_GRAD_LAST: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr,
-                     BLOCK_N: tl.constexpr):
+                     HAS_GRAD_LAST: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The gradients of one program's block, chunk by chunk from the last: recompute the chunk's states into
+    the program's scratch slot, then run the adjoint lambda_t = C_t g_t + exp(dt_{t+1} A) lambda_{t+1} back
+    through them. Writes the gradients of u, delta and z; those of A, D and delta_bias per batch element
+    (summed by the caller); those of B and C with atomic adds over the group's channel blocks."""
     state, mask_d, mask_n, mask_dn, A, A_log2, skip, bias, batch_channel, states_base, b_base, c_base = \
         _program_block(A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dim, group_dim, n_state,
                        stride_b_batch, stride_b_group, stride_b_state, stride_c_batch, stride_c_group, stride_c_state,
                        HAS_D, HAS_BIAS, BLOCK_D, BLOCK_N)
     row = batch_channel * length
+    # the program's slot in the scratch buffer: room for the CHUNK + 1 states of one chunk of its block
     batch_group = tl.program_id(0).to(tl.int64) * tl.num_programs(1) + tl.program_id(1)
     program = batch_group * tl.num_programs(2) + tl.program_id(2)
     scratch = (scratch_ptr + program * (CHUNK + 1) * BLOCK_D * BLOCK_N
