@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from rssr.layers.attention_fusion import AttentionFusion
 from rssr.layers.init import init_linear_and_layernorm
 from rssr.layers.mlp import DropPath, Mlp
 from rssr.layers.padding import SizeRequirements
@@ -161,7 +162,7 @@ class ResidualLeakyBlock(nn.Module):
 
 
 class CBAMSpatialAttention(nn.Module):
-    """CBAM spatial attention: sigmoid(conv7x7([mean_c x, max_c x])), a (B, 1, H, W) map."""
+    """CBAM spatial attention: x * sigmoid(conv7x7([mean_c x, max_c x])), one weight per pixel."""
 
     def __init__(self, kernel_size: int = FFM_SPATIAL_KERNEL) -> None:
         super().__init__()
@@ -169,11 +170,11 @@ class CBAMSpatialAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
-        return torch.sigmoid(self.conv1(pooled))
+        return x * torch.sigmoid(self.conv1(pooled))
 
 
 class CBAMChannelAttention(nn.Module):
-    """CBAM channel attention: sigmoid(fc(avgpool x) + fc(maxpool x)), pooled over the whole map."""
+    """CBAM channel attention: x * sigmoid(fc(avgpool x) + fc(maxpool x)), pooled over the whole map."""
 
     def __init__(self, dim: int, ratio: int = FFM_CHANNEL_RATIO) -> None:
         super().__init__()
@@ -181,21 +182,14 @@ class CBAMChannelAttention(nn.Module):
                                 nn.Conv2d(dim // ratio, dim, 1, bias=False))
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.sigmoid(self.fc(x.mean(dim=(2, 3), keepdim=True)) + self.fc(x.amax(dim=(2, 3), keepdim=True)))
+        return x * torch.sigmoid(self.fc(x.mean(dim=(2, 3), keepdim=True)) + self.fc(x.amax(dim=(2, 3), keepdim=True)))
 
 
-class FeatureFusionModule(nn.Module):
-    """FFM: conv1(spatial_attn(cnn) * cnn) + conv2(channel_attn(trans) * trans)."""
+class FeatureFusionModule(AttentionFusion):
+    """FFM: conv1(CBAM spatial attention(cnn)) + conv2(CBAM channel attention(transformer))."""
 
     def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.spat_attn = CBAMSpatialAttention()
-        self.chan_attn = CBAMChannelAttention(dim)
-        self.conv1 = nn.Conv2d(dim, dim, 3, 1, 1)
-        self.conv2 = nn.Conv2d(dim, dim, 3, 1, 1)
-
-    def forward(self, cnn: Tensor, transformer: Tensor) -> Tensor:
-        return self.conv1(self.spat_attn(cnn) * cnn) + self.conv2(self.chan_attn(transformer) * transformer)
+        super().__init__(dim, spat_attn=CBAMSpatialAttention(), chan_attn=CBAMChannelAttention(dim))
 
 
 @register_arch()

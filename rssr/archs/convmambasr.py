@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from rssr.layers.attention_fusion import AttentionFusion
 from rssr.layers.channel_attention import ChannelAttentionBlock
 from rssr.layers.init import init_linear_and_layernorm
 from rssr.layers.residual import residual_blocks
@@ -88,22 +89,16 @@ class MSSA(nn.Module):
         return self.conv3(attn) * x
 
 
-class GlobalDetailReconstructionModule(nn.Module):
+class GlobalDetailReconstructionModule(AttentionFusion):
     """GDRM: conv1(MSSA(cnn features)) + conv2(SimAM(mamba features)).
 
     (The official names are crossed: ``conv_spat_attn`` is MSSA on the CNN input,
-    ``mamba_chan_attn`` is SimAM on the Mamba input.)
+    ``mamba_chan_attn`` is SimAM on the Mamba input. The official code creates SimAM first; it has
+    no parameters, so creating it second changes neither the initialisation nor the checkpoint.)
     """
 
     def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.mamba_chan_attn = SimAM()
-        self.conv_spat_attn = MSSA(channels)
-        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
-        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
-
-    def forward(self, cnn: Tensor, mamba: Tensor) -> Tensor:
-        return self.conv1(self.conv_spat_attn(cnn)) + self.conv2(self.mamba_chan_attn(mamba))
+        super().__init__(channels, conv_spat_attn=MSSA(channels), mamba_chan_attn=SimAM())
 
 
 @register_arch()

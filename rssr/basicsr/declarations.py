@@ -24,11 +24,15 @@ class Declaration:
     default: Any
 
 
+# who sets them, where several declarations share it
+_MODEL_CLASS = 'a model class (model_type)'
+_METRIC_FUNCTION = 'an rssr metric function (rssr.metrics.image_quality)'
+
 TRAIN_OPTION_KEYS = Declaration(
-    'train_option_keys', 'a model class (model_type)',
+    'train_option_keys', _MODEL_CLASS,
     'keys of the `train:` section the model reads, beside those its source shows', ())
 VAL_OPTION_KEYS = Declaration(
-    'val_option_keys', 'a model class (model_type)',
+    'val_option_keys', _MODEL_CLASS,
     'keys of the `val:` section the model reads, beside those its source shows', ())
 TOP_LEVEL_OPTION_KEYS = Declaration(
     'top_level_option_keys', 'a model class or a dataset class',
@@ -37,14 +41,14 @@ DATASET_OPTION_KEYS = Declaration(
     'option_keys', 'a dataset class',
     'keys of its own `datasets.<phase>:` section, beside those its source shows', ())
 OPTIMIZERS_BY_NAME = Declaration(
-    'optimizers_by_name', 'a model class (model_type)',
+    'optimizers_by_name', _MODEL_CLASS,
     'mapping `train.optim_*.type` name -> optimizer class, when its get_optimizer is not BasicSR\'s '
     '`if optim_type == \'Adam\'` chain (empty: derived from that chain)', {})
 METRIC_KIND = Declaration(
-    'rssr_metric_kind', 'an rssr metric function (rssr.metrics.image_quality)',
+    'rssr_metric_kind', _METRIC_FUNCTION,
     'what the metric measures (psnr, sam, ergas, ...); validation marks the lower-is-better kinds', None)
 METRIC_OPTIONS = Declaration(
-    'rssr_options', 'an rssr metric function (rssr.metrics.image_quality)',
+    'rssr_options', _METRIC_FUNCTION,
     'names of its own options (e.g. scale, band_names), which validation fills in; None marks a BasicSR '
     '8-bit metric', None)
 

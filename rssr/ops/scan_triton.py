@@ -64,14 +64,17 @@ def _softplus(x):
 
 
 @triton.jit
-def _scan_fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
-                     out_ptr, chunk_states_ptr, last_state_ptr,
-                     length, dim, group_dim, n_state, n_chunks,
-                     stride_b_batch, stride_b_group, stride_b_state, stride_b_time,
-                     stride_c_batch, stride_c_group, stride_c_state, stride_c_time,
-                     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                     SAVE_STATES: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr,
-                     BLOCK_N: tl.constexpr):
+def _program_block(A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dim, group_dim, n_state,
+                   stride_b_batch, stride_b_group, stride_b_state, stride_c_batch, stride_c_group, stride_c_state,
+                   HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The block of channels and states this program owns, its parameters and where its data lie.
+
+    A program owns one batch element, one B/C group and BLOCK_D of the group's channels, each with BLOCK_N >= n
+    states; ``mask_d``, ``mask_n`` and ``mask_dn`` mark the real ones. ``batch_channel`` numbers the block's
+    (batch, channel) rows of u, delta, z and the outputs; ``states_base`` is the offset of each (channel, state)
+    in a (batch, d, n) buffer; ``b_base`` and ``c_base`` point at B and C of each state at t = 0. A comes also as
+    the exp2 exponent (exp(x) = exp2(x * log2(e))); D and delta_bias are zeros where absent.
+    """
     pid_batch = tl.program_id(0).to(tl.int64)
     pid_group = tl.program_id(1).to(tl.int64)
     channel_in_group = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -81,29 +84,69 @@ def _scan_fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     mask_n = state < n_state
     mask_dn = mask_d[:, None] & mask_n[None, :]
     A = tl.load(A_ptr + channel[:, None] * n_state + state[None, :], mask=mask_dn, other=0.0)
-    A_log2 = A * 1.4426950408889634  # exp(x) = exp2(x * log2(e))
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + channel, mask=mask_d, other=0.0)
     if HAS_D:
         skip = tl.load(D_ptr + channel, mask=mask_d, other=0.0)
-    row = (pid_batch * dim + channel) * length
+    else:
+        skip = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + channel, mask=mask_d, other=0.0)
+    else:
+        bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    batch_channel = pid_batch * dim + channel
+    states_base = batch_channel[:, None] * n_state + state[None, :]
     b_base = B_ptr + pid_batch * stride_b_batch + pid_group * stride_b_group + state * stride_b_state
     c_base = C_ptr + pid_batch * stride_c_batch + pid_group * stride_c_group + state * stride_c_state
-    states_base = (pid_batch * dim + channel[:, None]) * n_state + state[None, :]
+    return (state, mask_d, mask_n, mask_dn, A, A * 1.4426950408889634, skip, bias, batch_channel, states_base,
+            b_base, c_base)
+
+
+@triton.jit
+def _step_inputs(u_ptr, delta_ptr, b_base, row, t, stride_b_time, bias, mask_d, mask_n,
+                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """u_t, dt_t before softplus (delta_t + delta_bias), dt_t, and B_t of the program's block."""
+    u = tl.load(u_ptr + row + t, mask=mask_d, other=0.0)
+    dt_raw = tl.load(delta_ptr + row + t, mask=mask_d, other=0.0)
+    if HAS_BIAS:
+        dt_raw += bias
+    if SOFTPLUS:
+        dt = _softplus(dt_raw)
+    else:
+        dt = dt_raw
+    B_t = tl.load(b_base + t * stride_b_time, mask=mask_n, other=0.0)
+    return u, dt_raw, dt, B_t
+
+
+@triton.jit
+def _next_state(h, u, dt, B_t, A_log2):
+    """h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t."""
+    return tl.exp2(dt[:, None] * A_log2) * h + (dt * u)[:, None] * B_t[None, :]
+
+
+@triton.jit
+def _scan_fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
+                     out_ptr, chunk_states_ptr, last_state_ptr,
+                     length, dim, group_dim, n_state, n_chunks,
+                     stride_b_batch, stride_b_group, stride_b_state, stride_b_time,
+                     stride_c_batch, stride_c_group, stride_c_state, stride_c_time,
+                     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                     SAVE_STATES: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The scan of one program's block: h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t and y_t = C_t h_t (+ D u_t)
+    (* silu(z_t)) for t = 0 .. l-1; writes y, the last state and, with SAVE_STATES, the state at the start of
+    every chunk of CHUNK steps (what the backward kernel recomputes from)."""
+    state, mask_d, mask_n, mask_dn, A, A_log2, skip, bias, batch_channel, states_base, b_base, c_base = \
+        _program_block(A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dim, group_dim, n_state,
+                       stride_b_batch, stride_b_group, stride_b_state, stride_c_batch, stride_c_group, stride_c_state,
+                       HAS_D, HAS_BIAS, BLOCK_D, BLOCK_N)
+    row = batch_channel * length
     h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     for chunk in range(0, n_chunks):
         if SAVE_STATES:
             tl.store(chunk_states_ptr + states_base * n_chunks + chunk, h, mask=mask_dn)
         for t in range(chunk * CHUNK, tl.minimum(chunk * CHUNK + CHUNK, length)):
-            u = tl.load(u_ptr + row + t, mask=mask_d, other=0.0)
-            dt = tl.load(delta_ptr + row + t, mask=mask_d, other=0.0)
-            if HAS_BIAS:
-                dt += bias
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            B_t = tl.load(b_base + t * stride_b_time, mask=mask_n, other=0.0)
+            u, _, dt, B_t = _step_inputs(u_ptr, delta_ptr, b_base, row, t, stride_b_time, bias, mask_d, mask_n,
+                                         HAS_BIAS, SOFTPLUS)
+            h = _next_state(h, u, dt, B_t, A_log2)
             C_t = tl.load(c_base + t * stride_c_time, mask=mask_n, other=0.0)
-            h = tl.exp2(dt[:, None] * A_log2) * h + (dt * u)[:, None] * B_t[None, :]
             y = tl.sum(h * C_t[None, :], axis=1)
             if HAS_D:
                 y += skip * u
@@ -123,32 +166,23 @@ def _scan_bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                      stride_b_batch, stride_b_group, stride_b_state, stride_b_time,
                      stride_c_batch, stride_c_group, stride_c_state, stride_c_time,
                      HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                     HAS_GRAD_LAST: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr,
-                     BLOCK_N: tl.constexpr):
-    pid_batch = tl.program_id(0).to(tl.int64)
-    pid_group = tl.program_id(1).to(tl.int64)
-    pid_block = tl.program_id(2).to(tl.int64)
-    block_d = tl.arange(0, BLOCK_D)
-    channel_in_group = pid_block * BLOCK_D + block_d
-    mask_d = channel_in_group < group_dim
-    channel = pid_group * group_dim + channel_in_group
-    state = tl.arange(0, BLOCK_N)
-    mask_n = state < n_state
-    mask_dn = mask_d[:, None] & mask_n[None, :]
-    A = tl.load(A_ptr + channel[:, None] * n_state + state[None, :], mask=mask_dn, other=0.0)
-    A_log2 = A * 1.4426950408889634
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + channel, mask=mask_d, other=0.0)
-    if HAS_D:
-        skip = tl.load(D_ptr + channel, mask=mask_d, other=0.0)
-    row = (pid_batch * dim + channel) * length
-    b_base = B_ptr + pid_batch * stride_b_batch + pid_group * stride_b_group + state * stride_b_state
-    c_base = C_ptr + pid_batch * stride_c_batch + pid_group * stride_c_group + state * stride_c_state
-    states_base = (pid_batch * dim + channel[:, None]) * n_state + state[None, :]
-    program = (pid_batch * tl.num_programs(1) + pid_group) * tl.num_programs(2) + pid_block
-    scratch = scratch_ptr + program * (CHUNK + 1) * BLOCK_D * BLOCK_N + block_d[:, None] * BLOCK_N + state[None, :]
+                     HAS_GRAD_LAST: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The gradients of one program's block, chunk by chunk from the last: recompute the chunk's states into
+    the program's scratch slot, then run the adjoint lambda_t = C_t g_t + exp(dt_{t+1} A) lambda_{t+1} back
+    through them. Writes the gradients of u, delta and z; those of A, D and delta_bias per batch element
+    (summed by the caller); those of B and C with atomic adds over the group's channel blocks."""
+    state, mask_d, mask_n, mask_dn, A, A_log2, skip, bias, batch_channel, states_base, b_base, c_base = \
+        _program_block(A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dim, group_dim, n_state,
+                       stride_b_batch, stride_b_group, stride_b_state, stride_c_batch, stride_c_group, stride_c_state,
+                       HAS_D, HAS_BIAS, BLOCK_D, BLOCK_N)
+    row = batch_channel * length
+    # the program's slot in the scratch buffer: room for the CHUNK + 1 states of one chunk of its block
+    batch_group = tl.program_id(0).to(tl.int64) * tl.num_programs(1) + tl.program_id(1)
+    program = batch_group * tl.num_programs(2) + tl.program_id(2)
+    scratch = (scratch_ptr + program * (CHUNK + 1) * BLOCK_D * BLOCK_N
+               + tl.arange(0, BLOCK_D)[:, None] * BLOCK_N + state[None, :])
     # grad_B / grad_C: (batch, group, n, l), summed over the group's channel blocks with atomic adds
-    coef_grad_base = (pid_batch * tl.num_programs(1) + pid_group) * n_state + state
+    coef_grad_base = batch_group * n_state + state
     if HAS_GRAD_LAST:
         carry = tl.load(grad_last_ptr + states_base, mask=mask_dn, other=0.0)  # a_{t+1} * lambda_{t+1}
     else:
@@ -164,29 +198,16 @@ def _scan_bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         h = tl.load(chunk_states_ptr + states_base * n_chunks + chunk, mask=mask_dn, other=0.0)
         tl.store(scratch, h)
         for s in range(0, steps):
-            t = start + s
-            u = tl.load(u_ptr + row + t, mask=mask_d, other=0.0)
-            dt = tl.load(delta_ptr + row + t, mask=mask_d, other=0.0)
-            if HAS_BIAS:
-                dt += bias
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            B_t = tl.load(b_base + t * stride_b_time, mask=mask_n, other=0.0)
-            h = tl.exp2(dt[:, None] * A_log2) * h + (dt * u)[:, None] * B_t[None, :]
+            u, _, dt, B_t = _step_inputs(u_ptr, delta_ptr, b_base, row, start + s, stride_b_time, bias, mask_d,
+                                         mask_n, HAS_BIAS, SOFTPLUS)
+            h = _next_state(h, u, dt, B_t, A_log2)
             tl.store(scratch + (s + 1) * BLOCK_D * BLOCK_N, h)
         tl.debug_barrier()
         for s_from_end in range(0, steps):
             s = steps - 1 - s_from_end
             t = start + s
-            u = tl.load(u_ptr + row + t, mask=mask_d, other=0.0)
-            dt_raw = tl.load(delta_ptr + row + t, mask=mask_d, other=0.0)
-            if HAS_BIAS:
-                dt_raw += bias
-            if SOFTPLUS:
-                dt = _softplus(dt_raw)
-            else:
-                dt = dt_raw
-            B_t = tl.load(b_base + t * stride_b_time, mask=mask_n, other=0.0)
+            u, dt_raw, dt, B_t = _step_inputs(u_ptr, delta_ptr, b_base, row, t, stride_b_time, bias, mask_d, mask_n,
+                                              HAS_BIAS, SOFTPLUS)
             C_t = tl.load(c_base + t * stride_c_time, mask=mask_n, other=0.0)
             h = tl.load(scratch + (s + 1) * BLOCK_D * BLOCK_N)
             h_prev = tl.load(scratch + s * BLOCK_D * BLOCK_N)
@@ -221,8 +242,8 @@ def _scan_bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             carry = decay * adjoint
         tl.debug_barrier()
     tl.store(grad_A_ptr + states_base, grad_A, mask=mask_dn)
-    tl.store(grad_D_ptr + pid_batch * dim + channel, grad_D, mask=mask_d)
-    tl.store(grad_bias_ptr + pid_batch * dim + channel, grad_bias, mask=mask_d)
+    tl.store(grad_D_ptr + batch_channel, grad_D, mask=mask_d)
+    tl.store(grad_bias_ptr + batch_channel, grad_bias, mask=mask_d)
 
 
 def _grouped(coef: Tensor, groups: int, batch: int, length: int) -> Tensor:

@@ -32,6 +32,7 @@ def _tiny(**overrides):
 @pytest.mark.parametrize('case', list(_cases()))
 def test_matches_official_outputs(case, scan_backend):
     model = ConvMambaSR(**case['kwargs'], scan_backend=scan_backend).eval()
+    assert list(model.state_dict()) == list(case['state_dict'])  # parameters created in the official order
     model.load_state_dict(case['state_dict'], strict=True)  # float16 values cast into the float32 model
     with torch.no_grad():
         output = model(case['input'])
