@@ -30,14 +30,12 @@ B, C: about 3 (b, d, l) tensors kept between the passes) instead of converting t
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Protocol, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
-
-from rssr.ops.core_threads import cores_for_parts, map_on_cores
 
 _LOG2_E = 1.4426950408889634  # exp(x) == exp2(x * log2(e)); torch's exp2 is the fastest exp on CPU
 _CPU_SEGMENT_ELEMENTS = 1 << 19  # per working tensor: 2 MiB in float32, cache-resident on a CPU
@@ -50,8 +48,6 @@ _SEQUENTIAL_STEP_ELEMENTS_ONE_THREAD = 1 << 12  # on one CPU thread, only per-op
 # torch's CPU bmm multiplies matrices with rows * inner * cols below 400 in a scalar loop: for a
 # contraction over n of n * d/g below this, a multiply and a sum are ~5x faster (n = 8, d/g = 48)
 _SMALL_CPU_BMM = 400
-# Scans of fewer state elements (b * d * n * l) run on one core: handing parts to threads costs ~0.1 ms
-_PARALLEL_SCAN_ELEMENTS = 1 << 21
 
 
 def _blocks(length: int, step_elements: int, device: torch.device) -> Tuple[int, int]:
@@ -72,21 +68,13 @@ def _step_views(x: Tensor, start: int, stop: int, blocks: int) -> Tuple[Tensor, 
     return part.unflatten(0, (blocks, part.shape[0] // blocks)).unbind(1) if blocks else part.unbind(0)
 
 
-class Workspace(Protocol):
-    """Where the blocked scans get their per-step views and scratch: made once per call (:class:`_Problem`),
-    since every segment reuses the same buffers, and a fresh allocation per segment would fault its pages in."""
-
-    def step_views(self, x: Tensor, start: int, stop: int, blocks: int) -> Tuple[Tensor, ...]:
-        """:func:`_step_views` of ``x``."""
-
-    def block_states(self, blocks: int, like: Tensor) -> Tuple[Tensor, Tuple[Tensor, ...]]:
-        """Scratch for ``blocks`` states shaped like ``like``: the stacked tensor and its per-block views."""
+StepViews = Callable[[Tensor, int, int, int], Tuple[Tensor, ...]]
 
 
-def _blocked_scan_(x: Tensor, links: Tensor, initial: Tensor, workspace: Workspace) -> None:
+def _blocked_scan_(x: Tensor, links: Tensor, initial: Tensor, views: StepViews = _step_views) -> None:
     """Solve ``x[t] += links[t] * x[t - 1]`` for t = 0 .. S-1 along dim 0 of ``x``, with x[-1] = initial,
-    in place; ``links`` (same shape as ``x``) is overwritten. ``workspace`` gives the per-step views of x
-    and links and the blocks' incoming states.
+    in place; ``links`` (same shape as ``x``) is overwritten. ``views`` cuts x and links into per-step
+    views (:func:`_step_views`, or a cache of its results for reused buffers).
 
     Time is cut into P blocks of T ~ sqrt(S) steps. One op per step solves every block at once from a
     zero start while ``links`` becomes each block's running product of links; P small ops chain the
@@ -99,24 +87,24 @@ def _blocked_scan_(x: Tensor, links: Tensor, initial: Tensor, workspace: Workspa
     blocks, block = _blocks(length, x[0].numel(), x.device)
     main = blocks * block
     if main:
-        xs, products = workspace.step_views(x, 0, main, blocks), workspace.step_views(links, 0, main, blocks)
+        xs, products = views(x, 0, main, blocks), views(links, 0, main, blocks)
         for t in range(1, block):
             xs[t].addcmul_(products[t], xs[t - 1])
             products[t].mul_(products[t - 1])
-        incoming, incomings = workspace.block_states(blocks, x[0])
-        ends, end_products = xs[-1].unbind(0), products[-1].unbind(0)
+        incoming = x.new_empty(blocks, *x.shape[1:])
+        incomings, ends, end_products = incoming.unbind(0), xs[-1].unbind(0), products[-1].unbind(0)
         incomings[0].copy_(initial)
         for index in range(1, blocks):
             torch.addcmul(ends[index - 1], end_products[index - 1], incomings[index - 1], out=incomings[index])
         x[:main].unflatten(0, (blocks, block)).addcmul_(links[:main].unflatten(0, (blocks, block)),
                                                          incoming.unsqueeze(1))
     previous = initial if main == 0 else x[main - 1]
-    for x_t, link in zip(workspace.step_views(x, main, length, 0), workspace.step_views(links, main, length, 0)):
+    for x_t, link in zip(views(x, main, length, 0), views(links, main, length, 0)):
         x_t.addcmul_(link, previous)
         previous = x_t
 
 
-def _blocked_reverse_scan_(x: Tensor, links: Tensor, products: Tensor, workspace: Workspace) -> None:
+def _blocked_reverse_scan_(x: Tensor, links: Tensor, products: Tensor, views: StepViews = _step_views) -> None:
     """Solve ``x[t] += links[t + 1] * x[t + 1]`` for t = S-2 .. 0 along dim 0 of ``x``, in place, by the
     blocks of :func:`_blocked_scan_` run backwards; ``links`` is kept, ``products`` (same shape) is scratch."""
     length = x.shape[0]
@@ -126,20 +114,21 @@ def _blocked_reverse_scan_(x: Tensor, links: Tensor, products: Tensor, workspace
     if blocks:
         xb = x[tail:].unflatten(0, (blocks, block))
         pb = products[tail:].unflatten(0, (blocks, block))  # pb[:, t]: product of the block's links after t
-        xs, ls, ps = (workspace.step_views(tensor, tail, length, blocks) for tensor in (x, links, products))
+        xs, ls, ps = views(x, tail, length, blocks), views(links, tail, length, blocks), views(products, tail,
+                                                                                                 length, blocks)
         ps[-1].fill_(1.0)
         for t in range(block - 2, -1, -1):
             xs[t].addcmul_(ls[t + 1], xs[t + 1])
             torch.mul(ps[t + 1], ls[t + 1], out=ps[t])
-        incoming, incomings = workspace.block_states(blocks, x[0])  # what the next block adds at a block's end
-        incomings[-1].zero_()
-        starts, start_products, start_links = xs[0].unbind(0), ps[0].unbind(0), ls[0].unbind(0)
+        incoming = x.new_zeros(blocks, *x.shape[1:])  # what the next block adds at a block's end
+        incomings, starts, start_products, start_links = (incoming.unbind(0), xs[0].unbind(0), ps[0].unbind(0),
+                                                          ls[0].unbind(0))
         for index in range(blocks - 2, -1, -1):
             torch.addcmul(starts[index + 1], start_products[index + 1], incomings[index + 1], out=incomings[index])
             incomings[index].mul_(start_links[index + 1])
         xb.addcmul_(pb, incoming.unsqueeze(1))
         solved_from = tail
-    xs, ls = workspace.step_views(x, 0, solved_from + 1, 0), workspace.step_views(links, 0, solved_from + 1, 0)
+    xs, ls = views(x, 0, solved_from + 1, 0), views(links, 0, solved_from + 1, 0)
     for t in range(solved_from - 1, -1, -1):
         xs[t].addcmul_(ls[t + 1], xs[t + 1])
 
@@ -153,13 +142,13 @@ def _time_major(x: Tensor, dtype: torch.dtype) -> Tensor:
     return out
 
 
-def _channel_major_into(x: Tensor, out: Tensor) -> Tensor:
-    """(b, l, ...) -> (b, prod(...), l), written into ``out`` (any dtype; each ``out[i]`` contiguous, so a
-    channel slice of a larger tensor will do): one 2-D transpose per batch element."""
+def _channel_major(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """(b, l, ...) -> contiguous (b, prod(...), l) in ``dtype``."""
     flat = x.reshape(x.shape[0], x.shape[1], -1)
+    out = flat.new_empty(flat.shape[0], flat.shape[2], flat.shape[1])
     for index in range(flat.shape[0]):
         out[index].copy_(flat[index].t())
-    return out
+    return out.to(dtype)
 
 
 def _softplus_(x: Tensor) -> Tensor:
@@ -232,8 +221,7 @@ class _Coefficient:
             return self.grad.transpose(1, 2).reshape(self.input_shape).to(dtype)
         b, length, groups, n = self.grad.shape
         grad = self.grad.view(b, length, self.input_groups, groups // self.input_groups, n).sum(3)
-        return _channel_major_into(grad, grad.new_empty(b, self.input_groups * n, length, dtype=dtype)).reshape(
-            self.input_shape)
+        return _channel_major(grad, dtype).reshape(self.input_shape)
 
 
 def _layout_groups(d: int, B: Tensor, C: Tensor) -> int:
@@ -255,7 +243,7 @@ class _Problem:
 
     def __init__(self, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, delta_bias: Optional[Tensor],
                  delta_softplus: bool, segment_len: Optional[int]) -> None:
-        self.dtype = _working_dtype(u)
+        self.dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
         self.batch, self.dim, self.length = u.shape
         self.state_dim = A.shape[1]
         self.groups = _layout_groups(self.dim, B, C)
@@ -283,7 +271,6 @@ class _Problem:
         self._buffers: List[Tensor] = []
         self._by_time: Dict[Tuple[int, int], Tensor] = {}
         self._step_views: Dict[Tuple[int, int, int, int], Tuple[Tensor, ...]] = {}
-        self._block_states: Dict[Tuple[int, ...], Tuple[Tensor, Tuple[Tensor, ...]]] = {}
 
     def state_shape(self) -> Tuple[int, ...]:
         return self.batch, self.groups, self.state_dim, self.group_dim
@@ -311,17 +298,9 @@ class _Problem:
             self._step_views[key] = _step_views(x, start, stop, blocks)
         return self._step_views[key]
 
-    def block_states(self, blocks: int, like: Tensor) -> Tuple[Tensor, Tuple[Tensor, ...]]:
-        """Scratch for the blocks' incoming states, made once per call (see :class:`Workspace`)."""
-        key = (blocks, *like.shape)
-        if key not in self._block_states:
-            scratch = like.new_empty(blocks, *like.shape)
-            self._block_states[key] = scratch, scratch.unbind(0)
-        return self._block_states[key]
-
     def release_buffers(self) -> None:
         """Free the working tensors (segment-sized; on accelerators up to 256 MiB each) and their views."""
-        self._buffers, self._by_time, self._step_views, self._block_states = [], {}, {}, {}
+        self._buffers, self._by_time, self._step_views = [], {}, {}
 
     def decays(self, start: int, stop: int) -> Tensor:
         """a_t = exp(dt_t * A) for t in [start, stop): (b, S, g, n, d/g), in working buffer 0."""
@@ -334,14 +313,16 @@ class _Problem:
         steps = stop - start
         states = torch.mul(self.dtu[:, start:stop].unsqueeze(-2), self.B.segment(start, stop),
                            out=self.buffer(1, steps))
-        _blocked_scan_(self.by_time(1, steps), self.by_time(decays_index, steps), initial, self)
+        _blocked_scan_(self.by_time(1, steps), self.by_time(decays_index, steps), initial, self.step_views)
         return states
 
 
-def _scan_forward(problem: _Problem, keep_segment_starts: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-    """y (b, l, g, d/g) without the skip D u, the last state (b, g, n, d/g) and (optionally) the state
-    before each segment."""
+def _scan_forward(problem: _Problem, D: Optional[Tensor],
+                  keep_segment_starts: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """y (b, l, g, d/g) with the skip D u added while its segment is in cache, the last state (b, g, n, d/g)
+    and (optionally) the state before each segment."""
     p = problem
+    skip = D.to(p.dtype).view(p.groups, p.group_dim) if D is not None else None
     y = p.u.new_empty(p.batch, p.length, p.groups, p.group_dim)
     slots = len(p.bounds) + 1 if keep_segment_starts else 2  # else two slots, used alternately
     boundary_states = p.u.new_empty(slots, *p.state_shape())  # slot i % slots: the state before segment i
@@ -349,7 +330,11 @@ def _scan_forward(problem: _Problem, keep_segment_starts: bool) -> Tuple[Tensor,
     for index, (start, stop) in enumerate(p.bounds):
         p.decays(start, stop)
         states = p.states(start, stop, 0, boundary_states[index % slots])
-        y[:, start:stop] = p.C.contract(start, stop, states).squeeze(-2)
+        contracted = p.C.contract(start, stop, states).squeeze(-2)
+        if skip is None:
+            y[:, start:stop] = contracted
+        else:
+            torch.addcmul(contracted, p.u[:, start:stop], skip, out=y[:, start:stop])
         boundary_states[(index + 1) % slots].copy_(states[:, -1])
     last = boundary_states[len(p.bounds) % slots]
     return y, last, boundary_states[:-1] if keep_segment_starts else None
@@ -386,7 +371,7 @@ def _scan_backward(problem: _Problem, starts: Tensor, grad_y: Tensor,
         adjoint = torch.mul(p.C.segment(start, stop), g, out=p.buffer(2, stop - start))
         adjoint_by_time, decays_by_time = p.by_time(2, steps), p.by_time(0, steps)
         adjoint_by_time[-1] += carry
-        _blocked_reverse_scan_(adjoint_by_time, decays_by_time, p.by_time(3, steps), p)
+        _blocked_reverse_scan_(adjoint_by_time, decays_by_time, p.by_time(3, steps), p.step_views)
         torch.mul(decays_by_time[0], adjoint_by_time[0], out=carry)
         dtu = p.dtu[:, start:stop].unsqueeze(-2)
         p.B.accumulate_grad(start, stop, adjoint, dtu)
@@ -402,124 +387,47 @@ def _scan_backward(problem: _Problem, starts: Tensor, grad_y: Tensor,
     return grad_u, grad_dt, grad_A
 
 
-class _ChannelSplit:
-    """The scan's channels cut into ``parts`` equal parts that are scanned at once, one per CPU core
-    (:mod:`rssr.ops.core_threads`); each part holds whole groups of every time-varying B and C."""
-
-    def __init__(self, parts: int, dim: int) -> None:
-        self.parts = parts
-        self.width = dim // parts
-
-    @classmethod
-    def choose(cls, u: Tensor, A: Tensor, B: Tensor, C: Tensor) -> '_ChannelSplit':
-        """As many parts as this thread has intra-op threads where they pay: on the CPU, for steps too small
-        for torch to spread over its threads itself (a step of ``_SEQUENTIAL_STEP_ELEMENTS`` or more
-        already runs on every thread), scans long enough to outweigh handing parts to threads, and
-        B/C whose groups can be shared out (one (b, n, l) B or C for all channels cannot)."""
-        batch, dim, length = u.shape
-        cores = cores_for_parts() if u.device.type == 'cpu' else 1
-        step_elements = batch * dim * A.shape[1]
-        if cores < 2 or step_elements >= _SEQUENTIAL_STEP_ELEMENTS or step_elements * length < _PARALLEL_SCAN_ELEMENTS:
-            return cls(1, dim)
-        if any(coef.dim() == 3 for coef in (B, C)):
-            return cls(1, dim)
-        groups = [coef.shape[1] for coef in (B, C) if coef.dim() == 4]
-        parts = next(k for k in range(min(cores, dim), 0, -1)
-                     if dim % k == 0 and all(count % k == 0 for count in groups))
-        return cls(parts, dim)
-
-    def channels(self, index: int) -> slice:
-        return slice(index * self.width, (index + 1) * self.width)
-
-    def coefficient(self, coef: Tensor, index: int) -> Tensor:
-        """Part ``index`` of B or C: its rows of a (d, n) one, its groups of a (b, g, n, l) one."""
-        if self.parts == 1:
-            return coef
-        if coef.dim() == 2:
-            return coef[self.channels(index)]
-        per_part = coef.shape[1] // self.parts
-        return coef[:, index * per_part:(index + 1) * per_part]
-
-
 class _SelectiveScanCore(torch.autograd.Function):
     """y_t = sum_n C_t h_t [+ D u_t], h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t, dt = [softplus](delta + bias):
-    returns (y, last h). On a CPU with several threads, parts of the channels are scanned at once."""
+    returns (y, last h)."""
 
     @staticmethod
     def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                 delta_bias: Optional[Tensor], delta_softplus: bool,
                 segment_len: Optional[int]) -> Tuple[Tensor, Tensor]:
-        split = _ChannelSplit.choose(u, A, B, C)
-        needs_grad = any(ctx.needs_input_grad)
-        dtype = _working_dtype(u)
-        y = u.new_empty(u.shape, dtype=dtype)
-        last = u.new_empty(u.shape[0], u.shape[1], A.shape[1], dtype=dtype)
-
-        def scan_part(index: int) -> Tuple[_Problem, Optional[Tensor]]:
-            part = split.channels(index)
-            p = _Problem(u[:, part], delta[:, part], A[part], split.coefficient(B, index), split.coefficient(C, index),
-                         delta_bias[part] if delta_bias is not None else None, delta_softplus, segment_len)
-            y_part, last_part, starts = _scan_forward(p, keep_segment_starts=needs_grad)
-            p.release_buffers()
-            _channel_major_into(y_part, y[:, part])
-            if D is not None:  # in the caller's layout, where D broadcasts along contiguous time
-                y[:, part].addcmul_(u[:, part].to(dtype), D[part].to(dtype)[:, None])
-            last[:, part] = last_part.transpose(2, 3).reshape(p.batch, p.dim, p.state_dim)
-            return p, starts
-
-        problems, starts = zip(*map_on_cores(scan_part, range(split.parts)))
-        ctx.problems = problems if needs_grad else None  # the backward reuses their layout conversions
-        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, *starts)
-        ctx.delta_softplus, ctx.segment_len, ctx.split = delta_softplus, problems[0].segment_len, split
-        return y, last
+        p = _Problem(u, delta, A, B, C, delta_bias, delta_softplus, segment_len)
+        y, last, starts = _scan_forward(p, D, keep_segment_starts=any(ctx.needs_input_grad))
+        p.release_buffers()
+        ctx.problem = p if any(ctx.needs_input_grad) else None  # the backward reuses its layout conversions
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, starts)
+        ctx.delta_softplus, ctx.segment_len = delta_softplus, p.segment_len
+        return _channel_major(y, p.dtype), last.transpose(2, 3).reshape(p.batch, p.dim, p.state_dim)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y: Optional[Tensor], grad_last: Optional[Tensor]):
-        u, delta, A, B, C, D, delta_bias, *starts = ctx.saved_tensors
-        split, problems = ctx.split, ctx.problems
-        ctx.problems = None  # freed with this pass, not with the graph (a retained graph converts again)
-        dtype = _working_dtype(u)
-        grad_u, grad_delta = torch.empty_like(u, dtype=dtype), torch.empty_like(delta, dtype=dtype)
-        grad_A, grad_B, grad_C = torch.empty_like(A), torch.empty_like(B), torch.empty_like(C)
-        grad_D = torch.empty_like(D) if D is not None else None
-
-        def backward_part(index: int) -> None:
-            part = split.channels(index)
-            p = problems[index] if problems else _Problem(
-                u[:, part], delta[:, part], A[part], split.coefficient(B, index), split.coefficient(C, index),
-                delta_bias[part] if delta_bias is not None else None, ctx.delta_softplus, ctx.segment_len)
-            layout = (p.batch, p.length, p.groups, p.group_dim)
-            grad_y_tm = (_time_major(grad_y[:, part], p.dtype).view(layout) if grad_y is not None
-                         else torch.zeros_like(p.u))
-            grad_last_tm = None
-            if grad_last is not None:
-                grad_last_tm = grad_last[:, part].to(p.dtype).reshape(p.batch, p.groups, p.group_dim,
-                                                                      p.state_dim).transpose(2, 3)
-            grad_u_tm, grad_dt_tm, grad_A_part = _scan_backward(p, starts[index], grad_y_tm, grad_last_tm)
-            if D is not None:
-                grad_D[part] = (grad_y_tm * p.u).sum((0, 1)).reshape(-1)
-                grad_u_tm.addcmul_(grad_y_tm, D[part].to(p.dtype).view(p.groups, p.group_dim))
-            _channel_major_into(grad_u_tm, grad_u[:, part])
-            grad_dt = _channel_major_into(grad_dt_tm, grad_delta[:, part])
-            if ctx.delta_softplus:  # d softplus(x) / dx = sigmoid(x)
-                raw = delta[:, part].to(p.dtype)
-                if delta_bias is not None:
-                    raw = raw + delta_bias[part].to(p.dtype)[:, None]
-                grad_dt.mul_(torch.sigmoid(raw))
-            grad_A[part] = grad_A_part.transpose(1, 2).reshape(p.dim, p.state_dim)
-            for coef, grad, own in ((B, grad_B, p.B), (C, grad_C, p.C)):
-                split.coefficient(grad, index).copy_(own.input_grad(coef.dtype))
-            p.release_buffers()
-
-        map_on_cores(backward_part, range(split.parts))
+        u, delta, A, B, C, D, delta_bias, starts = ctx.saved_tensors
+        p = ctx.problem or _Problem(u, delta, A, B, C, delta_bias, ctx.delta_softplus, ctx.segment_len)
+        ctx.problem = None  # freed with this pass, not with the graph (a retained graph converts again)
+        layout = (p.batch, p.length, p.groups, p.group_dim)
+        grad_y_tm = _time_major(grad_y, p.dtype).view(layout) if grad_y is not None else torch.zeros_like(p.u)
+        if grad_last is not None:
+            grad_last = grad_last.to(p.dtype).reshape(p.batch, p.groups, p.group_dim, p.state_dim).transpose(2, 3)
+        grad_u, grad_dt, grad_A = _scan_backward(p, starts, grad_y_tm, grad_last)
+        grad_D = None
+        if D is not None:
+            D_grouped = D.to(p.dtype).view(p.groups, p.group_dim)
+            grad_D = (grad_y_tm * p.u).sum((0, 1)).reshape(-1).to(D.dtype)
+            grad_u.addcmul_(grad_y_tm, D_grouped)
+        grad_delta = _channel_major(grad_dt, p.dtype)
+        if ctx.delta_softplus:  # d softplus(x) / dx = sigmoid(x)
+            raw = delta.to(p.dtype) + delta_bias.to(p.dtype)[:, None] if delta_bias is not None else delta.to(p.dtype)
+            grad_delta.mul_(torch.sigmoid(raw))
         grad_bias = grad_delta.sum((0, 2)).to(delta_bias.dtype) if delta_bias is not None else None
-        return (grad_u.to(u.dtype), grad_delta.to(delta.dtype), grad_A, grad_B, grad_C, grad_D, grad_bias, None, None)
-
-
-def _working_dtype(u: Tensor) -> torch.dtype:
-    """float64 for float64 inputs, else float32 (the scan never runs in half precision)."""
-    return torch.float64 if u.dtype == torch.float64 else torch.float32
+        p.release_buffers()
+        return (_channel_major(grad_u, u.dtype), grad_delta.to(delta.dtype),
+                grad_A.transpose(1, 2).reshape(A.shape).to(A.dtype),
+                p.B.input_grad(B.dtype), p.C.input_grad(C.dtype), grad_D, grad_bias, None, None)
 
 
 def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor] = None,

@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from rssr.ops import ScanBackendUnavailable, selective_scan
-from rssr.ops.core_threads import map_on_cores
 from rssr.ops.scan_torch import selective_scan_torch
 from rssr.ops.selective_scan import resolve_backend, selective_scan_reference
 
@@ -198,30 +197,6 @@ def test_torch_backend_setup_chunks(monkeypatch, chunk_elements):
     that do not divide l = 37, give the reference's outputs and gradients."""
     monkeypatch.setattr(scan_torch_module, '_SETUP_CHUNK_ELEMENTS', chunk_elements)
     check_against_reference(selective_scan_torch, CASES[0], segment_len=7)
-
-
-@pytest.mark.parametrize('cores,case,parts', [
-    (2, CASES[0], 2),  # 2 groups of B and C: one per part
-    (3, CASES[3], 3),  # 3 groups, 3 cores
-    (4, Case(8, 4 * 64, 8, 576, 4, 4, gate=False), 4),  # ConvMambaSR-like: 4 directions
-    (2, CASES[5], 2),  # a time-invariant (d, n) B is cut by its rows
-    (3, CASES[4], 1),  # B in 2 groups and C in 3: no part would hold whole groups of both
-    (2, CASES[1], 1),  # one (b, n, l) B for all channels cannot be shared out
-], ids=lambda value: value.id if isinstance(value, Case) else str(value))
-def test_torch_backend_scans_channel_parts_on_several_cores(monkeypatch, cores, case, parts):
-    """On a CPU with several threads, parts of the channels are scanned at once on the core pool, each
-    with whole groups of B and C: outputs, last state and every gradient equal the reference's."""
-    used = []
-
-    def recording_map(function, items):
-        used.append(len(items))
-        return map_on_cores(function, items)
-
-    monkeypatch.setattr(scan_torch_module, 'cores_for_parts', lambda: cores)
-    monkeypatch.setattr(scan_torch_module, '_PARALLEL_SCAN_ELEMENTS', 0)
-    monkeypatch.setattr(scan_torch_module, 'map_on_cores', recording_map)
-    check_against_reference(selective_scan_torch, case, segment_len=7)
-    assert used == [parts, parts]  # the forward and the backward pass
 
 
 @pytest.mark.parametrize('small_bmm', [0, 1 << 30], ids=['bmm', 'multiply_and_sum'])
