@@ -11,6 +11,10 @@ B/C in 4 groups): b=64, l=256 and b=8, l=576. Inputs look like an SS2D block's (
 with bias, S4D-real A, D skip), passed as the archs pass them (delta_bias, softplus, D).
 Each case runs at every ``--threads`` count (default: 1 and torch's default for this machine).
 Rows:
+- the backends, with inputs stored (b, d, l) contiguous, as the issue's yardstick takes them;
+- ``torch, time-major inputs``: the torch backend with u, delta, B and C stored time-major ((b, l, ...) in
+  memory), as rssr's SS2D blocks pass them: the scan reads them, and writes y and the gradients, without
+  a transpose;
 - ``ref-style loop``: issue 26's yardstick (b = 1 cases, at the same thread count, interleaved with the
   backends): a loop in the style of mamba_ssm's ``selective_scan_ref`` in float32, exp(dt A) and dt B u
   precomputed as (b, d, l, n); timed region: the loop, the stack and the D skip (fwd+bwd: also the
@@ -52,6 +56,7 @@ from rssr.ops.selective_scan import resolve_backend
 
 DIRECTIONS, CHANNELS, STATE = 4, 192, 16
 INPUT_NAMES = ('u', 'delta', 'A', 'B', 'C', 'D', 'delta_bias')
+TIME_MAJOR = 'torch, time-major inputs'
 
 
 def make_inputs(batch: int, length: int, device: str, dtype: torch.dtype = torch.float32,
@@ -68,6 +73,12 @@ def make_inputs(batch: int, length: int, device: str, dtype: torch.dtype = torch
                   B=randn(batch, DIRECTIONS, STATE, length), C=randn(batch, DIRECTIONS, STATE, length),
                   D=torch.ones(d), delta_bias=dt_init + torch.log(-torch.expm1(-dt_init)))
     return {k: v.to(device=device, dtype=dtype) for k, v in inputs.items()}
+
+
+def time_major(inputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The same inputs with u, delta, B and C stored time-major, (b, l, ...) in memory, as the SS2D blocks pass
+    them (their direction sequences come from channels-last maps)."""
+    return {k: v.movedim(-1, 1).contiguous().movedim(1, -1) if v.dim() >= 3 else v for k, v in inputs.items()}
 
 
 def run_once(scan: Callable, inputs: Dict[str, torch.Tensor], backward: bool) -> Dict[str, torch.Tensor]:
@@ -271,7 +282,11 @@ def main(argv: Optional[List[str]] = None) -> None:
                   f'{peak / 2**20:.0f} | {peak / input_bytes:.1f} |', flush=True)
         for threads in args.threads:
             torch.set_num_threads(threads)
-            runs = {name: (lambda scan=scan: run_once(scan, inputs, backward)) for name, scan in backends}
+            variants = {name: (scan, inputs) for name, scan in backends}
+            if 'torch' in variants:
+                variants[TIME_MAJOR] = (variants['torch'][0], time_major(inputs))
+            runs = {name: (lambda scan=scan, given=given: run_once(scan, given, backward))
+                    for name, (scan, given) in variants.items()}
             if batch == 1:
                 runs['ref-style loop'] = ref_style_loop(inputs, backward)
             if not backward:
@@ -289,9 +304,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                     print(f'| {case} | {threads} | {label} | {seconds:.4f} | {vs_yardstick} | {vs_loop} | '
                           f'{vs_reference} | {y_error:.1e} (y) | - | - |', flush=True)
                     continue
-                scan = dict(backends)[name]
+                scan, given = variants[name]
                 error = max_error({k: v.cpu() for k, v in outputs.items()}, truth)
-                peak = peak_bytes(scan, inputs, backward, args.device)
+                peak = peak_bytes(scan, given, backward, args.device)
                 print(f'| {case} | {threads} | {name} | {seconds:.4f} | {vs_yardstick} | {vs_loop} | {vs_reference} | '
                       f'{error:.1e} | {peak / 2**20:.0f} | {peak / input_bytes:.1f} |', flush=True)
                 if yardstick_seconds:

@@ -50,16 +50,21 @@ class DirectionalSSM(nn.Module):
     def scan(self, xs: Tensor, delta_offset: Optional[Tensor] = None) -> Tensor:
         """Run direction sequences xs (B, K, d, L) through the SSM; returns (B, K, d, L) float32.
 
+        Works on xs in any layout; time-major xs ((B, L, K, d) in memory, as :func:`rssr.ops.cross_scan`
+        makes) are projected and scanned without a transpose, and the output is stored the same way.
         ``delta_offset`` (K, d, L), if given, is added to the projected deltas before the scan.
         """
         b, k, d, length = xs.shape
-        projected = torch.einsum('bkdl,kcd->bkcl', xs, self.x_proj_weight)
-        dt_raw, B, C = torch.split(projected, [self.dt_rank, self.d_state, self.d_state], dim=2)
-        delta = torch.einsum('bkrl,kdr->bkdl', dt_raw, self.dt_projs_weight)
+        steps = xs.permute(0, 3, 1, 2)  # (B, L, K, d)
+        projected = torch.einsum('blkd,kcd->blkc', steps, self.x_proj_weight)
+        dt_raw, B, C = torch.split(projected, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = torch.einsum('blkr,kdr->blkd', dt_raw, self.dt_projs_weight)
         if delta_offset is not None:
-            delta = delta + delta_offset
+            delta = delta + delta_offset.permute(2, 0, 1)
         y = selective_scan(
-            xs.float().reshape(b, k * d, length), delta.float().reshape(b, k * d, length),
-            -torch.exp(self.A_logs.float()), B.float(), C.float(), self.Ds.float(),
-            delta_bias=self.dt_projs_bias.float().reshape(-1), delta_softplus=True, backend=self.scan_backend)
+            steps.float().reshape(b, length, k * d).transpose(1, 2),
+            delta.float().reshape(b, length, k * d).transpose(1, 2),
+            -torch.exp(self.A_logs.float()), B.float().permute(0, 2, 3, 1), C.float().permute(0, 2, 3, 1),
+            self.Ds.float(), delta_bias=self.dt_projs_bias.float().reshape(-1), delta_softplus=True,
+            backend=self.scan_backend)
         return y.reshape(b, k, d, length)

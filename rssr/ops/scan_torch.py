@@ -12,8 +12,10 @@ fewer ops: steps that are large (window-sized batches; at one CPU thread, any st
 elements or more) are scanned one op per step.
 
 Layout: every per-step tensor is batch-major and time-second, (b, l, ...), with the channels
-contiguous, so the (b, d, l) <-> (b, l, d) conversions are one cache-blocked 2-D transpose per batch
-element, and each op of the scan is a large contiguous elementwise op that torch spreads over its
+contiguous. Inputs already stored that way (time-major: a (b, d, l) transposed view of (b, l, d) memory,
+as the SS2D blocks pass their direction sequences) are read in place, and y and the input gradients are
+then returned in that layout too; contiguous (b, d, l) inputs cost one 2-D transpose per batch element
+each way. Each op of the scan is a large contiguous elementwise op that torch spreads over its
 intra-op threads. Time is cut into segments sized for the CPU cache; the state is carried from one
 segment to the next, so the (b, l, d, n) state tensor is never materialised, and the segment
 buffers are allocated once per call, with their per-step views (making a view costs about as much
@@ -133,18 +135,30 @@ def _blocked_reverse_scan_(x: Tensor, links: Tensor, products: Tensor, views: St
         xs[t].addcmul_(ls[t + 1], xs[t + 1])
 
 
-def _time_major(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """(b, c, l) -> contiguous (b, l, c): one 2-D transpose per batch element (torch's blocked fast path)."""
+def is_time_major(x: Tensor) -> bool:
+    """Whether (b, c, l) ``x`` is stored as a contiguous (b, l, c), as a transposed view of channels-last
+    features is: the scan then reads it, and writes its output in the same layout, without a transpose."""
+    return x.dim() == 3 and x.transpose(1, 2).is_contiguous()
+
+
+def _time_major(x: Tensor, dtype: torch.dtype, copy: bool = False) -> Tensor:
+    """(b, c, l) -> contiguous (b, l, c) in ``dtype``: a view of a time-major ``x`` (a copy with ``copy``, for
+    writing into), else one 2-D transpose per batch element (torch's blocked fast path)."""
     x = x.to(dtype)
+    if is_time_major(x):
+        return x.transpose(1, 2).clone() if copy else x.transpose(1, 2)
     out = x.new_empty(x.shape[0], x.shape[2], x.shape[1])
     for index in range(x.shape[0]):
         out[index].copy_(x[index].t())
     return out
 
 
-def _channel_major(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """(b, l, ...) -> contiguous (b, prod(...), l) in ``dtype``."""
+def _caller_layout(x: Tensor, like: Tensor, dtype: torch.dtype) -> Tensor:
+    """(b, l, ...) -> (b, prod(...), l) in ``dtype``, stored like ``like``: a view of ``x`` where ``like`` is
+    time-major, else a contiguous transposed copy."""
     flat = x.reshape(x.shape[0], x.shape[1], -1)
+    if is_time_major(like):
+        return flat.transpose(1, 2).to(dtype)
     out = flat.new_empty(flat.shape[0], flat.shape[2], flat.shape[1])
     for index in range(flat.shape[0]):
         out[index].copy_(flat[index].t())
@@ -176,7 +190,7 @@ class _Coefficient:
 
     def __init__(self, value: Tensor, groups: int, dtype: torch.dtype) -> None:
         self.variable = value.dim() >= 3
-        self.input_shape = value.shape
+        self.input = value
         if self.variable:
             grouped = value.unsqueeze(1) if value.dim() == 3 else value
             b, self.input_groups, n, length = grouped.shape
@@ -218,10 +232,11 @@ class _Coefficient:
     def input_grad(self, dtype: torch.dtype) -> Tensor:
         """The accumulated gradient in the caller's layout and dtype."""
         if not self.variable:
-            return self.grad.transpose(1, 2).reshape(self.input_shape).to(dtype)
+            return self.grad.transpose(1, 2).reshape(self.input.shape).to(dtype)
         b, length, groups, n = self.grad.shape
         grad = self.grad.view(b, length, self.input_groups, groups // self.input_groups, n).sum(3)
-        return _channel_major(grad, dtype).reshape(self.input_shape)
+        like = self.input if self.input.dim() == 3 else self.input.flatten(1, 2)
+        return _caller_layout(grad, like, dtype).reshape(self.input.shape)
 
 
 def _layout_groups(d: int, B: Tensor, C: Tensor) -> int:
@@ -250,7 +265,7 @@ class _Problem:
         self.group_dim = self.dim // self.groups
         layout = (self.batch, self.length, self.groups, self.group_dim)
         self.u = _time_major(u, self.dtype).view(layout)
-        self.dt = _time_major(delta, self.dtype).view(layout)
+        self.dt = _time_major(delta, self.dtype, copy=True).view(layout)  # written into below
         self.dtu = torch.empty_like(self.u)
         bias = delta_bias.to(self.dtype).view(self.groups, self.group_dim) if delta_bias is not None else None
         steps = max(1, _SETUP_CHUNK_ELEMENTS // (self.batch * self.dim))
@@ -401,7 +416,7 @@ class _SelectiveScanCore(torch.autograd.Function):
         ctx.problem = p if any(ctx.needs_input_grad) else None  # the backward reuses its layout conversions
         ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, starts)
         ctx.delta_softplus, ctx.segment_len = delta_softplus, p.segment_len
-        return _channel_major(y, p.dtype), last.transpose(2, 3).reshape(p.batch, p.dim, p.state_dim)
+        return _caller_layout(y, u, p.dtype), last.transpose(2, 3).reshape(p.batch, p.dim, p.state_dim)
 
     @staticmethod
     @once_differentiable
@@ -419,13 +434,13 @@ class _SelectiveScanCore(torch.autograd.Function):
             D_grouped = D.to(p.dtype).view(p.groups, p.group_dim)
             grad_D = (grad_y_tm * p.u).sum((0, 1)).reshape(-1).to(D.dtype)
             grad_u.addcmul_(grad_y_tm, D_grouped)
-        grad_delta = _channel_major(grad_dt, p.dtype)
+        grad_delta = _caller_layout(grad_dt, delta, p.dtype)
         if ctx.delta_softplus:  # d softplus(x) / dx = sigmoid(x)
             raw = delta.to(p.dtype) + delta_bias.to(p.dtype)[:, None] if delta_bias is not None else delta.to(p.dtype)
             grad_delta.mul_(torch.sigmoid(raw))
         grad_bias = grad_delta.sum((0, 2)).to(delta_bias.dtype) if delta_bias is not None else None
         p.release_buffers()
-        return (_channel_major(grad_u, u.dtype), grad_delta.to(delta.dtype),
+        return (_caller_layout(grad_u, u, u.dtype), grad_delta.to(delta.dtype),
                 grad_A.transpose(1, 2).reshape(A.shape).to(A.dtype),
                 p.B.input_grad(B.dtype), p.C.input_grad(C.dtype), grad_D, grad_bias, None, None)
 

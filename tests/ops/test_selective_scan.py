@@ -191,6 +191,34 @@ def test_torch_backend_blocked_and_step_by_step_scans(monkeypatch, sequential_fr
     check_against_reference(selective_scan_torch, Case(6, 8, 4, 45, 2, 2), segment_len=segment_len)
 
 
+def time_major_copy(x: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The same values stored time-major: (b, ..., l) with the time dimension outermost after the batch."""
+    if x is None or x.dim() < 3:
+        return x
+    return x.movedim(-1, 1).contiguous().movedim(1, -1)
+
+
+@pytest.mark.parametrize('case', CASES, ids=lambda c: c.id)
+def test_torch_backend_reads_time_major_inputs_in_place_and_answers_in_their_layout(case):
+    """Inputs stored time-major (a transposed view of channels-last features) give the same outputs and
+    gradients; y and the gradients come back in their inputs' layout, and the caller's delta is unchanged."""
+    inputs = make_inputs(case)
+    want = run(selective_scan_torch, case, inputs, torch.float64)
+    strided = {k: time_major_copy(v) for k, v in inputs.items()}
+    delta_before = strided['delta'].clone()
+    got = run(selective_scan_torch, case, strided, torch.float64)
+    errors = relative_errors(got, want)
+    assert max(errors.values()) <= 1e-12, errors
+    assert torch.equal(strided['delta'], delta_before)
+    u = strided['u'].detach().clone().float().requires_grad_()
+    delta = strided['delta'].detach().clone().float().requires_grad_()
+    y = selective_scan_torch(u, delta, inputs['A'].float(), strided['B'].float(), strided['C'].float(),
+                             delta_softplus=case.softplus)
+    assert y.transpose(1, 2).is_contiguous() and (case.length == 1 or not y.is_contiguous())
+    y.backward(time_major_copy(torch.ones_like(y)))
+    assert u.grad.transpose(1, 2).is_contiguous() and delta.grad.transpose(1, 2).is_contiguous()
+
+
 @pytest.mark.parametrize('chunk_elements', [1, 5 * 2 * 6])
 def test_torch_backend_setup_chunks(monkeypatch, chunk_elements):
     """delta_bias, softplus and dt * u run over time chunks: one step per chunk, and chunks of 5 steps
