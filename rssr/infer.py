@@ -27,6 +27,7 @@ from rssr.inference.scene import DEFAULT_TILE, MAX_DEFAULT_WORKERS
 from rssr.inference.self_ensemble import with_self_ensemble
 from rssr.inference.sharding import finish, run_shard, start_shard
 from rssr.io import RASTER_EXTENSIONS
+from rssr.cpu_memory import retain_freed_memory
 from rssr.threads import configure_threads
 
 
@@ -136,6 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     with user_errors('rssr.infer'):
         configure_threads(None)
+        retain_freed_memory()
         shard = start_shard(args.device)
         if args.onnx is not None:
             model, bands, tile = _onnx_model(args)

@@ -35,12 +35,14 @@ def run(pipeline: str, is_train: bool, argv: Optional[List[str]] = None) -> None
         import_plugins(packages)
         from rssr.basicsr.options import check_options
         from rssr.basicsr.patches import CLI, apply_patches
+        from rssr.cpu_memory import retain_freed_memory
         from rssr.threads import configure_threads
 
         sys.argv = [sys.argv[0]] + args
         known, _ = _opt_parser().parse_known_args(args)
         opt = check_options(known.opt, is_train=is_train) if known.opt is not None else None
         configure_threads(opt)
+        retain_freed_memory()
         apply_patches(CLI)
         module, function = pipeline.split(':')
         getattr(importlib.import_module(module), function)(os.getcwd())

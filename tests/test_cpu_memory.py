@@ -1,0 +1,43 @@
+"""rssr.cpu_memory: after retain_freed_memory(), a tensor allocated again after being freed does not fault its
+pages in again (each check runs in a fresh interpreter: the settings are process-wide)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from testkit import REPO
+
+PROGRAM = r'''
+import resource, sys
+import torch
+from rssr.cpu_memory import retain_freed_memory
+applied = retain_freed_memory() if sys.argv[1] == 'retain' else None
+def faults_of_one_allocation():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(64 << 20, dtype=torch.uint8)  # 64 MiB, above glibc's largest mmap threshold; freed at once
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+faults_of_one_allocation()
+print(applied, faults_of_one_allocation())
+'''
+
+
+def run(mode: str, **env: str) -> tuple:
+    result = subprocess.run([sys.executable, '-c', PROGRAM, mode], capture_output=True, text=True, cwd=REPO,
+                            env={**os.environ, 'PYTHONPATH': str(REPO), **env}, check=True)
+    applied, faults = result.stdout.split()
+    return applied, int(faults)
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc malloc settings; elsewhere it is a no-op')
+def test_freed_memory_is_reused_without_page_faults():
+    assert run('default')[1] > 10_000  # 16384 pages of 4 KiB, faulted in again on every allocation
+    applied, faults = run('retain')
+    assert applied == 'True' and faults < 100
+
+
+def test_the_environment_variable_leaves_malloc_alone():
+    applied, faults = run('retain', RSSR_KEEP_FREED_MEMORY='0')
+    assert applied == 'False' and (faults > 10_000 or not sys.platform.startswith('linux'))
