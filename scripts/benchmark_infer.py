@@ -6,7 +6,8 @@
 
 A synthetic 4-band uint16 GeoTIFF (reflectance x 10000) of ``--size`` LR pixels is written once. Then per
 model and thread count (the count ``rssr.infer`` picks on this machine, and 1) a fresh Python process
-(so that its peak RSS is the run's own) does, in this order:
+(so that its peak RSS is the run's own), set up as ``rssr.infer`` sets itself up (threads, and
+:func:`rssr.cpu_memory.retain_freed_memory`), does, in this order:
 
 1. ``super_resolve_scene`` at the defaults of ``rssr.infer`` (tiling, workers, uint16 output), timed;
    its peak RSS (``ru_maxrss``, whole process: Python, torch and rssr included) is read right after;
@@ -57,9 +58,11 @@ def worker(model_name: str, source: Path, folder: Path, repeats: int, self_ensem
     from rssr.basicsr.loading import load_model
     from rssr.inference import TilingOptions, super_resolve_scene, with_self_ensemble
     from rssr.io import read_raster, resolve_radiometry
+    from rssr.cpu_memory import retain_freed_memory
     from rssr.threads import configure_threads
 
     threads = configure_threads(None).threads
+    retain_freed_memory()  # as rssr.infer does at start-up (RSSR_KEEP_FREED_MEMORY=0 measures without it)
     model = load_model(zoo_name=model_name)
     radiometry = resolve_radiometry('uint16', 4, preset='sentinel2')
 
