@@ -107,7 +107,7 @@ class MultiDirectionScan(nn.Module):
             sequences = [cross_scale_scan(x, x_low, d.window, d.column_first, d.flip) for d in self.directions]
         else:
             sequences = [window_scan(x, d.window, d.column_first, d.flip) for d in self.directions]
-        return torch.stack(sequences, dim=1)
+        return torch.stack([sequence.transpose(1, 2) for sequence in sequences], dim=2).permute(0, 2, 3, 1)
 
     def merge(self, ys: Tensor, height: int, width: int) -> Tensor:
         """Scanned (B, K, C, L) -> gated sum over directions in raster order, (B, C, H*W)."""
@@ -118,13 +118,14 @@ class MultiDirectionScan(nn.Module):
                                                  exact_column_inverse=self.exact_cross_scale_inverse))
             else:
                 rasters.append(window_merge(ys[:, k], height, width, d.window, d.column_first, d.flip))
-        return self.gated_sum(torch.stack(rasters, dim=1))
+        return self.gated_sum(rasters)
 
-    def gated_sum(self, rasters: Tensor) -> Tensor:
-        """Raster-order directions (B, K, C, H*W) -> sum of their gated values (B, C, H*W)."""
+    def gated_sum(self, rasters: Sequence[Tensor]) -> Tensor:
+        """Raster-order directions, each (B, C, H*W), -> sum of their gated values (B, C, H*W). The gate works on
+        (B, H*W, C) tokens: rasters stored time-major (as the window merges make them) need no copy for it."""
         merged = 0
-        for k in range(rasters.shape[1]):
-            merged = merged + self.attn(rasters[:, k].transpose(1, 2))
+        for raster in rasters:
+            merged = merged + self.attn(raster.transpose(1, 2))
         return merged.transpose(1, 2)
 
     def extra_repr(self) -> str:
@@ -173,7 +174,7 @@ class LocalWindowSS2D(SS2D):
         if order is None:
             return self.multi_scan.merge(self.scan(self.multi_scan.scan(x, x_low)), height, width)
         ys = self.scan(compact_window_scan(x, order), self.pad_run_delta_offset(order))
-        return self.multi_scan.gated_sum(compact_window_merge(ys, order))
+        return self.multi_scan.gated_sum(compact_window_merge(ys, order).unbind(1))
 
 
 class CrossScaleSS2D(LocalWindowSS2D):

@@ -90,10 +90,11 @@ class RepSS2D(DirectionalSSM):
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, H, W, d_model) -> (B, H, W, d_model)."""
-        u, gate = self.in_proj(x).chunk(2, dim=-1)
-        # The maps are kept channels-last: the depthwise convs run fastest so, and the permutes to and from
-        # (B, H, W, C) cost nothing.
-        u = self.act(self.conv2d(u.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)))
+        # in_proj's two halves as two products, each contiguous: u is then a channels-last map as it stands
+        # (the depthwise convs run fastest so, and the permutes to and from (B, H, W, C) cost nothing)
+        u_weight, gate_weight = self.in_proj.weight.chunk(2, dim=0)
+        u, gate = F.linear(x, u_weight), F.linear(x, gate_weight)
+        u = self.act(self.conv2d(u.permute(0, 3, 1, 2)))
         global_part, local_part = u.split([self.d_inner, self.expanded - self.d_inner], dim=1)
         local_part = self.rewconv(local_part.contiguous(memory_format=torch.channels_last))
         mixed = torch.cat([self.global_branch(global_part), local_part], dim=1)

@@ -61,30 +61,33 @@ def _window_grid(height: int, width: int, window: int) -> tuple[int, int]:
 
 def window_scan(x: Tensor, window: int, column_first: bool = False, flip: bool = False) -> Tensor:
     """Unroll x (B, C, H, W) window by window into (B, C, L), L = H * W after zero padding to
-    multiples of ``window`` (the pad tokens are kept in the sequence)."""
+    multiples of ``window`` (the pad tokens are kept in the sequence). The sequence is stored time-major,
+    (B, L, C) in memory, as the selective scan reads it; from a channels-last x every copy moves whole pixels."""
     b, c, height, width = x.shape
     rows, cols = _window_grid(height, width, window)
     if (rows * window, cols * window) != (height, width):
         x = F.pad(x, (0, cols * window - width, 0, rows * window - height))
-    tiles = x.reshape(b, c, rows, window, cols, window)  # (window row, row in window, window col, col in window)
-    order = (0, 1, 4, 2, 5, 3) if column_first else (0, 1, 2, 4, 3, 5)
-    sequence = tiles.permute(order).reshape(b, c, -1)
-    return sequence.flip(-1) if flip else sequence
+    tiles = x.permute(0, 2, 3, 1).reshape(b, rows, window, cols, window, c)  # (window row, row in window, ...)
+    order = (0, 3, 1, 4, 2, 5) if column_first else (0, 1, 3, 2, 4, 5)
+    steps = tiles.permute(order).reshape(b, -1, c)
+    return (steps.flip(1) if flip else steps).transpose(1, 2)
 
 
 def window_merge(sequence: Tensor, height: int, width: int, window: int, column_first: bool = False,
                  flip: bool = False) -> Tensor:
-    """Exact inverse of :func:`window_scan`: (B, C, L) -> raster (B, C, H*W), pad tokens dropped."""
+    """Exact inverse of :func:`window_scan`: (B, C, L) -> raster (B, C, H*W), pad tokens dropped; stored
+    time-major, (B, H*W, C) in memory."""
     b, c, _ = sequence.shape
     rows, cols = _window_grid(height, width, window)
+    steps = sequence.transpose(1, 2)
     if flip:
-        sequence = sequence.flip(-1)
+        steps = steps.flip(1)
     if column_first:
-        tiles = sequence.reshape(b, c, cols, rows, window, window).permute(0, 1, 3, 5, 2, 4)
+        tiles = steps.reshape(b, cols, rows, window, window, c).permute(0, 2, 4, 1, 3, 5)
     else:
-        tiles = sequence.reshape(b, c, rows, cols, window, window).permute(0, 1, 2, 4, 3, 5)
-    grid = tiles.reshape(b, c, rows * window, cols * window)[:, :, :height, :width]
-    return grid.reshape(b, c, height * width)
+        tiles = steps.reshape(b, rows, cols, window, window, c).permute(0, 1, 3, 2, 4, 5)
+    grid = tiles.reshape(b, rows * window, cols * window, c)[:, :height, :width]
+    return grid.reshape(b, height * width, c).transpose(1, 2)
 
 
 def _check_cross_scale_sizes(height: int, width: int, window: int) -> None:
@@ -207,14 +210,18 @@ def compact_window_order(height: int, width: int, directions: Tuple[ScanDirectio
 
 
 def compact_window_scan(x: Tensor, order: CompactWindowOrder) -> Tensor:
-    """Unroll x (B, C, H, W) in the compact orders: (B, K, C, L'), pad-run tokens zero."""
+    """Unroll x (B, C, H, W) in the compact orders: (B, K, C, L'), pad-run tokens zero; stored time-major,
+    (B, L', K, C) in memory."""
     b, c = x.shape[:2]
-    flat = torch.cat([x.reshape(b, c, -1), x.new_zeros(b, c, 1)], dim=2)
-    sources = order.sources.to(x.device)
-    return flat[:, :, sources.reshape(-1)].view(b, c, *sources.shape).transpose(1, 2)
+    pixels = x.permute(0, 2, 3, 1).reshape(b, -1, c)
+    flat = torch.cat([pixels, pixels.new_zeros(b, 1, c)], dim=1)
+    sources = order.sources.to(x.device)  # (K, L')
+    steps = flat[:, sources.t().reshape(-1)].view(b, sources.shape[1], sources.shape[0], c)
+    return steps.permute(0, 2, 3, 1)
 
 
 def compact_window_merge(sequences: Tensor, order: CompactWindowOrder) -> Tensor:
-    """Scanned (B, K, C, L') compact sequences -> raster (B, K, C, H*W)."""
-    positions = order.positions.to(sequences.device)
-    return torch.gather(sequences, 3, positions[None, :, None, :].expand(*sequences.shape[:3], -1))
+    """Scanned (B, K, C, L') compact sequences -> raster (B, K, C, H*W), stored time-major."""
+    positions = order.positions.to(sequences.device)  # (K, H*W)
+    directions = torch.arange(positions.shape[0], device=sequences.device)
+    return sequences.permute(0, 3, 1, 2)[:, positions.t(), directions].permute(0, 2, 3, 1)

@@ -40,6 +40,16 @@ def test_window_merge_inverts_window_scan(height, width, window, column_first, f
     assert torch.equal(merged, x.flatten(2))
 
 
+@pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
+def test_window_sequences_and_rasters_are_stored_time_major(memory_format):
+    """(B, L, C) in memory, as the selective scan reads them and the direction gate takes them."""
+    x = torch.randn(2, 3, 11, 13).contiguous(memory_format=memory_format)
+    sequence = window_scan(x, 4, column_first=True, flip=True)
+    raster = window_merge(sequence, 11, 13, 4, column_first=True, flip=True)
+    assert sequence.transpose(1, 2).is_contiguous() and raster.transpose(1, 2).is_contiguous()
+    assert torch.equal(raster, x.reshape(2, 3, -1))
+
+
 def test_scan_direction_names():
     assert ScanDirection.parse('c_w64_flip') == ScanDirection(64, column_first=True, flip=True)
     assert ScanDirection.parse('w8') == ScanDirection(8)
