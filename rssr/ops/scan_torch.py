@@ -40,7 +40,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 _LOG2_E = 1.4426950408889634  # exp(x) == exp2(x * log2(e)); torch's exp2 is the fastest exp on CPU
-_CPU_SEGMENT_ELEMENTS = 1 << 19  # per working tensor: 2 MiB in float32, cache-resident on a CPU
+_CPU_SEGMENT_ELEMENTS = 1 << 19  # per working tensor and thread: 2 MiB in float32, in one core's caches
 _DEVICE_SEGMENT_ELEMENTS = 1 << 26  # on accelerators fewer, larger kernel launches are cheaper
 # delta_bias, softplus and dt * u run over time chunks of this many elements: their temporaries stay in cache
 _SETUP_CHUNK_ELEMENTS = 1 << 17
@@ -141,12 +141,12 @@ def is_time_major(x: Tensor) -> bool:
     return x.dim() == 3 and x.transpose(1, 2).is_contiguous()
 
 
-def _time_major(x: Tensor, dtype: torch.dtype, copy: bool = False) -> Tensor:
-    """(b, c, l) -> contiguous (b, l, c) in ``dtype``: a view of a time-major ``x`` (a copy with ``copy``, for
-    writing into), else one 2-D transpose per batch element (torch's blocked fast path)."""
+def _time_major(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """(b, c, l) -> contiguous (b, l, c) in ``dtype``: a view of a time-major ``x``, else one 2-D transpose per
+    batch element (torch's blocked fast path)."""
     x = x.to(dtype)
     if is_time_major(x):
-        return x.transpose(1, 2).clone() if copy else x.transpose(1, 2)
+        return x.transpose(1, 2)
     out = x.new_empty(x.shape[0], x.shape[2], x.shape[1])
     for index in range(x.shape[0]):
         out[index].copy_(x[index].t())
@@ -249,7 +249,7 @@ def _layout_groups(d: int, B: Tensor, C: Tensor) -> int:
 
 
 def _segment_length(step_elements: int, length: int, device: torch.device) -> int:
-    budget = _CPU_SEGMENT_ELEMENTS if device.type == 'cpu' else _DEVICE_SEGMENT_ELEMENTS
+    budget = _CPU_SEGMENT_ELEMENTS * torch.get_num_threads() if device.type == 'cpu' else _DEVICE_SEGMENT_ELEMENTS
     return max(1, min(length, budget // max(step_elements, 1)))
 
 
@@ -265,13 +265,18 @@ class _Problem:
         self.group_dim = self.dim // self.groups
         layout = (self.batch, self.length, self.groups, self.group_dim)
         self.u = _time_major(u, self.dtype).view(layout)
-        self.dt = _time_major(delta, self.dtype, copy=True).view(layout)  # written into below
+        delta_in = _time_major(delta, self.dtype).view(layout)
+        callers = is_time_major(delta) and delta.dtype == self.dtype  # delta_in is the caller's tensor: not written
+        self.dt = torch.empty_like(delta_in) if callers else delta_in
         self.dtu = torch.empty_like(self.u)
         bias = delta_bias.to(self.dtype).view(self.groups, self.group_dim) if delta_bias is not None else None
         steps = max(1, _SETUP_CHUNK_ELEMENTS // (self.batch * self.dim))
-        for dt, u_chunk, dtu in zip(self.dt.split(steps, 1), self.u.split(steps, 1), self.dtu.split(steps, 1)):
+        for given, dt, u_chunk, dtu in zip(delta_in.split(steps, 1), self.dt.split(steps, 1), self.u.split(steps, 1),
+                                           self.dtu.split(steps, 1)):
             if bias is not None:
-                dt += bias
+                torch.add(given, bias, out=dt)
+            elif callers:
+                dt.copy_(given)
             if delta_softplus:
                 _softplus_(dt)
             torch.mul(dt, u_chunk, out=dtu)
