@@ -41,6 +41,7 @@ import yaml
 from benchmark_archs import count_macs
 
 import rssr  # noqa: F401  (registries filled)
+from rssr.cpu_memory import retain_freed_memory
 from rssr.archs.mambacsr import MultiDirectionScan
 from rssr.registry import ARCHS
 from rssr.zoo import create_model
@@ -98,8 +99,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--per-gmac', action='store_true',
                         help='models are zoo names (official configurations); print ms per step per forward GMAC')
     parser.add_argument('--bands', type=int, default=4, help='input bands with --per-gmac')
+    parser.add_argument('--default-malloc', action='store_true',
+                        help="leave glibc's malloc as it is (by default it is set up as rssr.train sets it up: "
+                             "rssr.cpu_memory.retain_freed_memory)")
     parser.add_argument('--scale', type=int, default=4, help='scale with --per-gmac')
     args = parser.parse_args(argv)
+    if not args.default_malloc:
+        retain_freed_memory()
     torch.set_num_threads(args.threads)
 
     rows: List[Tuple[str, str, Callable[[], None], Callable[[], ContextManager]]] = []

@@ -249,8 +249,11 @@ def _layout_groups(d: int, B: Tensor, C: Tensor) -> int:
 
 
 def _segment_length(step_elements: int, length: int, device: torch.device) -> int:
+    """Time steps per segment: as many as the working-tensor budget holds; a square number when the sequence
+    takes several segments, so that the blocked scan cuts each into whole blocks (no step-by-step tail)."""
     budget = _CPU_SEGMENT_ELEMENTS * torch.get_num_threads() if device.type == 'cpu' else _DEVICE_SEGMENT_ELEMENTS
-    return max(1, min(length, budget // max(step_elements, 1)))
+    steps = max(1, min(length, budget // max(step_elements, 1)))
+    return steps if steps == length else math.isqrt(steps) ** 2
 
 
 class _Problem:
