@@ -50,6 +50,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from tqdm import tqdm
 
+from rssr.cpu_memory import retain_freed_memory
 from rssr.ops import ScanBackendUnavailable
 from rssr.ops.scan_torch import selective_scan_torch
 from rssr.ops.selective_scan import resolve_backend
@@ -245,7 +246,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--reference-train', action='store_true', help='also time the reference fwd+bwd (very slow)')
     parser.add_argument('--threads', type=int, nargs='+', default=sorted({1, default_threads}),
                         help=f'thread counts to run every case at (default: 1 and this machine\'s {default_threads})')
+    parser.add_argument('--retain-freed-memory', action='store_true',
+                        help='set malloc up as rssr\'s CLIs do (rssr.cpu_memory.retain_freed_memory)')
     args = parser.parse_args(argv)
+    if args.retain_freed_memory:
+        retain_freed_memory()
     backends = backends_for(args.device, [b for b in args.backends if b != 'reference'])
     reference = resolve_backend(torch.zeros(1), 'reference')
     d = DIRECTIONS * CHANNELS
