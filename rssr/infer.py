@@ -20,6 +20,7 @@ from torch import nn
 
 from rssr.basicsr.loading import band_contract, load_model, parse_arch_kwargs
 from rssr.basicsr.plugins import import_plugins
+from rssr.cpu_memory import retain_freed_memory
 from rssr.errors import user_errors
 from rssr.inference import InferenceError, OutputOptions, TilingOptions, super_resolve_scene
 from rssr.inference.bands import BandContract
@@ -27,7 +28,6 @@ from rssr.inference.scene import DEFAULT_TILE, MAX_DEFAULT_WORKERS
 from rssr.inference.self_ensemble import with_self_ensemble
 from rssr.inference.sharding import finish, run_shard, start_shard
 from rssr.io import RASTER_EXTENSIONS
-from rssr.cpu_memory import retain_freed_memory
 from rssr.threads import configure_threads
 
 

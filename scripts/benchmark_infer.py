@@ -56,9 +56,9 @@ def worker(model_name: str, source: Path, folder: Path, repeats: int, self_ensem
     import torch
 
     from rssr.basicsr.loading import load_model
+    from rssr.cpu_memory import retain_freed_memory
     from rssr.inference import TilingOptions, super_resolve_scene, with_self_ensemble
     from rssr.io import read_raster, resolve_radiometry
-    from rssr.cpu_memory import retain_freed_memory
     from rssr.threads import configure_threads
 
     threads = configure_threads(None).threads

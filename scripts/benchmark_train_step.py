@@ -41,8 +41,8 @@ import yaml
 from benchmark_archs import count_macs
 
 import rssr  # noqa: F401  (registries filled)
-from rssr.cpu_memory import retain_freed_memory
 from rssr.archs.mambacsr import MultiDirectionScan
+from rssr.cpu_memory import retain_freed_memory
 from rssr.registry import ARCHS
 from rssr.zoo import create_model
 

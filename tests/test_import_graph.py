@@ -15,8 +15,8 @@ AUTOIMPORT_CALL = 'import_submodules'  # rssr._autoimport: a package __init__ th
 
 # The layers of rssr, bottom first: a top-level module or package (a "unit") imports only units of lower layers.
 LAYERS = (
-    ('foundations', {'rssr.utils', 'rssr.threads', 'rssr.cpu_memory', 'rssr.torchrun', 'rssr._autoimport', 'rssr.band_names',
-                     'rssr.version'}),
+    ('foundations', {'rssr.utils', 'rssr.threads', 'rssr.cpu_memory', 'rssr.torchrun', 'rssr._autoimport',
+                     'rssr.band_names', 'rssr.version'}),
     ('errors, registries, kernels', {'rssr.errors', 'rssr.registry', 'rssr.ops'}),
     ('building blocks, raster io', {'rssr.layers', 'rssr.io'}),
     ('components', {'rssr.band_normalization', 'rssr.losses', 'rssr.metrics', 'rssr.data'}),
