@@ -141,28 +141,25 @@ def is_time_major(x: Tensor) -> bool:
     return x.dim() == 3 and x.transpose(1, 2).is_contiguous()
 
 
-def _time_major(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """(b, c, l) -> contiguous (b, l, c) in ``dtype``: a view of a time-major ``x``, else one 2-D transpose per
-    batch element (torch's blocked fast path)."""
-    x = x.to(dtype)
-    if is_time_major(x):
-        return x.transpose(1, 2)
+def _swap_last_two(x: Tensor) -> Tensor:
+    """(b, m, k) -> contiguous (b, k, m): one 2-D transpose per batch element (torch's blocked fast path)."""
     out = x.new_empty(x.shape[0], x.shape[2], x.shape[1])
     for index in range(x.shape[0]):
         out[index].copy_(x[index].t())
     return out
 
 
+def _time_major(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """(b, c, l) -> contiguous (b, l, c) in ``dtype``: a view of a time-major ``x``, else a transposed copy."""
+    x = x.to(dtype)
+    return x.transpose(1, 2) if is_time_major(x) else _swap_last_two(x)
+
+
 def _caller_layout(x: Tensor, like: Tensor, dtype: torch.dtype) -> Tensor:
     """(b, l, ...) -> (b, prod(...), l) in ``dtype``, stored like ``like``: a view of ``x`` where ``like`` is
     time-major, else a contiguous transposed copy."""
     flat = x.reshape(x.shape[0], x.shape[1], -1)
-    if is_time_major(like):
-        return flat.transpose(1, 2).to(dtype)
-    out = flat.new_empty(flat.shape[0], flat.shape[2], flat.shape[1])
-    for index in range(flat.shape[0]):
-        out[index].copy_(flat[index].t())
-    return out.to(dtype)
+    return (flat.transpose(1, 2) if is_time_major(like) else _swap_last_two(flat)).to(dtype)
 
 
 def _softplus_(x: Tensor) -> Tensor:
