@@ -135,7 +135,7 @@ def _blocked_reverse_scan_(x: Tensor, links: Tensor, products: Tensor, views: St
         xs[t].addcmul_(ls[t + 1], xs[t + 1])
 
 
-def is_time_major(x: Tensor) -> bool:
+def _is_time_major(x: Tensor) -> bool:
     """Whether (b, c, l) ``x`` is stored as a contiguous (b, l, c), as a transposed view of channels-last
     features is: the scan then reads it, and writes its output in the same layout, without a transpose."""
     return x.dim() == 3 and x.transpose(1, 2).is_contiguous()
@@ -152,14 +152,14 @@ def _swap_last_two(x: Tensor) -> Tensor:
 def _time_major(x: Tensor, dtype: torch.dtype) -> Tensor:
     """(b, c, l) -> contiguous (b, l, c) in ``dtype``: a view of a time-major ``x``, else a transposed copy."""
     x = x.to(dtype)
-    return x.transpose(1, 2) if is_time_major(x) else _swap_last_two(x)
+    return x.transpose(1, 2) if _is_time_major(x) else _swap_last_two(x)
 
 
 def _caller_layout(x: Tensor, like: Tensor, dtype: torch.dtype) -> Tensor:
     """(b, l, ...) -> (b, prod(...), l) in ``dtype``, stored like ``like``: a view of ``x`` where ``like`` is
     time-major, else a contiguous transposed copy."""
     flat = x.reshape(x.shape[0], x.shape[1], -1)
-    return (flat.transpose(1, 2) if is_time_major(like) else _swap_last_two(flat)).to(dtype)
+    return (flat.transpose(1, 2) if _is_time_major(like) else _swap_last_two(flat)).to(dtype)
 
 
 def _softplus_(x: Tensor) -> Tensor:
@@ -266,7 +266,7 @@ class _Problem:
         layout = (self.batch, self.length, self.groups, self.group_dim)
         self.u = _time_major(u, self.dtype).view(layout)
         delta_in = _time_major(delta, self.dtype).view(layout)
-        callers = is_time_major(delta) and delta.dtype == self.dtype  # delta_in is the caller's tensor: not written
+        callers = _is_time_major(delta) and delta.dtype == self.dtype  # delta_in is the caller's tensor: not written
         self.dt = torch.empty_like(delta_in) if callers else delta_in
         self.dtu = torch.empty_like(self.u)
         bias = delta_bias.to(self.dtype).view(self.groups, self.group_dim) if delta_bias is not None else None
