@@ -24,7 +24,7 @@ from rssr.cpu_memory import retain_freed_memory
 from rssr.errors import user_errors
 from rssr.inference import InferenceError, OutputOptions, TilingOptions, super_resolve_scene
 from rssr.inference.bands import BandContract
-from rssr.inference.scene import DEFAULT_TILE, MAX_DEFAULT_WORKERS
+from rssr.inference.scene import DEFAULT_TILE, MAX_DEFAULT_WORKERS, THREADS_PER_DEFAULT_WORKER
 from rssr.inference.self_ensemble import with_self_ensemble
 from rssr.inference.sharding import finish, run_shard, start_shard
 from rssr.io import RASTER_EXTENSIONS
@@ -103,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument('--margin', type=int, default=8, help='LR pixels at inner tile sides given no weight (default 8)')
     run.add_argument('--batch-size', type=int, help='tiles per forward (default: 4 on a GPU, 1 on the CPU)')
     run.add_argument('--workers', type=int,
-                     help=f'CPU: tiles in flight at once, each on its own thread (default: one per thread, at most '
-                          f'{MAX_DEFAULT_WORKERS}; each tile holds its own activations)')
+                     help=f'CPU: tiles in flight at once, each on its own thread (default: one per '
+                          f'{THREADS_PER_DEFAULT_WORKER} threads, at most {MAX_DEFAULT_WORKERS}; each tile holds its '
+                          f'own activations)')
     run.add_argument('--device', help='cpu, cuda, cuda:1 ... (default: cuda if available)')
     run.add_argument('--amp', choices=('bf16', 'fp16'),
                      help='autocast dtype: bf16 or fp16 on a GPU; bf16 on a CPU with native bfloat16 (AVX512-BF16, '

@@ -203,11 +203,11 @@ def test_unreadable_raster_is_named(tmp_path):
         super_resolve_scene(LocalNet(), tmp_path / 'broken.tif', tmp_path / 'sr.tif', progress=False)
 
 
-@pytest.mark.parametrize('threads, device, workers, tile', [(1, 'cpu', 1, 256), (2, 'cpu', 2, 181), (8, 'cpu', 4, 128),
-                                                           (8, 'cuda', 1, 256)])
+@pytest.mark.parametrize('threads, device, workers, tile', [(1, 'cpu', 1, 256), (2, 'cpu', 1, 256), (4, 'cpu', 2, 181),
+                                                           (16, 'cpu', 4, 128), (8, 'cuda', 1, 256)])
 def test_default_tiles_share_one_budget_among_the_workers(monkeypatch, threads, device, workers, tile):
-    """By default the tiles in flight hold about 256 x 256 LR pixels at any thread count (at most 4 workers),
-    one worker on a GPU; explicit values are kept."""
+    """By default the tiles in flight hold about 256 x 256 LR pixels at any thread count (one worker per two
+    threads, at most 4), one worker on a GPU; explicit values are kept."""
     monkeypatch.setattr(torch, 'get_num_threads', lambda: threads)
     resolved = TilingOptions().for_device(torch.device(device))
     assert (resolved.workers, resolved.tile) == (workers, tile)
