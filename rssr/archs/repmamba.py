@@ -134,7 +134,9 @@ class ChannelCascadeSSM(nn.Module):
         first, *fresh_groups = x.split(CHANNEL_GROUPS, dim=1)
         out = first + self.m8(first)
         for width, fresh in zip(self.widths[1:], fresh_groups):
-            out = getattr(self, f'm{width}')(torch.cat([out, fresh], dim=1))
+            # concatenated channels-last (along the last dim of (B, H, W, C)), as the next block reads them
+            joined = torch.cat([out.permute(0, 2, 3, 1), fresh.permute(0, 2, 3, 1)], dim=-1).permute(0, 3, 1, 2)
+            out = getattr(self, f'm{width}')(joined)
         return out
 
 

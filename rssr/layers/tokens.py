@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 
 def to_tokens(x: Tensor) -> Tensor:
-    """(B, C, H, W) -> (B, H*W, C), token index h*W + w."""
-    return x.flatten(2).transpose(1, 2)
+    """(B, C, H, W) -> (B, H*W, C), token index h*W + w: a view of a contiguous or a channels-last map."""
+    return x.permute(0, 2, 3, 1).flatten(1, 2)
 
 
 def to_map(tokens: Tensor, size: Tuple[int, int]) -> Tensor:
