@@ -41,6 +41,7 @@ from rssr.layers.residual_group import ResidualGroup, resi_connection_conv
 from rssr.layers.sr_skeleton import DIV2K_RGB_MEAN, SRSkeleton, rgb_mean_for, warn_unknown_kwargs
 from rssr.layers.ss2d import SS2D
 from rssr.layers.tokens import PatchEmbed, to_map
+from rssr.ops.cross_scan import stack_time_major
 from rssr.ops.window_scan import (
     CompactWindowOrder,
     ScanDirection,
@@ -107,7 +108,7 @@ class MultiDirectionScan(nn.Module):
             sequences = [cross_scale_scan(x, x_low, d.window, d.column_first, d.flip) for d in self.directions]
         else:
             sequences = [window_scan(x, d.window, d.column_first, d.flip) for d in self.directions]
-        return torch.stack([sequence.transpose(1, 2) for sequence in sequences], dim=2).permute(0, 2, 3, 1)
+        return stack_time_major(sequences)
 
     def merge(self, ys: Tensor, height: int, width: int) -> Tensor:
         """Scanned (B, K, C, L) -> gated sum over directions in raster order, (B, C, H*W)."""

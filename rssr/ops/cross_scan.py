@@ -10,18 +10,25 @@ ops are used, so that ONNX exporters trace them.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import Tensor
+
+
+def stack_time_major(sequences: Sequence[Tensor]) -> Tensor:
+    """K direction sequences, each (B, C, L), -> (B, K, C, L) stored time-major, (B, L, K, C) in memory: the
+    layout the selective scan reads without a transpose (a copy of whole C-vectors for time-major inputs)."""
+    return torch.stack([sequence.transpose(1, 2) for sequence in sequences], dim=2).permute(0, 2, 3, 1)
 
 
 def cross_scan(x: Tensor) -> Tensor:
     """(B, C, H, W) -> (B, 4, C, H*W) direction sequences, stored time-major."""
     b, c, height, width = x.shape
     pixels = x.permute(0, 2, 3, 1)  # (B, H, W, C)
-    row_major = pixels.reshape(b, height * width, c)
-    col_major = pixels.transpose(1, 2).reshape(b, height * width, c)
-    steps = torch.stack([row_major, col_major, row_major.flip(1), col_major.flip(1)], dim=2)  # (B, L, 4, C)
-    return steps.permute(0, 2, 3, 1)
+    row_major = pixels.reshape(b, height * width, c).transpose(1, 2)
+    col_major = pixels.transpose(1, 2).reshape(b, height * width, c).transpose(1, 2)
+    return stack_time_major([row_major, col_major, row_major.flip(-1), col_major.flip(-1)])
 
 
 def cross_merge(ys: Tensor, height: int, width: int) -> Tensor:

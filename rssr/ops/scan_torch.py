@@ -266,8 +266,8 @@ class _Problem:
         layout = (self.batch, self.length, self.groups, self.group_dim)
         self.u = _time_major(u, self.dtype).view(layout)
         delta_in = _time_major(delta, self.dtype).view(layout)
-        callers = _is_time_major(delta) and delta.dtype == self.dtype  # delta_in is the caller's tensor: not written
-        self.dt = torch.empty_like(delta_in) if callers else delta_in
+        delta_is_callers = _is_time_major(delta) and delta.dtype == self.dtype  # a view: must not be written
+        self.dt = torch.empty_like(delta_in) if delta_is_callers else delta_in
         self.dtu = torch.empty_like(self.u)
         bias = delta_bias.to(self.dtype).view(self.groups, self.group_dim) if delta_bias is not None else None
         steps = max(1, _SETUP_CHUNK_ELEMENTS // (self.batch * self.dim))
@@ -275,7 +275,7 @@ class _Problem:
                                            self.dtu.split(steps, 1)):
             if bias is not None:
                 torch.add(given, bias, out=dt)
-            elif callers:
+            elif delta_is_callers:
                 dt.copy_(given)
             if delta_softplus:
                 _softplus_(dt)
